@@ -1,0 +1,145 @@
+package crm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// CallbackEvent is one verified status callback from CartelCRM
+// (PROTOCOL.md §3).
+type CallbackEvent struct {
+	ID         int64
+	DedupKey   string // "{internal_id}:{event}:{timestamp}"
+	InternalID string // the CRM's id of the lead
+	ExternalID string // our lead's id, when the CRM sends it
+	Event      string
+	Status     string
+	Reason     string
+	Timestamp  string    // as sent: a string, or a number's exact digits
+	EventTime  time.Time // Timestamp read as unix seconds/ms or RFC 3339; zero if neither
+	ReceivedAt time.Time
+	Skew       time.Duration // ReceivedAt minus X-Timestamp
+	RawBody    []byte        // the exact bytes that were signed
+	SecretIdx  int           // which configured callback secret verified it
+	LeadID     int64         // the lead it matched; 0 when unmatched
+}
+
+// Refusal is a callback that failed verification: counted and shown, never
+// trusted.
+type Refusal struct {
+	ID         int64
+	At         time.Time
+	RemoteAddr string
+	HTTPStatus int
+	Code       string // the error answered: bad_signature, timestamp_out_of_range, ...
+	Detail     string // the precise reason, e.g. "clock skew of 412 s"
+	Head       []byte // the first bytes of the body
+}
+
+// Callback answer codes (PROTOCOL.md §3).
+const (
+	CodeBodyTooLarge    = "body_too_large"
+	CodeTimestampRange  = "timestamp_out_of_range"
+	CodeBadSignature    = "bad_signature"
+	CodeInvalidPayload  = "invalid_payload"
+	CodeUnavailable     = "unavailable"
+	CodeMethodNotAllowd = "method_not_allowed"
+)
+
+// ErrInvalidPayload is wrapped by ParseCallback's errors.
+var ErrInvalidPayload = errors.New("invalid callback payload")
+
+// ParseCallback reads the fields of a verified callback body. internal_id,
+// event and timestamp must be strings or numbers; numbers keep their exact
+// digits so the dedup key is the one the CRM meant. The raw body is kept
+// as given.
+func ParseCallback(raw []byte) (CallbackEvent, error) {
+	var ev CallbackEvent
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return ev, fmt.Errorf("%w: not a JSON object", ErrInvalidPayload)
+	}
+	var m map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.UseNumber()
+	if err := dec.Decode(&m); err != nil {
+		return ev, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
+	}
+	if dec.More() {
+		return ev, fmt.Errorf("%w: trailing data after the object", ErrInvalidPayload)
+	}
+	var err error
+	if ev.InternalID, err = scalar(m, "internal_id", true); err != nil {
+		return ev, err
+	}
+	if ev.Event, err = scalar(m, "event", true); err != nil {
+		return ev, err
+	}
+	if ev.Timestamp, err = scalar(m, "timestamp", true); err != nil {
+		return ev, err
+	}
+	// Optional fields: a wrong type is kept in the raw body but not used.
+	ev.ExternalID, _ = scalar(m, "external_id", false)
+	ev.Status, _ = scalar(m, "status", false)
+	ev.Reason, _ = scalar(m, "reason", false)
+	ev.DedupKey = ev.InternalID + ":" + ev.Event + ":" + ev.Timestamp
+	ev.EventTime = parseEventTime(ev.Timestamp)
+	ev.RawBody = raw
+	return ev, nil
+}
+
+// scalar returns m[key] as text when it is a JSON string or number.
+func scalar(m map[string]json.RawMessage, key string, required bool) (string, error) {
+	raw, ok := m[key]
+	if !ok || len(raw) == 0 || string(raw) == "null" {
+		if required {
+			return "", fmt.Errorf("%w: %s is required", ErrInvalidPayload, key)
+		}
+		return "", nil
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("%w: %s: %v", ErrInvalidPayload, key, err)
+		}
+		if required && s == "" {
+			return "", fmt.Errorf("%w: %s is empty", ErrInvalidPayload, key)
+		}
+		return s, nil
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return string(raw), nil
+	}
+	return "", fmt.Errorf("%w: %s must be a string or a number", ErrInvalidPayload, key)
+}
+
+// parseEventTime reads unix seconds, unix milliseconds or RFC 3339.
+func parseEventTime(s string) time.Time {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		switch {
+		case n > 1e11 && n < 1e14:
+			return time.UnixMilli(n).UTC()
+		case n > 0 && n <= 1e11:
+			return time.Unix(n, 0).UTC()
+		}
+		return time.Time{}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC()
+	}
+	return time.Time{}
+}
+
+// CallbackBody is the JSON the sandbox sends and tests build callbacks from.
+type CallbackBody struct {
+	InternalID string `json:"internal_id"`
+	ExternalID string `json:"external_id,omitempty"`
+	Event      string `json:"event"`
+	Status     string `json:"status,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Timestamp  int64  `json:"timestamp"`
+}

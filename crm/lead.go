@@ -1,0 +1,184 @@
+package crm
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// State is where a lead stands in the outbox.
+type State string
+
+// Lead states. The first three are live (the dispatcher still owns the
+// lead); the rest are final until an operator resubmits.
+const (
+	StateQueued          State = "queued"
+	StateInFlight        State = "in_flight"
+	StateRetryWait       State = "retry_wait"
+	StateAccepted        State = "accepted"
+	StateDuplicate       State = "duplicate"
+	StateValidationError State = "validation_error"
+	StateRejected        State = "rejected"
+	StateFailed          State = "failed"
+)
+
+// States lists every state in display order.
+var States = []State{
+	StateQueued, StateInFlight, StateRetryWait, StateAccepted,
+	StateDuplicate, StateValidationError, StateRejected, StateFailed,
+}
+
+// Final reports whether s is an outcome the dispatcher will not change.
+func (s State) Final() bool {
+	switch s {
+	case StateAccepted, StateDuplicate, StateValidationError, StateRejected, StateFailed:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	for _, v := range States {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Resubmittable reports whether an operator may put a lead in state s back
+// into the queue.
+func (s State) Resubmittable() bool {
+	switch s {
+	case StateFailed, StateRejected, StateValidationError, StateDuplicate:
+		return true
+	}
+	return false
+}
+
+// Lead is one lead as the outbox keeps it.
+type Lead struct {
+	ID             int64
+	ExternalID     string
+	Payload        []byte // the exact bytes sent and signed
+	IdempotencyKey string
+	State          State
+	CRMID          string
+	CRMStatus      string // the lead's latest status from a callback
+	Reason         string
+	PhoneInvalid   bool // the phone is not valid E.164; sent anyway unless strict
+	Attempts       int  // HTTP attempts made under the current key
+	NextAttemptAt  time.Time
+	LastHTTPStatus int
+	LastError      string
+	LastDelay      time.Duration
+	LastDelayWhy   string
+	LeaseOwner     string
+	LeaseExpiresAt time.Time
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// AttemptKind tells a send from an operator's action in a lead's history.
+type AttemptKind string
+
+// Attempt kinds.
+const (
+	KindSend     AttemptKind = "send"
+	KindResubmit AttemptKind = "resubmit"
+)
+
+// Attempt is one row of a lead's history: an HTTP attempt, or a resubmission
+// (with the payload as it was before, when it was edited).
+type Attempt struct {
+	ID             int64
+	LeadID         int64
+	Kind           AttemptKind
+	Number         int
+	IdempotencyKey string
+	StartedAt      time.Time
+	Duration       time.Duration
+	HTTPStatus     int    // 0 when no answer came
+	ResponseBody   []byte // capped
+	Error          string // network error text, if any
+	Outcome        State  // the lead's state after this row
+	Delay          time.Duration
+	DelayWhy       string // e.g. "Retry-After 3s", "backoff 2^2 s, jittered"
+	Note           string // resubmit: what changed and which key is used
+	PrevPayload    []byte // resubmit with an edit: the payload before it
+}
+
+// ErrInvalidLead is wrapped by every error ParseLead returns.
+var ErrInvalidLead = errors.New("invalid lead")
+
+// LeadFields are the fields the outbox needs from a payload.
+type LeadFields struct {
+	ExternalID string
+	Phone      string
+	Country    string
+}
+
+// ParseLead checks that payload is one JSON object with string external_id
+// and phone, and returns those fields. It is the enqueue-time gate; the CRM
+// does the full validation.
+func ParseLead(payload []byte) (LeadFields, error) {
+	var f LeadFields
+	trimmed := bytes.TrimSpace(payload)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return f, fmt.Errorf("%w: not a JSON object", ErrInvalidLead)
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &m); err != nil {
+		return f, fmt.Errorf("%w: %v", ErrInvalidLead, err)
+	}
+	str := func(key string, required bool) (string, error) {
+		raw, ok := m[key]
+		if !ok || string(raw) == "null" {
+			if required {
+				return "", fmt.Errorf("%w: %s is required", ErrInvalidLead, key)
+			}
+			return "", nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", fmt.Errorf("%w: %s must be a string", ErrInvalidLead, key)
+		}
+		if required && s == "" {
+			return "", fmt.Errorf("%w: %s is empty", ErrInvalidLead, key)
+		}
+		return s, nil
+	}
+	var err error
+	if f.ExternalID, err = str("external_id", true); err != nil {
+		return f, err
+	}
+	if f.Phone, err = str("phone", true); err != nil {
+		return f, err
+	}
+	if f.Country, err = str("country", false); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// NewIdempotencyKey makes a fresh key for a lead, in the seed's
+// "{external_id}-{unix ms}" shape with a random suffix so two keys made in
+// the same millisecond still differ.
+func NewIdempotencyKey(externalID string, now time.Time) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return externalID + "-" + strconv.FormatInt(now.UnixMilli(), 10) + "-" + hex.EncodeToString(b[:])
+}
+
+// KeepsKey applies PROTOCOL.md §1's key rule to a resubmission: an unchanged
+// payload of a failed lead keeps its key (the CRM may have it in flight or
+// stored); a final outcome or an edited payload gets a new key.
+func KeepsKey(state State, oldPayload, newPayload []byte) bool {
+	return state == StateFailed && (newPayload == nil || bytes.Equal(oldPayload, newPayload))
+}

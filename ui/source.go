@@ -1,0 +1,20 @@
+package ui
+
+import (
+	"context"
+	"time"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// Source is what the dashboard reads and changes. The store satisfies it;
+// model tests use a small fake.
+type Source interface {
+	Counts(ctx context.Context) (crm.Counts, error)
+	Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error)
+	Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEvent, error)
+	Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, error)
+	LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail, error)
+	Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error)
+	Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error)
+}
