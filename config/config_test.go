@@ -1,0 +1,174 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, body string, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "leadwatch.toml")
+	if err := os.WriteFile(p, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func env(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+
+func TestExampleFileSetsEveryKey(t *testing.T) {
+	c := Config{}
+	w, err := c.LoadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != 0 && !strings.Contains(w[0], "chmod") {
+		t.Errorf("unexpected warning %v", w)
+	}
+	// Every TOML key of Config must be written in the example, so that a
+	// newcomer sees it with its comment.
+	data, err := os.ReadFile("../config.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	walkKeys(reflect.TypeOf(Config{}), "", func(table, key string) {
+		if !bytes.Contains(data, []byte("\n"+key+" = ")) {
+			missing = append(missing, table+"."+key)
+		}
+	})
+	if len(missing) > 0 {
+		t.Fatalf("config.example.toml lacks keys: %v", missing)
+	}
+	def := Default()
+	if c.Retry != def.Retry || c.Callbacks.Tolerance != def.Callbacks.Tolerance || c.CRM.Timeout != def.CRM.Timeout || c.Callbacks.MaxBody != def.Callbacks.MaxBody {
+		t.Errorf("example values differ from defaults: %+v vs %+v", c, def)
+	}
+}
+
+func walkKeys(t reflect.Type, table string, fn func(table, key string)) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if f.Type.Kind() == reflect.Struct && table == "" {
+			walkKeys(f.Type, tag, fn)
+			continue
+		}
+		fn(table, tag)
+	}
+}
+
+func TestLoadFileErrors(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"BadDuration", "[crm]\ntimeout = \"thirty\"\n", `line 2: key crm.timeout: "thirty" is not a duration`},
+		{"WrongType", "[crm]\nbase_url = \"x\"\nconcurrency = \"many\"\n", "line 3"},
+		{"UnknownKey", "[crm]\nbase_url = \"x\"\nbse_url = \"y\"\n", "line 3: unknown key crm.bse_url"},
+		{"Syntax", "[crm\nbase_url = 1\n", "to end table name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			_, err := c.LoadFile(writeFile(t, tt.body, 0o600))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrecedenceFileThenEnv(t *testing.T) {
+	p := writeFile(t, "[crm]\nbase_url = \"http://file\"\napi_key = \"filekey\"\n[callbacks]\nlisten = \"127.0.0.1:9\"\nsecrets = [\"a\"]\n[store]\npath = \"file.db\"\n", 0o600)
+	c, warn, err := Load(p, env(map[string]string{
+		"CARTELCRM_BASE_URL": "http://env",
+		"CALLBACK_SECRET":    "new, old ,",
+		"PORT":               "9090",
+		"LEADWATCH_DB":       "env.db",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warn) != 0 {
+		t.Errorf("unexpected warnings %v", warn)
+	}
+	if c.CRM.BaseURL != "http://env" || string(c.CRM.APIKey) != "filekey" {
+		t.Errorf("crm = %+v", c.CRM)
+	}
+	if got := c.CallbackSecrets(); len(got) != 2 || string(got[0]) != "new" || string(got[1]) != "old" {
+		t.Errorf("secrets = %q", got)
+	}
+	if c.Callbacks.Listen != ":9090" || c.Store.Path != "env.db" {
+		t.Errorf("listen %q db %q", c.Callbacks.Listen, c.Store.Path)
+	}
+	c2, _, err := Load(p, env(map[string]string{"PORT": "9090", "LEADWATCH_LISTEN": "127.0.0.1:7"}))
+	if err != nil || c2.Callbacks.Listen != "127.0.0.1:7" {
+		t.Errorf("LEADWATCH_LISTEN must win over PORT: %q %v", c2.Callbacks.Listen, err)
+	}
+	if _, _, err := Load(p, env(map[string]string{"PORT": "http"})); err == nil {
+		t.Error("PORT=http accepted")
+	}
+}
+
+func TestWorldReadableWarns(t *testing.T) {
+	p := writeFile(t, "[store]\npath = \"x.db\"\n", 0o644)
+	_, warn, err := Load(p, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warn) != 1 || !strings.Contains(warn[0], "chmod 600") {
+		t.Fatalf("warnings = %v", warn)
+	}
+}
+
+func TestValidateNamesWhatIsMissing(t *testing.T) {
+	c := Default()
+	for _, tt := range []struct {
+		need Need
+		set  func(*Config)
+		want string
+	}{
+		{NeedSender, func(*Config) {}, "CARTELCRM_BASE_URL"},
+		{NeedSender, func(c *Config) { c.CRM.BaseURL = "http://x" }, "CARTELCRM_API_KEY"},
+		{NeedSender, func(c *Config) { c.CRM.APIKey = "k" }, "CARTELCRM_HMAC_SECRET"},
+		{NeedListener, func(*Config) {}, "CALLBACK_SECRET"},
+	} {
+		tt.set(&c)
+		err := c.Validate(tt.need)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Validate = %v, want mention of %s", err, tt.want)
+		}
+	}
+	c.CRM.HMACSecret = "h"
+	c.Callbacks.Secrets = []Secret{"s"}
+	if err := c.Validate(NeedSender | NeedListener); err != nil {
+		t.Errorf("complete config refused: %v", err)
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	const k, h, cb = "apikey-SEKRIT-1", "hmac-SEKRIT-2", "cb-SEKRIT-3"
+	c := Default()
+	c.CRM.APIKey, c.CRM.HMACSecret, c.Callbacks.Secrets = k, h, []Secret{cb}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "%v %+v %#v %s", c, c, c, c.CRM.APIKey)
+	j, _ := json.Marshal(c)
+	buf.Write(j)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("cfg", "crm", c.CRM, "key", c.CRM.APIKey, "secrets", c.Callbacks.Secrets)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("cfg", "key", c.CRM.HMACSecret)
+	for _, s := range []string{k, h, cb} {
+		if strings.Contains(buf.String(), s) {
+			t.Fatalf("secret %q printed in:\n%s", s, buf.String())
+		}
+	}
+	if string(c.CRM.APIKey.Reveal()) != k {
+		t.Error("Reveal lost the value")
+	}
+}

@@ -1,0 +1,300 @@
+package crm
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Sender sends one attempt. *Client satisfies it.
+type Sender interface {
+	Submit(ctx context.Context, body []byte, idempotencyKey string) Result
+}
+
+// DispatcherConfig tunes a Dispatcher. Zero values take the defaults named.
+type DispatcherConfig struct {
+	Owner       string        // lease owner; default host:pid:random
+	Concurrency int           // attempts in flight at once; default 8
+	RateLimit   float64       // attempts per second; 0 means no limit
+	Lease       time.Duration // how long a claim holds a lead; default 2 min
+	IdleCheck   time.Duration // how often to look for work other processes queued; default 1 s
+	Policy      RetryPolicy   // default DefaultRetryPolicy()
+	Now         func() time.Time
+	Jitter      func() float64 // a draw in [0,1); default math/rand/v2
+	Logger      *slog.Logger
+	// OnRecord, when set, is called after each attempt is recorded (from
+	// the sending goroutine; it must not block).
+	OnRecord func(AttemptResult)
+}
+
+// Dispatcher drains the outbox: it claims due leads under a lease, sends
+// them with bounded concurrency and an optional rate limit, and records
+// each attempt and the lead's new state in one transaction. Several
+// dispatchers, in one process or several, may share an outbox.
+type Dispatcher struct {
+	outbox  Outbox
+	sender  Sender
+	cfg     DispatcherConfig
+	limiter *rate.Limiter
+	log     *slog.Logger
+
+	wake   chan struct{}
+	paused atomic.Bool
+	sent   atomic.Int64
+}
+
+// NewDispatcher returns a Dispatcher; Run starts it.
+func NewDispatcher(outbox Outbox, sender Sender, cfg DispatcherConfig) *Dispatcher {
+	if cfg.Owner == "" {
+		cfg.Owner = defaultOwner()
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 2 * time.Minute
+	}
+	if cfg.IdleCheck <= 0 {
+		cfg.IdleCheck = time.Second
+	}
+	if cfg.Policy == (RetryPolicy{}) {
+		cfg.Policy = DefaultRetryPolicy()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = rand.Float64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &Dispatcher{
+		outbox: outbox,
+		sender: sender,
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "dispatcher", "owner", cfg.Owner),
+		wake:   make(chan struct{}, 1),
+	}
+	if cfg.RateLimit > 0 {
+		burst := max(1, int(cfg.RateLimit))
+		d.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), burst)
+	}
+	return d
+}
+
+// Owner returns the lease owner name this dispatcher claims under.
+func (d *Dispatcher) Owner() string { return d.cfg.Owner }
+
+// Notify wakes the dispatcher to look for due work now. It never blocks:
+// a wake-up already pending covers this one.
+func (d *Dispatcher) Notify() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetPaused stops (true) or resumes (false) claiming new work. Attempts
+// already in flight finish.
+func (d *Dispatcher) SetPaused(p bool) {
+	d.paused.Store(p)
+	d.Notify()
+}
+
+// Paused reports whether sending is paused.
+func (d *Dispatcher) Paused() bool { return d.paused.Load() }
+
+// Sent returns how many attempts this dispatcher has recorded.
+func (d *Dispatcher) Sent() int64 { return d.sent.Load() }
+
+// Run sends until ctx is done, then waits for the attempts in flight to
+// finish (each bounded by the client's timeout) and records them; leads
+// claimed but not yet sent are released. It returns nil on a clean stop.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var (
+		wg       sync.WaitGroup
+		inFlight int
+		done     = make(chan struct{}, d.cfg.Concurrency)
+		timer    = time.NewTimer(0)
+		backoff  time.Duration // after store errors, so a locked DB is not hammered
+	)
+	defer timer.Stop()
+	defer wg.Wait()
+
+	for {
+		wait := d.cfg.IdleCheck
+		if !d.paused.Load() && inFlight < d.cfg.Concurrency && backoff == 0 {
+			claimed, err := d.claim(ctx, d.cfg.Concurrency-inFlight)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+				d.log.Error("claim failed", "err", err, "retry_in", backoff)
+				wait = backoff
+			}
+			for _, l := range claimed {
+				inFlight++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					d.send(ctx, l)
+					done <- struct{}{}
+				}()
+			}
+			if err == nil && inFlight < d.cfg.Concurrency {
+				wait = d.untilDue(ctx)
+			}
+		}
+		if backoff > 0 {
+			wait = backoff
+		}
+		resetTimer(timer, wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+			inFlight--
+		case <-d.wake:
+		case <-timer.C:
+			backoff = 0
+		}
+		// Collect every finished attempt at once so a burst of completions
+		// leads to one claim, not one each.
+		for drained := false; !drained; {
+			select {
+			case <-done:
+				inFlight--
+			default:
+				drained = true
+			}
+		}
+	}
+}
+
+// claim asks the outbox for up to n due leads.
+func (d *Dispatcher) claim(ctx context.Context, n int) ([]Lead, error) {
+	due, ok, err := d.outbox.NextDue(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("next due: %w", err)
+	}
+	if !ok || due.After(d.cfg.Now()) {
+		return nil, nil
+	}
+	leads, err := d.outbox.Claim(ctx, d.cfg.Owner, d.cfg.Now(), d.cfg.Lease, n)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return leads, nil
+}
+
+// untilDue is how long to sleep before the next lead is due, at most
+// IdleCheck (work queued by another process wakes nobody here).
+func (d *Dispatcher) untilDue(ctx context.Context) time.Duration {
+	due, ok, err := d.outbox.NextDue(ctx)
+	if err != nil || !ok {
+		return d.cfg.IdleCheck
+	}
+	w := due.Sub(d.cfg.Now())
+	return min(max(w, time.Millisecond), d.cfg.IdleCheck)
+}
+
+// send makes one attempt and records it. Shutdown does not cut an attempt
+// short once it is on the wire: its answer decides the lead's state, and
+// the client's timeout bounds the wait.
+func (d *Dispatcher) send(ctx context.Context, l Lead) {
+	if d.limiter != nil {
+		if err := d.limiter.Wait(ctx); err != nil {
+			d.release(l)
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		d.release(l)
+		return
+	}
+	started := d.cfg.Now()
+	res := d.sender.Submit(context.WithoutCancel(ctx), l.Payload, l.IdempotencyKey)
+	dec := d.cfg.Policy.Decide(l.Attempts, res.Outcome, d.cfg.Jitter())
+
+	a := Attempt{
+		LeadID:         l.ID,
+		Kind:           KindSend,
+		Number:         l.Attempts,
+		IdempotencyKey: l.IdempotencyKey,
+		StartedAt:      started,
+		Duration:       res.Duration,
+		HTTPStatus:     res.StatusCode,
+		ResponseBody:   res.Body,
+		Outcome:        dec.State,
+		Delay:          dec.Delay,
+		DelayWhy:       dec.Why,
+	}
+	if res.Err != nil {
+		a.Error = res.Err.Error()
+	}
+	r := AttemptResult{Attempt: a, CRMID: res.Outcome.CRMID, Reason: res.Outcome.Reason}
+	if dec.State == StateRetryWait {
+		r.NextAttemptAt = d.cfg.Now().Add(dec.Delay)
+	} else if dec.State == StateFailed && res.Outcome.Retryable() {
+		r.Reason = dec.Why
+	}
+	// The store may be briefly locked by another process; the answer is
+	// worth a few tries. If it still fails the lease expires and the lead
+	// is sent again under the same key, so the CRM replays its answer.
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = d.outbox.Record(context.WithoutCancel(ctx), d.cfg.Owner, r); err == nil || errors.Is(err, ErrLeaseLost) {
+			break
+		}
+		time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
+	}
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		d.log.Warn("lease lost before the attempt was recorded; another worker owns the lead", "lead", l.ExternalID)
+		return
+	case err != nil:
+		d.log.Error("record attempt", "lead", l.ExternalID, "err", err)
+		return
+	}
+	d.sent.Add(1)
+	d.log.Debug("attempt", "lead", l.ExternalID, "n", l.Attempts, "http", res.StatusCode, "state", dec.State, "delay", dec.Delay)
+	if d.cfg.OnRecord != nil {
+		d.cfg.OnRecord(r)
+	}
+}
+
+func (d *Dispatcher) release(l Lead) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.outbox.Release(ctx, d.cfg.Owner, []int64{l.ID}); err != nil && !errors.Is(err, ErrLeaseLost) {
+		d.log.Error("release", "lead", l.ExternalID, "err", err)
+	}
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	t.Stop()
+	select {
+	case <-t.C:
+	default:
+	}
+	t.Reset(d)
+}
+
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	var b [3]byte
+	_, _ = crand.Read(b[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
