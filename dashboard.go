@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/leadwatch/leadwatch/config"
+	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/ui"
+)
+
+var _ ui.Source = (*store.DB)(nil)
+
+func cmdDashboard(ctx context.Context, e env, args []string) error {
+	f := newFlags(e, "leadwatch", "[--config FILE] [--db FILE] [--listen ADDR] | --demo [--db FILE]",
+		"Run the callback listener and the sender with the live dashboard.\n--demo runs it all against an embedded sandbox CRM: no config, no secrets, no network.", true)
+	demo := f.Bool("demo", false, "run against an embedded sandbox with a synthetic campaign")
+	listen := f.String("listen", "", "listener address (default callbacks.listen)")
+	logPath := f.String("log", "", "log file (default leadwatch.log beside the database)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return f.usageErr("unexpected argument %q", f.Arg(0))
+	}
+	if *demo {
+		return runDemo(ctx, e, f.dbPath, *logPath)
+	}
+	cfg, err := f.load(e)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Callbacks.Listen = *listen
+	}
+	if err := cfg.Validate(config.NeedSender | config.NeedListener); err != nil {
+		return err
+	}
+	log, closeLog, err := openLog(*logPath, cfg.Store.Path)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	db, err := openStore(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	svc, err := startServices(cfg, db, log, serviceOptions{sender: true, listener: true, tolerateBindError: true})
+	if err != nil {
+		return err
+	}
+	return runDashboard(ctx, e, db, svc, cfg.CRM.BaseURL, cfg.Retry.MaxAttempts, log)
+}
+
+// openLog opens the dashboard's log file: the dashboard owns the terminal,
+// so nothing may be logged to it.
+func openLog(path, dbPath string) (*slog.Logger, func(), error) {
+	if path == "" {
+		path = filepath.Join(filepath.Dir(dbPath), "leadwatch.log")
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open log: %w", err)
+	}
+	return slog.New(slog.NewTextHandler(f, nil)), func() { f.Close() }, nil
+}
+
+// runDashboard runs the services beside the UI until the user quits or
+// ctx ends, then shuts the services down cleanly.
+func runDashboard(ctx context.Context, e env, db *store.DB, svc *services, baseURL string, maxAttempts int, log *slog.Logger) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	svcDone := make(chan error, 1)
+	go func() { svcDone <- svc.Run(runCtx) }()
+
+	model := ui.New(ui.Config{
+		Source:  dashboardSource{DB: db, notify: svc.disp.Notify},
+		Changes: db.Watch(runCtx, 250*time.Millisecond),
+		Status: func() ui.Status {
+			err := svc.ListenErr()
+			return ui.Status{
+				ListenerAddr: svc.ListenAddr(),
+				ListenerErr:  err,
+				Healthy:      err == nil && svc.ListenAddr() != "",
+				BaseURL:      baseURL,
+				Paused:       svc.disp.Paused(),
+				MaxAttempts:  maxAttempts,
+			}
+		},
+		Pause: svc.disp.SetPaused,
+	})
+	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(runCtx), tea.WithOutput(e.stdout)}
+	if e.stdin != nil {
+		opts = append(opts, tea.WithInput(e.stdin))
+	}
+	_, uiErr := tea.NewProgram(model, opts...).Run()
+	cancel()
+	svcErr := <-svcDone
+	log.Info("dashboard closed", "ui_err", uiErr, "services_err", svcErr)
+	if uiErr != nil && !errors.Is(uiErr, tea.ErrProgramKilled) && !errors.Is(uiErr, context.Canceled) {
+		return fmt.Errorf("dashboard: %w", uiErr)
+	}
+	return svcErr
+}
+
+// dashboardSource is the store as the UI sees it, waking the dispatcher
+// when the UI re-queues a lead so it is sent at once.
+type dashboardSource struct {
+	*store.DB
+	notify func()
+}
+
+func (s dashboardSource) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {
+	r, err := s.DB.Resubmit(ctx, externalID, payload)
+	if err == nil {
+		s.notify()
+	}
+	return r, err
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/bubbles/progress"
+	"github.com/mattn/go-isatty"
+
+	"github.com/leadwatch/leadwatch/config"
+	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
+)
+
+// sendAndWait runs a dispatcher in this process until every lead in ids is
+// final, drawing a progress bar on stderr (a plain line every few seconds
+// when stderr is not a terminal), then prints a summary by outcome.
+func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, ids []string) error {
+	svc, err := startServices(cfg, db, discardLog(), serviceOptions{sender: true})
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	tty := isTerminal(e.stderr)
+	bar := progress.New(progress.WithDefaultGradient(), progress.WithWidth(40))
+	pending := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		pending[id] = true
+	}
+	outcomes := map[crm.State]int{}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	lastLine := time.Time{}
+	for len(pending) > 0 {
+		for id := range pending {
+			l, err := db.Lead(ctx, id)
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				return fmt.Errorf("reading %s: %w", id, err)
+			}
+			if l.State.Final() {
+				outcomes[l.State]++
+				delete(pending, id)
+			}
+		}
+		doneN := len(ids) - len(pending)
+		frac := float64(doneN) / float64(len(ids))
+		switch {
+		case tty:
+			fmt.Fprintf(e.stderr, "\r%s %d/%d final", bar.ViewAs(frac), doneN, len(ids))
+		case time.Since(lastLine) >= 2*time.Second || len(pending) == 0:
+			fmt.Fprintf(e.stderr, "progress: %d/%d final\n", doneN, len(ids))
+			lastLine = time.Now()
+		}
+		if len(pending) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(e.stderr)
+			return fmt.Errorf("interrupted with %d lead(s) not final; they stay queued", len(pending))
+		case <-tick.C:
+		}
+	}
+	if tty {
+		fmt.Fprintln(e.stderr)
+	}
+	fmt.Fprintln(e.stdout, summarize(outcomes))
+	return nil
+}
+
+// summarize prints counts by outcome in the states' display order.
+func summarize(outcomes map[crm.State]int) string {
+	var parts []string
+	for _, s := range crm.States {
+		if n := outcomes[s]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	return "outcomes: " + strings.Join(parts, ", ")
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
