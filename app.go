@@ -78,9 +78,11 @@ func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts servi
 		s.disp = crm.NewDispatcher(db, sender, crm.DispatcherConfig{
 			Concurrency: cfg.CRM.Concurrency,
 			RateLimit:   cfg.CRM.RateLimit,
-			Lease:       2*cfg.CRM.Timeout.D() + 30*time.Second,
-			Policy:      policy,
-			Logger:      log,
+			// The lease must outlast one attempt (the timeout) and its
+			// recording; a killed sender's leads come back after it.
+			Lease:  2*cfg.CRM.Timeout.D() + 10*time.Second,
+			Policy: policy,
+			Logger: log,
 		})
 	}
 	if opts.listener {

@@ -26,7 +26,7 @@ type DispatcherConfig struct {
 	Owner       string        // lease owner; default host:pid:random
 	Concurrency int           // attempts in flight at once; default 8
 	RateLimit   float64       // attempts per second; 0 means no limit
-	Lease       time.Duration // how long a claim holds a lead; default 2 min
+	Lease       time.Duration // how long a claim holds a lead; must outlast one attempt; default 1 min
 	IdleCheck   time.Duration // how often to look for work other processes queued; default 1 s
 	Policy      RetryPolicy   // default DefaultRetryPolicy()
 	Now         func() time.Time
@@ -62,7 +62,7 @@ func NewDispatcher(outbox Outbox, sender Sender, cfg DispatcherConfig) *Dispatch
 		cfg.Concurrency = 8
 	}
 	if cfg.Lease <= 0 {
-		cfg.Lease = 2 * time.Minute
+		cfg.Lease = time.Minute
 	}
 	if cfg.IdleCheck <= 0 {
 		cfg.IdleCheck = time.Second
@@ -134,8 +134,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	for {
 		wait := d.cfg.IdleCheck
-		if !d.paused.Load() && inFlight < d.cfg.Concurrency && backoff == 0 {
-			claimed, err := d.claim(ctx, d.cfg.Concurrency-inFlight)
+		switch {
+		case backoff > 0:
+			wait = backoff
+		case d.paused.Load() || inFlight >= d.cfg.Concurrency:
+		default:
+			n, token, delay := d.budget(d.cfg.Concurrency - inFlight)
+			if delay > 0 {
+				wait = delay
+				break
+			}
+			claimed, err := d.claim(ctx, n)
+			if token != nil && len(claimed) == 0 {
+				token.Cancel()
+			}
 			switch {
 			case ctx.Err() != nil:
 				return nil
@@ -156,9 +168,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			if err == nil && inFlight < d.cfg.Concurrency {
 				wait = d.untilDue(ctx)
 			}
-		}
-		if backoff > 0 {
-			wait = backoff
 		}
 		resetTimer(timer, wait)
 		select {
@@ -181,6 +190,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// budget is how many leads may be claimed now: the free slots, or under a
+// rate limit one, and only when its token is already there. So a lead
+// never sits leased while it waits its turn, and the lease only has to
+// cover the attempt itself. A positive delay means no token yet: come back
+// then. The token is returned so an empty claim can give it back.
+func (d *Dispatcher) budget(free int) (int, *rate.Reservation, time.Duration) {
+	if d.limiter == nil {
+		return free, nil, 0
+	}
+	token := d.limiter.Reserve()
+	if delay := token.Delay(); delay > 0 {
+		token.Cancel()
+		return 0, nil, delay
+	}
+	return 1, token, 0
 }
 
 // claim asks the outbox for up to n due leads.
@@ -214,12 +240,6 @@ func (d *Dispatcher) untilDue(ctx context.Context) time.Duration {
 // short once it is on the wire: its answer decides the lead's state, and
 // the client's timeout bounds the wait.
 func (d *Dispatcher) send(ctx context.Context, l Lead) {
-	if d.limiter != nil {
-		if err := d.limiter.Wait(ctx); err != nil {
-			d.release(l)
-			return
-		}
-	}
 	if ctx.Err() != nil {
 		d.release(l)
 		return

@@ -305,8 +305,9 @@ func TestDispatcherRetryScheduleSurvivesRestart(t *testing.T) {
 	}
 }
 
-// TestDispatcherShutdownReleases: leads claimed but held back by the rate
-// limit go back to the queue on shutdown, their attempt uncounted.
+// TestDispatcherShutdownReleases: under a rate limit, leads waiting their
+// turn are not held under a lease; after shutdown they are queued, their
+// attempt uncounted, ready for any other sender.
 func TestDispatcherShutdownReleases(t *testing.T) {
 	w := newWorld(t, sandbox.Config{})
 	for i := range 4 {
