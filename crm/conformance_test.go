@@ -85,6 +85,12 @@ func TestClientAgainstSandbox(t *testing.T) {
 		})
 	}
 
+	t.Run("KeysPerExternalIDCounted", func(t *testing.T) {
+		// c-1 went under "c-1-k" and, as a duplicate, "c-1-other".
+		if got := sb.Sandbox.Stats().KeysPerExternalIDMax; got != 2 {
+			t.Fatalf("keys per external_id max = %d, want 2", got)
+		}
+	})
 	t.Run("ReplaySameKeySameBody", func(t *testing.T) {
 		again := submit(`{"external_id":"c-1","phone":"+380501234567","country":"UA"}`, "c-1-k")
 		if again.Outcome.State != crm.StateAccepted || !again.Outcome.Replay || again.Outcome.CRMID != first.Outcome.CRMID {

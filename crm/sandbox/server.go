@@ -1,0 +1,71 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ShutdownTimeout bounds how long Server.Close waits for requests in
+// flight (a request may be sitting in its injected latency).
+const ShutdownTimeout = 5 * time.Second
+
+// Server is a Sandbox listening on a real address.
+type Server struct {
+	URL     string // base URL, e.g. "http://127.0.0.1:41234"
+	Sandbox *Sandbox
+
+	srv  *http.Server
+	done chan struct{} // closed when Serve returns
+}
+
+// Start validates cfg, listens on addr ("127.0.0.1:0" picks a free port)
+// and serves a new Sandbox there until Close.
+func Start(cfg Config, addr string) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("sandbox config: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox listen: %w", err)
+	}
+	sb := New(cfg)
+	srv := &http.Server{
+		Handler:           sb.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		// http.Server logs through the log package; route it to slog at
+		// debug level, where client hang-ups belong.
+		ErrorLog: slog.NewLogLogger(sb.log.Handler(), slog.LevelDebug),
+	}
+	s := &Server{URL: "http://" + ln.Addr().String(), Sandbox: sb, srv: srv, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			sb.log.Error("sandbox: serve", "err", err)
+		}
+	}()
+	sb.log.Info("sandbox: listening", "url", s.URL)
+	return s, nil
+}
+
+// Close stops accepting requests, waits up to ShutdownTimeout for those in
+// flight (then cuts them), and then closes the Sandbox, stopping its
+// callbacks.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.srv.Close())
+	}
+	<-s.done
+	s.Sandbox.Close()
+	if err != nil {
+		return fmt.Errorf("sandbox shutdown: %w", err)
+	}
+	return nil
+}
