@@ -24,9 +24,9 @@ import (
 // within seconds rather than the minutes a real launch would wait.
 var demoPolicy = crm.RetryPolicy{
 	MaxAttempts:      5,
-	BaseDelay:        400 * time.Millisecond,
-	MaxDelay:         4 * time.Second,
-	RateLimitedDelay: 2 * time.Second,
+	BaseDelay:        time.Second,
+	MaxDelay:         8 * time.Second,
+	RateLimitedDelay: 3 * time.Second,
 }
 
 // demoWorld is the embedded sandbox, a store and the services, wired as a
@@ -101,6 +101,10 @@ func newDemoWorld(ctx context.Context, dbPath, logPath string, logTo *os.File) (
 		CallbackURL:    "http://" + ln.Addr().String() + cfg.Callbacks.Path,
 		Seed:           time.Now().UnixNano(),
 		Logger:         w.log.With("component", "sandbox"),
+		// Enough 503s and 429s that the retry pane is never empty for long.
+		FailRate:     0.08,
+		ThrottleRate: 0.08,
+		RetryAfter:   4 * time.Second,
 	})
 	sb, err := sandbox.Start(sc, "127.0.0.1:0")
 	if err != nil {
@@ -304,7 +308,7 @@ func demoLead(rng *rand.Rand, run string, i int, phones []string, blocked string
 		}
 	case i%19 == 5: // a blocked country
 		l.Country = blocked
-		l.Phone = fmt.Sprintf("+7912%07d", rng.IntN(10_000_000))
+		l.Phone = fmt.Sprintf("+1212%07d", rng.IntN(10_000_000))
 	case i%23 == 7: // malformed: a local phone number
 		l.Phone = fmt.Sprintf("0%d", 500000000+rng.IntN(99999999))
 	case i%29 == 11: // malformed: a broken email
