@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
+)
+
+// tmuxSession drives the real binary in a private tmux server, as a person
+// at a 160x48 terminal would.
+type tmuxSession struct {
+	t      *testing.T
+	socket string
+}
+
+func (s *tmuxSession) tmux(args ...string) (string, error) {
+	out, err := exec.Command("tmux", append([]string{"-L", s.socket}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (s *tmuxSession) keys(keys ...string) {
+	s.t.Helper()
+	if out, err := s.tmux(append([]string{"send-keys", "-t", "lw"}, keys...)...); err != nil {
+		s.t.Fatalf("send-keys %v: %v %s", keys, err, out)
+	}
+}
+
+func (s *tmuxSession) screen() string {
+	out, _ := s.tmux("capture-pane", "-p", "-t", "lw")
+	return out
+}
+
+// waitFor polls the screen until ok says yes, or fails with the last
+// screen after the deadline.
+func (s *tmuxSession) waitFor(what string, within time.Duration, ok func(screen string) bool) string {
+	s.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		scr := s.screen()
+		if ok(scr) {
+			return scr
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("timed out waiting for %s; screen:\n%s", what, scr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *tmuxSession) waitText(text string, within time.Duration) string {
+	s.t.Helper()
+	return s.waitFor(strconv.Quote(text), within, func(scr string) bool { return strings.Contains(scr, text) })
+}
+
+var paneCount = regexp.MustCompile(`(Pending retries|Duplicates|Rejections|Status events) \((\d+)\)`)
+
+// paneCounts reads the row counts in the panes' titles.
+func paneCounts(screen string) map[string]int {
+	out := map[string]int{}
+	for _, m := range paneCount.FindAllStringSubmatch(screen, -1) {
+		n, _ := strconv.Atoi(m[2])
+		out[m[1]] = n
+	}
+	return out
+}
+
+// TestDashboardEndToEnd runs `leadwatch --demo` in tmux at 160x48 and uses
+// it: every pane fills, focus moves, the detail view opens and closes, a
+// rejected lead is resubmitted and moves, sending pauses and resumes, a
+// filter narrows a pane, help opens, and q quits cleanly.
+func TestDashboardEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test in -short")
+	}
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed (.ci/run installs it)")
+	}
+	bin := leadwatchBinary(t)
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "demo.db")
+	exitFile := filepath.Join(dir, "exit")
+	s := &tmuxSession{t: t, socket: fmt.Sprintf("leadwatch-e2e-%d", os.Getpid())}
+	t.Cleanup(func() { s.tmux("kill-server") })
+	cmdline := fmt.Sprintf("%s --demo --db %s --log %s; echo $? > %s",
+		bin, dbPath, filepath.Join(dir, "leadwatch.log"), exitFile)
+	if out, err := s.tmux("new-session", "-d", "-s", "lw", "-x", "160", "-y", "48", "-e", "TERM=xterm-256color", cmdline); err != nil {
+		t.Fatalf("tmux new-session: %v %s", err, out)
+	}
+
+	// Within seconds every pane has rows (the retry pane empties and
+	// fills again as retries go out, so it is seen at some moment).
+	seen := map[string]bool{}
+	s.waitFor("every pane to have rows", 45*time.Second, func(scr string) bool {
+		for pane, n := range paneCounts(scr) {
+			if n > 0 {
+				seen[pane] = true
+			}
+		}
+		return len(seen) == 4 && strings.Contains(scr, "accepted")
+	})
+	scr := s.screen()
+	for _, want := range []string{"listening 127.0.0.1:", "▶ sending", "verified", "refused"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("header lacks %q:\n%s", want, scr)
+		}
+	}
+
+	// tab moves the focus (the focused pane has the heavy border).
+	s.keys("1")
+	s.waitText("┏━ Pending retries", 5*time.Second)
+	s.keys("Tab")
+	s.waitText("┏━ Duplicates", 5*time.Second)
+
+	// Rejections: enter opens the timeline, esc goes back.
+	s.keys("3")
+	s.waitText("┏━ Rejections", 5*time.Second)
+	s.keys("Enter")
+	detail := s.waitText("Timeline", 5*time.Second)
+	if !strings.Contains(detail, "idempotency key") || !strings.Contains(detail, "attempt 1") || !strings.Contains(detail, "Payload") {
+		t.Fatalf("detail view:\n%s", detail)
+	}
+	s.keys("Escape")
+	s.waitText("┏━ Rejections", 5*time.Second)
+
+	// r asks, defaulting to No; y resubmits. The dialog names the lead.
+	s.keys("r")
+	dialog := s.waitText("Resubmit ", 5*time.Second)
+	m := regexp.MustCompile(`Resubmit (\S+)\?`).FindStringSubmatch(dialog)
+	if m == nil || !strings.Contains(dialog, "[ No ]") {
+		t.Fatalf("confirm dialog:\n%s", dialog)
+	}
+	id := m[1]
+	db, err := store.Open(context.Background(), dbPath, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	before, err := db.LeadDetail(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keys("y")
+	s.waitText("resubmitted "+id, 5*time.Second)
+	// The lead moves: a resubmit row, then a new attempt, then a final
+	// state again.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, err := db.LeadDetail(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resubmits, sends := 0, 0
+		for _, a := range d.Attempts {
+			switch a.Kind {
+			case crm.KindResubmit:
+				resubmits++
+			case crm.KindSend:
+				sends++
+			}
+		}
+		beforeSends := 0
+		for _, a := range before.Attempts {
+			if a.Kind == crm.KindSend {
+				beforeSends++
+			}
+		}
+		if resubmits >= 1 && sends > beforeSends && d.Lead.State.Final() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resubmitted %s did not move: %+v", id, d.Lead)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// p pauses and resumes sending.
+	s.keys("p")
+	s.waitText("paused", 5*time.Second)
+	s.keys("p")
+	s.waitText("▶ sending", 5*time.Second)
+
+	// / filters the focused pane.
+	s.keys("/")
+	s.waitText("/filter:", 5*time.Second)
+	s.keys("-l", id)
+	s.waitText("/"+id, 5*time.Second)
+	s.keys("Enter")
+	filtered := s.waitText("· /"+id, 5*time.Second)
+	if !strings.Contains(filtered, id) {
+		t.Fatalf("filter:\n%s", filtered)
+	}
+	s.keys("/")
+	s.waitText("enter keep filter", 5*time.Second)
+	s.keys("Escape")
+	s.waitFor("the filter to clear", 5*time.Second, func(scr string) bool { return !strings.Contains(scr, "· /"+id) })
+
+	// ? opens the full keymap; esc closes it.
+	s.keys("?")
+	help := s.waitText("Keys", 5*time.Second)
+	for _, want := range []string{"resubmit", "copy as curl", "pause/resume", "filter"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	s.keys("Escape")
+
+	// q quits and the process exits 0.
+	s.keys("q")
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		b, err := os.ReadFile(exitFile)
+		if err == nil && len(b) > 0 {
+			if strings.TrimSpace(string(b)) != "0" {
+				t.Fatalf("leadwatch exited %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leadwatch did not exit after q; screen:\n%s", s.screen())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	logb, _ := os.ReadFile(filepath.Join(dir, "leadwatch.log"))
+	if !strings.Contains(string(logb), "dashboard closed") {
+		t.Errorf("log lacks the clean shutdown line:\n%s", tail(string(logb), 2000))
+	}
+}

@@ -1,0 +1,118 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/lipgloss"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// stateLabel is the header's name for a state; short ones fit every
+// count on a narrow line.
+func stateLabel(st crm.State, short bool) string {
+	if short {
+		switch st {
+		case crm.StateInFlight:
+			return "sending"
+		case crm.StateRetryWait:
+			return "retry"
+		case crm.StateAccepted:
+			return "ok"
+		case crm.StateDuplicate:
+			return "dup"
+		case crm.StateValidationError:
+			return "invalid"
+		}
+		return string(st)
+	}
+	return strings.ReplaceAll(string(st), "_", " ")
+}
+
+// countsLine is the outbox by state, every state coloured the same way
+// everywhere.
+func (m Model) countsLine(short bool, sep string) string {
+	st := m.st
+	counts := make([]string, 0, len(crm.States))
+	for _, state := range crm.States {
+		n := "–"
+		if m.haveCounts {
+			n = fmt.Sprint(m.counts.States[state])
+		}
+		counts = append(counts, st.State(state).Render(n)+" "+st.Muted.Render(stateLabel(state, short)))
+	}
+	return strings.Join(counts, st.Border.Render(sep))
+}
+
+// headerView is three lines: who we talk to and whether it works; the
+// outbox by state; callbacks and throughput.
+func (m Model) headerView() string {
+	st, s := m.st, m.status
+	sep := st.Border.Render(" │ ")
+
+	var listener string
+	switch {
+	case s.ListenerErr != nil:
+		listener = st.Bad.Render("✗ listener down: " + clean(s.ListenerErr.Error()))
+	case s.ListenerAddr == "":
+		listener = st.Muted.Render("○ no listener")
+	case s.Healthy:
+		listener = st.Good.Render("● listening ") + clean(s.ListenerAddr)
+	default:
+		listener = st.Warn.Render("◌ starting ") + clean(s.ListenerAddr)
+	}
+	crmURL := st.Muted.Render("CRM ") + clean(safeBaseURL(s.BaseURL))
+	if s.BaseURL == "" {
+		crmURL = st.Muted.Render("CRM not configured")
+	}
+	sending := st.Good.Render("▶ sending")
+	if s.Paused {
+		sending = st.Warn.Render("⏸ paused")
+	}
+	// The URL is the longest and the least urgent: it goes last, where a
+	// narrow terminal cuts.
+	line1 := st.AppName.Render("leadwatch") + sep + sending + sep + listener + sep + crmURL
+
+	line2 := m.countsLine(false, " · ")
+	if lipgloss.Width(line2) > m.width {
+		line2 = m.countsLine(true, " ")
+	}
+
+	c := m.counts
+	cb := st.Muted.Render("callbacks ") +
+		st.Good.Render(fmt.Sprintf("✓ %d verified", c.CallbacksVerified)) + st.Border.Render(" · ") +
+		m.nonZero(c.Refusals, st.Bad).Render(fmt.Sprintf("✗ %d refused", c.Refusals)) + st.Border.Render(" · ") +
+		m.nonZero(c.CallbacksUnmatched, st.Warn).Render(fmt.Sprintf("? %d unmatched", c.CallbacksUnmatched))
+	if !m.haveCounts {
+		cb = st.Muted.Render("callbacks –")
+	}
+	// Two sparklines share what is left of the line.
+	room := m.width - lipgloss.Width(cb) - 4
+	sw := min(sparkBuckets, max((room-2*len("sent  9999/min  "))/2, 0))
+	spark := ""
+	if sw >= 6 {
+		spark = "    " + m.spark("sent", m.tp.Sent, sw, st.SparkSent) + "  " + m.spark("callbacks", m.tp.Callbacks, sw, st.SparkCB)
+	}
+	line3 := cb + spark
+
+	return fit(line1, m.width) + "\n" + fit(line2, m.width) + "\n" + fit(line3, m.width)
+}
+
+func (m Model) nonZero(n int, s lipgloss.Style) lipgloss.Style {
+	if n == 0 {
+		return m.st.Muted
+	}
+	return s
+}
+
+// spark draws one sparkline with its label and the last minute's total.
+func (m Model) spark(label string, vals []int, w int, s lipgloss.Style) string {
+	perMin := 0
+	per := int(time.Minute / sparkBucket)
+	for i := max(len(vals)-per, 0); i < len(vals); i++ {
+		perMin += vals[i]
+	}
+	return m.st.Muted.Render(label+" ") + s.Render(sparkline(vals, w)) + " " + fmt.Sprintf("%d/min", perMin)
+}

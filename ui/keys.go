@@ -1,0 +1,214 @@
+package ui
+
+import "github.com/charmbracelet/bubbles/key"
+
+// globalKeys work in every view where the user is not typing.
+type globalKeys struct {
+	Quit      key.Binding
+	ForceQuit key.Binding // works even while typing
+	Help      key.Binding
+	Pause     key.Binding
+}
+
+// dashboardKeys drive the four panes.
+type dashboardKeys struct {
+	NextPane, PrevPane key.Binding
+	Up, Down           key.Binding
+	PageUp, PageDown   key.Binding
+	Top, Bottom        key.Binding
+	Open               key.Binding
+	Filter             key.Binding
+	ClearFilter        key.Binding
+	Resubmit           key.Binding
+	Edit, ExternalEdit key.Binding
+	Copy               key.Binding
+	Pane1, Pane2       key.Binding
+	Pane3, Pane4       key.Binding
+	global             globalKeys
+}
+
+// ShortHelp implements help.KeyMap: the keys that matter on the dashboard.
+func (k dashboardKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.NextPane, k.Down, k.Open, k.Resubmit, k.Edit, k.Copy, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
+}
+
+// FullHelp implements help.KeyMap.
+func (k dashboardKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{k.NextPane, k.PrevPane, k.Pane1, k.Pane2, k.Pane3, k.Pane4},
+		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
+		{k.Open, k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
+		{k.Filter, k.ClearFilter, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit},
+	}
+}
+
+// detailKeys drive the detail view of one lead or event.
+type detailKeys struct {
+	Up, Down           key.Binding
+	PageUp, PageDown   key.Binding
+	Top, Bottom        key.Binding
+	Back               key.Binding
+	Resubmit           key.Binding
+	Edit, ExternalEdit key.Binding
+	Copy               key.Binding
+	global             globalKeys
+}
+
+// ShortHelp implements help.KeyMap.
+func (k detailKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Back, k.Down, k.PageDown, k.Resubmit, k.Edit, k.Copy, k.global.Pause, k.global.Help, k.global.Quit}
+}
+
+// FullHelp implements help.KeyMap.
+func (k detailKeys) FullHelp() [][]key.Binding {
+	return [][]key.Binding{
+		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
+		{k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
+		{k.Back, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit},
+	}
+}
+
+// confirmKeys drive the yes/no dialog.
+type confirmKeys struct {
+	Yes, No key.Binding
+	Toggle  key.Binding
+	Choose  key.Binding
+	Cancel  key.Binding
+}
+
+// ShortHelp implements help.KeyMap.
+func (k confirmKeys) ShortHelp() []key.Binding {
+	return []key.Binding{k.Yes, k.No, k.Toggle, k.Choose, k.Cancel}
+}
+
+// FullHelp implements help.KeyMap.
+func (k confirmKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+// editorKeys drive the payload editor; every other key types.
+type editorKeys struct {
+	Submit key.Binding
+	Cancel key.Binding
+}
+
+// ShortHelp implements help.KeyMap.
+func (k editorKeys) ShortHelp() []key.Binding { return []key.Binding{k.Submit, k.Cancel} }
+
+// FullHelp implements help.KeyMap.
+func (k editorKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+// filterKeys drive the filter input of the focused pane.
+type filterKeys struct {
+	Apply key.Binding
+	Clear key.Binding
+}
+
+// ShortHelp implements help.KeyMap.
+func (k filterKeys) ShortHelp() []key.Binding { return []key.Binding{k.Apply, k.Clear} }
+
+// FullHelp implements help.KeyMap.
+func (k filterKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+// modalKeys drive read-only modals (help, the curl command).
+type modalKeys struct {
+	Up, Down key.Binding
+	Close    key.Binding
+}
+
+// ShortHelp implements help.KeyMap.
+func (k modalKeys) ShortHelp() []key.Binding { return []key.Binding{k.Down, k.Close} }
+
+// FullHelp implements help.KeyMap.
+func (k modalKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+// keyMap holds the bindings of every view. It is built by newKeyMap and
+// owned by the model, never shared through package state.
+type keyMap struct {
+	Global    globalKeys
+	Dashboard dashboardKeys
+	Detail    detailKeys
+	Confirm   confirmKeys
+	Editor    editorKeys
+	Filter    filterKeys
+	Modal     modalKeys
+}
+
+func newKeyMap() keyMap {
+	b := func(keys []string, helpKey, desc string) key.Binding {
+		return key.NewBinding(key.WithKeys(keys...), key.WithHelp(helpKey, desc))
+	}
+	g := globalKeys{
+		Quit:      b([]string{"q"}, "q", "quit"),
+		ForceQuit: b([]string{"ctrl+c"}, "ctrl+c", "quit now"),
+		Help:      b([]string{"?"}, "?", "help"),
+		Pause:     b([]string{"p"}, "p", "pause/resume sending"),
+	}
+	up := b([]string{"k", "up"}, "↑/k", "up")
+	down := b([]string{"j", "down"}, "↓/j", "down")
+	pgUp := b([]string{"pgup", "ctrl+u"}, "pgup/ctrl+u", "page up")
+	pgDown := b([]string{"pgdown", "ctrl+d", " "}, "pgdn/ctrl+d", "page down")
+	top := b([]string{"g", "home"}, "g", "top")
+	bottom := b([]string{"G", "end"}, "G", "bottom")
+	resubmit := b([]string{"r"}, "r", "resubmit")
+	edit := b([]string{"e"}, "e", "edit & resubmit")
+	extEdit := b([]string{"E"}, "E", "edit in $EDITOR")
+	cp := b([]string{"c"}, "c", "copy as curl")
+	return keyMap{
+		Global: g,
+		Dashboard: dashboardKeys{
+			NextPane:     b([]string{"tab"}, "tab", "next pane"),
+			PrevPane:     b([]string{"shift+tab"}, "shift+tab", "previous pane"),
+			Up:           up,
+			Down:         down,
+			PageUp:       pgUp,
+			PageDown:     pgDown,
+			Top:          top,
+			Bottom:       bottom,
+			Open:         b([]string{"enter"}, "enter", "details"),
+			Filter:       b([]string{"/"}, "/", "filter pane"),
+			ClearFilter:  b([]string{"esc"}, "esc", "clear filter"),
+			Resubmit:     resubmit,
+			Edit:         edit,
+			ExternalEdit: extEdit,
+			Copy:         cp,
+			Pane1:        b([]string{"1"}, "1", "retries"),
+			Pane2:        b([]string{"2"}, "2", "duplicates"),
+			Pane3:        b([]string{"3"}, "3", "rejections"),
+			Pane4:        b([]string{"4"}, "4", "events"),
+			global:       g,
+		},
+		Detail: detailKeys{
+			Up:           up,
+			Down:         down,
+			PageUp:       pgUp,
+			PageDown:     pgDown,
+			Top:          top,
+			Bottom:       bottom,
+			Back:         b([]string{"esc", "backspace"}, "esc", "back"),
+			Resubmit:     resubmit,
+			Edit:         edit,
+			ExternalEdit: extEdit,
+			Copy:         cp,
+			global:       g,
+		},
+		Confirm: confirmKeys{
+			Yes:    b([]string{"y", "Y"}, "y", "yes"),
+			No:     b([]string{"n", "N"}, "n", "no"),
+			Toggle: b([]string{"left", "right", "h", "l", "tab", "shift+tab"}, "←/→", "switch"),
+			Choose: b([]string{"enter"}, "enter", "choose"),
+			Cancel: b([]string{"esc", "q"}, "esc", "cancel"),
+		},
+		Editor: editorKeys{
+			Submit: b([]string{"ctrl+s"}, "ctrl+s", "check & resubmit"),
+			Cancel: b([]string{"esc"}, "esc", "discard"),
+		},
+		Filter: filterKeys{
+			Apply: b([]string{"enter"}, "enter", "keep filter"),
+			Clear: b([]string{"esc"}, "esc", "clear filter"),
+		},
+		Modal: modalKeys{
+			Up:    up,
+			Down:  down,
+			Close: b([]string{"esc", "q", "enter", "?"}, "esc", "close"),
+		},
+	}
+}
