@@ -47,7 +47,7 @@ const (
 	CodeBadSignature    = "bad_signature"
 	CodeInvalidPayload  = "invalid_payload"
 	CodeUnavailable     = "unavailable"
-	CodeMethodNotAllowd = "method_not_allowed"
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // ErrInvalidPayload is wrapped by ParseCallback's errors.

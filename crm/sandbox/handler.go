@@ -98,7 +98,7 @@ func allow(w http.ResponseWriter, r *http.Request, method string) bool {
 		return true
 	}
 	w.Header().Set("Allow", method)
-	writeError(w, http.StatusMethodNotAllowed, crm.CodeMethodNotAllowd)
+	writeError(w, http.StatusMethodNotAllowed, crm.CodeMethodNotAllowed)
 	return false
 }
 

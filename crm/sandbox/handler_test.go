@@ -158,11 +158,11 @@ func TestRequestErrors(t *testing.T) {
 		{"LeadsGet", func() *http.Request {
 			r, _ := http.NewRequest(http.MethodGet, srv.URL+crm.PathLeads, nil)
 			return r
-		}, 405, crm.CodeMethodNotAllowd},
+		}, 405, crm.CodeMethodNotAllowed},
 		{"StatusPost", func() *http.Request {
 			r, _ := http.NewRequest(http.MethodPost, srv.URL+crm.StatusPath("x"), nil)
 			return r
-		}, 405, crm.CodeMethodNotAllowd},
+		}, 405, crm.CodeMethodNotAllowed},
 		{"UnknownPath", func() *http.Request {
 			r, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/other", nil)
 			return r

@@ -1,0 +1,457 @@
+package callbacks_test
+
+// Tests against the real store: the listener's integration, its benchmark
+// and the crash test, which runs the listener as a child process (the test
+// binary re-executed, see TestMain) and kills it.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/leadwatch/leadwatch/callbacks"
+	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
+)
+
+// The store is the sink main wires in.
+var _ callbacks.EventSink = (*store.DB)(nil)
+
+// Environment of the crash test's child listener.
+const (
+	envChild     = "LEADWATCH_CALLBACK_CHILD"
+	envChildDB   = "LEADWATCH_CALLBACK_DB"
+	envChildAddr = "LEADWATCH_CALLBACK_ADDR"
+)
+
+// TestMain runs the tests, or, in a child started by TestCrashRecovery, a
+// real listener that serves until it is killed.
+func TestMain(m *testing.M) {
+	if os.Getenv(envChild) == "1" {
+		runChildListener()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runChildListener is the production wiring in miniature: the real store,
+// NewHandler with the real clock, NewServer. It never returns normally:
+// the parent SIGKILLs it.
+func runChildListener() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	db, err := store.Open(context.Background(), os.Getenv(envChildDB), store.Options{})
+	if err != nil {
+		log.Error("open store", "err", err)
+		os.Exit(1)
+	}
+	h, err := callbacks.NewHandler(callbacks.Config{Secrets: testSecrets, Logger: log}, db)
+	if err != nil {
+		log.Error("new handler", "err", err)
+		os.Exit(1)
+	}
+	srv := callbacks.NewServer(os.Getenv(envChildAddr), h, callbacks.WithLogger(log))
+	err = srv.ListenAndServe()
+	log.Error("serve", "err", err)
+	os.Exit(1)
+}
+
+// openStore opens a fresh real store in a temporary directory.
+func openStore(tb testing.TB) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "db"), store.Options{})
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	return db
+}
+
+// allCallbacks reads every stored callback, oldest first.
+func allCallbacks(tb testing.TB, db *store.DB) []crm.CallbackEvent {
+	tb.Helper()
+	var all []crm.CallbackEvent
+	var after int64
+	for {
+		page, err := db.CallbacksAfter(context.Background(), after, 10000)
+		if err != nil {
+			tb.Fatalf("CallbacksAfter: %v", err)
+		}
+		if len(page) == 0 {
+			return all
+		}
+		all = append(all, page...)
+		after = page[len(page)-1].ID
+	}
+}
+
+func TestWithStore(t *testing.T) {
+	db := openStore(t)
+	srv, h := newTestListener(t, db, nil)
+	url := srv.URL + callbacks.DefaultPath
+	body := callbackBody(42, "status_changed")
+	tests := []struct {
+		name     string
+		body     []byte
+		hdr      headers
+		wantCode int
+		wantBody string
+	}{
+		{"Fresh", body, signedWith(1), 200, wantOK},
+		{"Replay", body, signedWith(0), 200, wantReplay},
+		{"BadSignature", callbackBody(43, "e"), withSig(func([]byte) []string { return []string{crm.Sign([]byte("x"), body)} }), 403, wantSignature},
+		{"Stale", callbackBody(44, "e"), withTS(tsNow(-1000)), 401, wantTimestamp},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := postRaw(t, srv.Client(), url, tt.body, tt.hdr(tt.body))
+			if res.status != tt.wantCode || res.body != tt.wantBody {
+				t.Fatalf("answer %d %s, want %d %s", res.status, res.body, tt.wantCode, tt.wantBody)
+			}
+		})
+	}
+	evs := allCallbacks(t, db)
+	if len(evs) != 1 {
+		t.Fatalf("%d callbacks stored, want 1", len(evs))
+	}
+	ev := evs[0]
+	if ev.DedupKey != dedupKey(42, "status_changed") || !bytes.Equal(ev.RawBody, body) || ev.SecretIdx != 1 || ev.ExternalID != "lead-42" || ev.Status != "interested" {
+		t.Errorf("stored %+v", ev)
+	}
+	waitFor(t, "two refusals stored", func() bool {
+		rs, err := db.Refusals(context.Background(), crm.EventQuery{Limit: 10})
+		return err == nil && len(rs) == 2
+	})
+	if err := h.Stats(); err.Verified != 1 || err.Replays != 1 || err.Refused != 2 {
+		t.Errorf("stats %+v", err)
+	}
+	res := do(t, srv.Client(), mustRequest(t, http.MethodGet, srv.URL+callbacks.HealthPath))
+	if res.status != 200 || res.body != `{"ok":true}` {
+		t.Errorf("healthz %d %s", res.status, res.body)
+	}
+}
+
+func mustRequest(tb testing.TB, method, url string) *http.Request {
+	tb.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return req
+}
+
+// BenchmarkListener measures verified, durably stored callbacks per second
+// over real loopback HTTP, against the real store (synchronous=FULL), at
+// several concurrencies. Each load goroutine has its own client and
+// keep-alive connection and signs unique callbacks; one in ten repeats a
+// recent one (a replay).
+//
+//	go test -run '^$' -bench BenchmarkListener -benchtime 20000x ./callbacks/
+func BenchmarkListener(b *testing.B) {
+	for _, c := range []int{1, 32, 128} {
+		b.Run("c="+strconv.Itoa(c), func(b *testing.B) {
+			db := openStore(b)
+			h, err := callbacks.NewHandler(callbacks.Config{Secrets: testSecrets}, db)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := callbacks.NewServer("", h)
+			go srv.Serve(ln)
+			defer srv.Close()
+			url := "http://" + ln.Addr().String() + callbacks.DefaultPath
+
+			b.ResetTimer()
+			lat, elapsed, failed := generateLoad(url, c, b.N)
+			b.StopTimer()
+			if failed > 0 {
+				b.Fatalf("%d of %d requests failed", failed, b.N)
+			}
+			slices.Sort(lat)
+			st := h.Stats()
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "callbacks/s")
+			b.ReportMetric(ms(lat[len(lat)/2]), "p50_ms")
+			b.ReportMetric(ms(lat[(len(lat)*99)/100]), "p99_ms")
+			if b.N >= 100 && st.Replays == 0 {
+				b.Errorf("no replays among %d callbacks: the duplicates are not duplicates", b.N)
+			}
+			if st.Batches > 0 {
+				b.ReportMetric(float64(st.Verified+st.Replays)/float64(st.Batches), "events/commit")
+			}
+		})
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// generateLoad sends n signed callbacks from c goroutines and returns each
+// one's latency, the wall time, and how many were not answered 200.
+func generateLoad(url string, c, n int) (lat []time.Duration, elapsed time.Duration, failed int64) {
+	var next, fails atomic.Int64
+	lats := make([][]time.Duration, c)
+	run := rand.Int64()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{
+				Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
+				Timeout:   30 * time.Second,
+			}
+			defer client.CloseIdleConnections()
+			buf := make([]byte, 0, 512)
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				k := i
+				if i%10 == 9 {
+					k = i - 5 // a re-delivery of a recent callback
+				}
+				// A re-delivery has the same body, so the same dedup key.
+				buf = fmt.Appendf(buf[:0], `{"internal_id":"crm-%d-%d","external_id":"lead-%d","event":"status_changed","status":"interested","reason":null,"timestamp":%d,"extra":{"campaign":"launch","sub_id":"s-%d"}}`,
+					run, k, k, start.Unix(), k%97)
+				body := bytes.Clone(buf)
+				req, _ := crm.NewSignedCallback(url, body, testSecrets[0], time.Now())
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+				if err != nil || res.StatusCode != 200 {
+					fails.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed = time.Since(start)
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
+	return lat, elapsed, fails.Load()
+}
+
+// TestCrashRecovery runs the listener as a real process, sends signed
+// callbacks at concurrency 32 with duplicates mixed in, SIGKILLs it at
+// random moments and restarts it on the same database while the clients
+// retry as the CRM would. Afterwards every callback that was answered 200
+// must be stored exactly once, and none answered fresh twice.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test starts and kills processes; skipped with -short")
+	}
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "db")
+	addr := freeAddr(t)
+	url := "http://" + addr + callbacks.DefaultPath
+	child := &childListener{t: t, db: dbPath, addr: addr, logPath: filepath.Join(dir, "child.log")}
+	child.start()
+	t.Cleanup(child.kill)
+
+	const workers, perWorker = 32, 1 << 20 // senders run until stop
+	var (
+		mu        sync.Mutex
+		acked     = map[string]int{} // dedup key → 200 answers
+		freshAcks = map[string]int{} // dedup key → fresh 200 answers
+		sent      = map[string]bool{}
+		stop      = make(chan struct{})
+		wg        sync.WaitGroup
+		retries   atomic.Int64
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer client.CloseIdleConnections()
+			for i := 0; i < perWorker; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := w*perWorker + i
+				if i%5 == 4 {
+					k -= 2 // deliver a recent one again
+				}
+				body := []byte(fmt.Sprintf(`{"internal_id":"crm-%d","event":"status_changed","timestamp":%d}`, k, k))
+				key := fmt.Sprintf("crm-%d:status_changed:%d", k, k)
+				mu.Lock()
+				sent[key] = true
+				mu.Unlock()
+				for attempt := 0; ; attempt++ {
+					req, _ := crm.NewSignedCallback(url, body, testSecrets[k%2], time.Now())
+					res, err := client.Do(req)
+					if err != nil {
+						// Connection refused or reset: the listener is
+						// down. Back off a little, as the CRM would.
+						retries.Add(1)
+						time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+						continue
+					}
+					answer, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					if res.StatusCode == http.StatusServiceUnavailable {
+						retries.Add(1)
+						continue
+					}
+					if res.StatusCode != 200 {
+						t.Errorf("callback %s: answer %d %s", key, res.StatusCode, answer)
+						break
+					}
+					mu.Lock()
+					acked[key]++
+					if string(answer) == wantOK {
+						freshAcks[key]++
+					}
+					mu.Unlock()
+					break
+				}
+			}
+		}()
+	}
+
+	kills := 0
+	for ; kills < 6; kills++ {
+		time.Sleep(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+		child.kill()
+		child.start()
+	}
+	// Let the clients go on against a steady listener for a moment, then
+	// have them finish the callback each is delivering.
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	child.kill() // a last crash, right after the final acknowledgements
+
+	db, err := store.Open(context.Background(), dbPath, store.Options{})
+	if err != nil {
+		t.Fatalf("reopen store: %v", err)
+	}
+	defer db.Close()
+	stored := map[string]int{}
+	for _, ev := range allCallbacks(t, db) {
+		stored[ev.DedupKey]++
+		if !sent[ev.DedupKey] {
+			t.Errorf("stored %q, which was never sent", ev.DedupKey)
+		}
+	}
+	for key := range acked {
+		if n := stored[key]; n != 1 {
+			t.Errorf("callback %s was answered 200 but is stored %d times", key, n)
+		}
+		if freshAcks[key] > 1 {
+			t.Errorf("callback %s was answered as fresh %d times", key, freshAcks[key])
+		}
+	}
+	t.Logf("%d kills; %d callbacks acknowledged, %d stored, %d client retries", kills+1, len(acked), len(stored), retries.Load())
+	if len(acked) < workers {
+		t.Errorf("only %d callbacks acknowledged: the test did not exercise the listener", len(acked))
+	}
+}
+
+// freeAddr returns a loopback address with a port free right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// childListener is the test binary re-executed as a listener process.
+type childListener struct {
+	t       *testing.T
+	db      string
+	addr    string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+}
+
+// start launches the child and waits until /healthz answers 200.
+func (c *childListener) start() {
+	c.t.Helper()
+	for try := 0; try < 3; try++ {
+		logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), envChild+"=1", envChildDB+"="+c.db, envChildAddr+"="+c.addr)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			c.t.Fatalf("start child: %v", err)
+		}
+		logf.Close()
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		if waitHealthy(c.addr, exited) {
+			c.cmd, c.exited = cmd, exited
+			return
+		}
+		cmd.Process.Kill()
+		<-exited
+	}
+	out, _ := os.ReadFile(c.logPath)
+	c.t.Fatalf("child listener did not become healthy; its log:\n%s", out)
+}
+
+// kill SIGKILLs the child: no graceful shutdown, no deferred commit.
+func (c *childListener) kill() {
+	if c.cmd == nil {
+		return
+	}
+	c.cmd.Process.Kill()
+	<-c.exited
+	c.cmd = nil
+}
+
+func waitHealthy(addr string, exited <-chan struct{}) bool {
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		res, err := client.Get("http://" + addr + callbacks.HealthPath)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return true
+			}
+		} else if !errors.Is(err, os.ErrDeadlineExceeded) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return false
+}
