@@ -42,11 +42,11 @@ type Refusal struct {
 
 // Callback answer codes (PROTOCOL.md §3).
 const (
-	CodeBodyTooLarge    = "body_too_large"
-	CodeTimestampRange  = "timestamp_out_of_range"
-	CodeBadSignature    = "bad_signature"
-	CodeInvalidPayload  = "invalid_payload"
-	CodeUnavailable     = "unavailable"
+	CodeBodyTooLarge     = "body_too_large"
+	CodeTimestampRange   = "timestamp_out_of_range"
+	CodeBadSignature     = "bad_signature"
+	CodeInvalidPayload   = "invalid_payload"
+	CodeUnavailable      = "unavailable"
 	CodeMethodNotAllowed = "method_not_allowed"
 )
 
