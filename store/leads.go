@@ -1,0 +1,486 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// leadCols is the column list scanLead reads, in order.
+const leadCols = `id, external_id, payload, idempotency_key, state, crm_id, crm_status, reason,
+	phone_invalid, attempts, next_attempt_at, last_http_status, last_error, last_delay_ms,
+	last_delay_why, lease_owner, lease_expires_at, created_at, updated_at`
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanLead(s scanner) (crm.Lead, error) {
+	var (
+		l                       crm.Lead
+		state                   string
+		phoneInvalid            int
+		next, leaseExp          sql.NullInt64
+		delayMS, created, updat int64
+	)
+	err := s.Scan(&l.ID, &l.ExternalID, &l.Payload, &l.IdempotencyKey, &state, &l.CRMID, &l.CRMStatus,
+		&l.Reason, &phoneInvalid, &l.Attempts, &next, &l.LastHTTPStatus, &l.LastError, &delayMS,
+		&l.LastDelayWhy, &l.LeaseOwner, &leaseExp, &created, &updat)
+	if err != nil {
+		return l, err
+	}
+	l.State = crm.State(state)
+	l.PhoneInvalid = phoneInvalid != 0
+	l.NextAttemptAt = fromNullMS(next)
+	l.LeaseExpiresAt = fromNullMS(leaseExp)
+	l.LastDelay = time.Duration(delayMS) * time.Millisecond
+	l.CreatedAt = fromMS(created)
+	l.UpdatedAt = fromMS(updat)
+	return l, nil
+}
+
+// ms is the stored form of a time: unix milliseconds.
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+// nullMS stores the zero time as NULL.
+func nullMS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMS(v.Int64)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// EnqueueOptions tune Enqueue.
+type EnqueueOptions struct {
+	// Strict refuses a lead whose phone is not valid E.164 instead of
+	// storing it flagged (Lead.PhoneInvalid) for the CRM to judge.
+	Strict bool
+}
+
+// phoneValidE164 reports whether phone is written in E.164 ("+" and up to
+// 15 digits, no spaces) and is a valid number for its country.
+func phoneValidE164(phone string) bool {
+	if len(phone) < 3 || len(phone) > 16 || phone[0] != '+' {
+		return false
+	}
+	for _, c := range phone[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	num, err := phonenumbers.Parse(phone, "")
+	if err != nil {
+		return false
+	}
+	return phonenumbers.IsValidNumber(num) && phonenumbers.Format(num, phonenumbers.E164) == phone
+}
+
+// checkPayload is the enqueue gate: size, crm.ParseLead, and the phone.
+// It returns the parsed fields and whether the phone is invalid.
+func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, bool, error) {
+	if len(payload) > db.opt.MaxPayload {
+		return crm.LeadFields{}, false, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalid, len(payload), db.opt.MaxPayload)
+	}
+	f, err := crm.ParseLead(payload)
+	if err != nil {
+		return f, false, &causeError{sentinel: ErrInvalid, cause: err}
+	}
+	bad := !phoneValidE164(f.Phone)
+	if bad && strict {
+		return f, true, fmt.Errorf("%w: phone %q is not valid E.164", ErrInvalid, f.Phone)
+	}
+	return f, bad, nil
+}
+
+// Enqueue commits a lead to the outbox, queued and due now, with a fresh
+// idempotency key committed alongside (DESIGN.md durability rule 1).
+// payload is stored byte for byte: it is what will be signed and sent.
+// Errors: ErrInvalid (with the reason), ErrDuplicate (naming the id and its
+// state), or a store failure.
+func (db *DB) Enqueue(ctx context.Context, payload []byte, opt EnqueueOptions) (crm.Lead, error) {
+	leads, errs, err := db.EnqueueBatch(ctx, [][]byte{payload}, opt)
+	if err != nil {
+		return crm.Lead{}, err
+	}
+	if errs[0] != nil {
+		return crm.Lead{}, errs[0]
+	}
+	return leads[0], nil
+}
+
+// EnqueueBatch enqueues many leads in one transaction (one fsync). Per-item
+// problems (invalid, duplicate — also within the batch) are reported in errs
+// at the item's index and do not stop the others; leads[i] is the stored
+// lead when errs[i] is nil. err is only for a store failure, and then
+// nothing of the batch is stored.
+func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOptions) (leads []crm.Lead, errs []error, err error) {
+	leads = make([]crm.Lead, len(payloads))
+	errs = make([]error, len(payloads))
+	type item struct {
+		i       int
+		f       crm.LeadFields
+		badPhon bool
+	}
+	var good []item
+	for i, p := range payloads {
+		f, bad, err := db.checkPayload(p, opt.Strict)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		good = append(good, item{i, f, bad})
+	}
+	if len(good) == 0 {
+		return leads, errs, nil
+	}
+
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enqueue: %w", err)
+	}
+	defer tx.Rollback()
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO leads
+		(external_id, payload, idempotency_key, state, phone_invalid, next_attempt_at, created_at, updated_at)
+		VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)
+		ON CONFLICT (external_id) DO NOTHING
+		RETURNING `+leadCols)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enqueue: %w", mapErr(ctx, err))
+	}
+	defer ins.Close()
+	now := db.now()
+	for _, it := range good {
+		key := crm.NewIdempotencyKey(it.f.ExternalID, now)
+		l, err := scanLead(ins.QueryRowContext(ctx, it.f.ExternalID, payloads[it.i], key,
+			boolInt(it.badPhon), ms(now), ms(now), ms(now)))
+		if errors.Is(err, sql.ErrNoRows) {
+			var state string
+			if err := tx.QueryRowContext(ctx, `SELECT state FROM leads WHERE external_id = ?`, it.f.ExternalID).Scan(&state); err != nil {
+				return nil, nil, fmt.Errorf("enqueue %s: %w", it.f.ExternalID, mapErr(ctx, err))
+			}
+			errs[it.i] = fmt.Errorf("%w: %s is already there (%s)", ErrDuplicate, it.f.ExternalID, state)
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("enqueue %s: %w", it.f.ExternalID, mapErr(ctx, err))
+		}
+		leads[it.i] = l
+	}
+	if err := db.commit(ctx, tx); err != nil {
+		return nil, nil, fmt.Errorf("enqueue: %w", err)
+	}
+	return leads, errs, nil
+}
+
+// Lead returns the lead with that external id, or ErrNotFound.
+func (db *DB) Lead(ctx context.Context, externalID string) (crm.Lead, error) {
+	l, err := scanLead(db.reader.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return l, fmt.Errorf("lead %s: %w", externalID, ErrNotFound)
+	}
+	if err != nil {
+		return l, fmt.Errorf("lead %s: %w", externalID, mapErr(ctx, err))
+	}
+	return l, nil
+}
+
+// liveStates are the states Claim takes leads from (a function, so no
+// package-level variable can be changed by accident).
+func liveStates() [3]crm.State {
+	return [...]crm.State{crm.StateQueued, crm.StateRetryWait, crm.StateInFlight}
+}
+
+// Claim implements crm.Outbox. In one write transaction it picks the due
+// leads with one indexed query per live state (merged by due time, oldest
+// first) and leases them. An in_flight lead whose lease expired is retaken
+// with its key unchanged, so the CRM answers the retry as a replay.
+func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]crm.Lead, error) {
+	if owner == "" {
+		return nil, errors.New("claim: empty owner")
+	}
+	if lease <= 0 {
+		return nil, fmt.Errorf("claim: lease %v must be positive", lease)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	defer tx.Rollback()
+
+	type due struct{ id, at int64 }
+	var cands []due
+	for _, st := range liveStates() {
+		q := `SELECT id, next_attempt_at FROM leads WHERE state = ? AND next_attempt_at <= ?
+			ORDER BY next_attempt_at, id LIMIT ?`
+		bound := ms(now)
+		if st == crm.StateQueued {
+			// Queued is due whatever its time (a clock set back must not
+			// strand it); its time only orders it.
+			bound = 1<<63 - 1
+		}
+		rows, err := tx.QueryContext(ctx, q, string(st), bound, limit)
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+		}
+		for rows.Next() {
+			var d due
+			if err := rows.Scan(&d.id, &d.at); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+			}
+			cands = append(cands, d)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if cands[i].at != cands[j].at {
+			return cands[i].at < cands[j].at
+		}
+		return cands[i].id < cands[j].id
+	})
+	if len(cands) > limit {
+		cands = cands[:limit]
+	}
+	upd, err := tx.PrepareContext(ctx, `UPDATE leads SET state = 'in_flight', lease_owner = ?,
+		lease_expires_at = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
+		WHERE id = ? RETURNING `+leadCols)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+	}
+	defer upd.Close()
+	exp := ms(now.Add(lease))
+	out := make([]crm.Lead, 0, len(cands))
+	for _, c := range cands {
+		l, err := scanLead(upd.QueryRowContext(ctx, owner, exp, exp, ms(db.now()), c.id))
+		if err != nil {
+			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+		}
+		out = append(out, l)
+	}
+	if err := db.commit(ctx, tx); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return out, nil
+}
+
+// capBody keeps at most MaxResponseBody bytes of a response.
+func capBody(b []byte) []byte {
+	if len(b) > MaxResponseBody {
+		return b[:MaxResponseBody]
+	}
+	return b
+}
+
+// linkLate attaches unmatched callbacks that name crmID to the lead, and
+// takes the newest status among them.
+func linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID string, now time.Time) error {
+	res, err := tx.ExecContext(ctx, `UPDATE callbacks SET lead_id = ? WHERE internal_id = ? AND lead_id IS NULL`, leadID, crmID)
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil
+	}
+	var (
+		status string
+		at     int64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT status, COALESCE(event_time, received_at) AS t FROM callbacks
+		WHERE lead_id = ? AND status <> '' ORDER BY t DESC, id DESC LIMIT 1`, leadID).Scan(&status, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	return setCRMStatus(ctx, tx, leadID, status, at, now)
+}
+
+// setCRMStatus keeps status as the lead's CRM status unless a newer event
+// already set one (callbacks may arrive out of order).
+func setCRMStatus(ctx context.Context, tx *sql.Tx, leadID int64, status string, at int64, now time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE leads SET crm_status = ?, crm_status_at = ?, updated_at = ?
+		WHERE id = ? AND (crm_status_at IS NULL OR crm_status_at <= ?)`, status, at, ms(now), leadID, at)
+	return mapErr(ctx, err)
+}
+
+// Release implements crm.Outbox: leads claimed but not sent go back,
+// due now, to queued (no attempt made yet) or retry_wait, with Claim's count
+// undone. Leads whose lease owner no longer holds are left alone and
+// reported with crm.ErrLeaseLost; the others are released regardless.
+func (db *DB) Release(ctx context.Context, owner string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	defer tx.Rollback()
+	now := ms(db.now())
+	var lost []string
+	for _, id := range ids {
+		res, err := tx.ExecContext(ctx, `UPDATE leads SET
+				state = CASE WHEN attempts <= 1 THEN 'queued' ELSE 'retry_wait' END,
+				attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+				lease_owner = '', lease_expires_at = NULL, next_attempt_at = ?, updated_at = ?
+			WHERE id = ? AND lease_owner = ? AND state = 'in_flight'`, now, now, id, owner)
+		if err != nil {
+			return fmt.Errorf("release: %w", mapErr(ctx, err))
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			lost = append(lost, fmt.Sprint(id))
+		}
+	}
+	if err := db.commit(ctx, tx); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	if len(lost) > 0 {
+		return fmt.Errorf("release leads %s for %s: %w", strings.Join(lost, ","), owner, crm.ErrLeaseLost)
+	}
+	return nil
+}
+
+// NextDue implements crm.Outbox: the earliest next_attempt_at over the live
+// states (an in_flight lead's is its lease expiry; a queued lead's is in the
+// past, so it is due now). One index lookup per state.
+func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due: %w", err)
+	}
+	defer tx.Rollback()
+	var (
+		best  int64
+		found bool
+	)
+	for _, st := range liveStates() {
+		var v sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM leads WHERE state = ?`, string(st)).Scan(&v); err != nil {
+			return time.Time{}, false, fmt.Errorf("next due: %w", mapErr(ctx, err))
+		}
+		if v.Valid && (!found || v.Int64 < best) {
+			best, found = v.Int64, true
+		}
+	}
+	if !found {
+		return time.Time{}, false, nil
+	}
+	return fromMS(best), true, nil
+}
+
+// Resubmit puts a lead in a resubmittable state (failed, rejected,
+// validation_error, duplicate) back in the queue, due now with its attempt
+// count reset, optionally with an edited payload (nil keeps it). The key
+// follows PROTOCOL.md §1 (crm.KeepsKey): an unchanged failed lead keeps its
+// key, anything else gets a new one. The edit must pass the enqueue gate
+// and keep the external_id (ErrInvalid). A history row of kind resubmit
+// records what changed, with the previous payload when edited. Other
+// states give ErrNotResubmittable.
+func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {
+	var res crm.Resubmission
+	var badPhone bool
+	if payload != nil {
+		f, bad, err := db.checkPayload(payload, false)
+		if err != nil {
+			return res, fmt.Errorf("resubmit %s: %w", externalID, err)
+		}
+		if f.ExternalID != externalID {
+			return res, fmt.Errorf("resubmit %s: %w: the edit changes external_id to %q; enqueue it as a new lead instead", externalID, ErrInvalid, f.ExternalID)
+		}
+		badPhone = bad
+	}
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, err)
+	}
+	defer tx.Rollback()
+	old, err := scanLead(tx.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, ErrNotFound)
+	}
+	if err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+	}
+	if !old.State.Resubmittable() {
+		return res, fmt.Errorf("resubmit %s: %w: it is %s; only failed, rejected, validation_error or duplicate leads can be", externalID, ErrNotResubmittable, old.State)
+	}
+	edited := payload != nil && !bytes.Equal(payload, old.Payload)
+	if payload == nil {
+		payload = old.Payload
+		badPhone = old.PhoneInvalid
+	}
+	now := db.now()
+	res.OldKey = old.IdempotencyKey
+	res.Edited = edited
+	res.KeyKept = crm.KeepsKey(old.State, old.Payload, payload)
+	key := old.IdempotencyKey
+	var notes []string
+	notes = append(notes, "resubmitted from "+string(old.State))
+	if edited {
+		notes = append(notes, "payload edited")
+	} else {
+		notes = append(notes, "payload unchanged")
+	}
+	if res.KeyKept {
+		notes = append(notes, "same key kept")
+	} else {
+		key = crm.NewIdempotencyKey(externalID, now)
+		notes = append(notes, "new key "+key)
+	}
+	res.Lead, err = scanLead(tx.QueryRowContext(ctx, `UPDATE leads SET payload = ?, idempotency_key = ?,
+			state = 'queued', phone_invalid = ?, attempts = 0, next_attempt_at = ?, reason = '',
+			last_http_status = 0, last_error = '', last_delay_ms = 0, last_delay_why = '',
+			lease_owner = '', lease_expires_at = NULL, updated_at = ?
+		WHERE id = ? RETURNING `+leadCols,
+		payload, key, boolInt(badPhone), ms(now), ms(now), old.ID))
+	if err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+	}
+	var prev []byte
+	if edited {
+		prev = old.Payload
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts
+		(lead_id, kind, number, idempotency_key, started_at, outcome, note, prev_payload)
+		VALUES (?, 'resubmit', 0, ?, ?, 'queued', ?, ?)`,
+		old.ID, key, ms(now), strings.Join(notes, "; "), prev); err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+	}
+	if err := db.commit(ctx, tx); err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, err)
+	}
+	return res, nil
+}

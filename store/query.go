@@ -1,0 +1,375 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// Counts implements ui.Source from the counter tables that every write
+// keeps in its own transaction: a handful of primary-key reads, whatever
+// the store's size.
+func (db *DB) Counts(ctx context.Context) (crm.Counts, error) {
+	c := crm.Counts{States: make(map[crm.State]int, len(crm.States))}
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return c, fmt.Errorf("counts: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT state, n FROM lead_counts`)
+	if err != nil {
+		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+	}
+	for rows.Next() {
+		var (
+			s string
+			n int
+		)
+		if err := rows.Scan(&s, &n); err != nil {
+			rows.Close()
+			return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+		}
+		c.States[crm.State(s)] = n
+	}
+	if err := rows.Close(); err != nil {
+		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT name, n FROM counters`)
+	if err != nil {
+		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			name string
+			n    int
+		)
+		if err := rows.Scan(&name, &n); err != nil {
+			return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+		}
+		switch name {
+		case "callbacks":
+			c.CallbacksVerified = n
+		case "callbacks_unmatched":
+			c.CallbacksUnmatched = n
+		case "refusals":
+			c.Refusals = n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+	}
+	return c, nil
+}
+
+// Leads implements ui.Source: one page of a pane. A pane of only
+// retry_wait is ordered by next_attempt_at (soonest first); any other by
+// updated_at, newest first. Each state is read by its own index-ordered
+// query of at most Offset+Limit keys (the index covers them, so no table
+// row is read) and the keys merged here, which avoids sorting a
+// million-row IN (...) result; then only the page's rows are fetched by
+// primary key. A Filter (case-insensitive ASCII substring of external_id,
+// crm_id or reason) is checked row by row along that index walk: cheap when
+// matches are common, a scan of the states' rows when they are rare.
+func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
+	limit := clampLimit(q.Limit)
+	offset := max(q.Offset, 0)
+	states := q.States
+	if len(states) == 0 {
+		states = crm.States
+	}
+	for _, s := range states {
+		if !s.Valid() {
+			return nil, fmt.Errorf("leads: unknown state %q", s)
+		}
+	}
+	states = dedupStates(states)
+	byDue := len(states) == 1 && states[0] == crm.StateRetryWait
+	keyCol, order := "updated_at", ` ORDER BY updated_at DESC, id DESC`
+	if byDue {
+		keyCol, order = "next_attempt_at", ` ORDER BY next_attempt_at, id`
+	}
+	filter := ""
+	var fargs []any
+	if q.Filter != "" {
+		p := likePattern(q.Filter)
+		filter = ` AND (lower(external_id) LIKE ? ESCAPE '\' OR lower(crm_id) LIKE ? ESCAPE '\' OR lower(reason) LIKE ? ESCAPE '\')`
+		fargs = []any{p, p, p}
+	}
+
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("leads: %w", err)
+	}
+	defer tx.Rollback()
+	type key struct{ at, id int64 }
+	var keys []key
+	for _, s := range states {
+		args := append([]any{string(s)}, fargs...)
+		query := `SELECT COALESCE(` + keyCol + `, 0), id FROM leads WHERE state = ?` + filter + order + ` LIMIT ?`
+		if len(states) == 1 {
+			query += ` OFFSET ?`
+			args = append(args, limit, offset)
+		} else {
+			args = append(args, offset+limit)
+		}
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+		}
+		for rows.Next() {
+			var k key
+			if err := rows.Scan(&k.at, &k.id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+			}
+			keys = append(keys, k)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+		}
+	}
+	if len(states) > 1 {
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].at != keys[j].at {
+				return keys[i].at > keys[j].at
+			}
+			return keys[i].id > keys[j].id
+		})
+		if offset >= len(keys) {
+			return nil, nil
+		}
+		keys = keys[offset:min(offset+limit, len(keys))]
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	// Fetch the page's rows by primary key, then put them in key order.
+	args := make([]any, len(keys))
+	marks := make([]byte, 0, 2*len(keys))
+	for i, k := range keys {
+		args[i] = k.id
+		if i > 0 {
+			marks = append(marks, ',')
+		}
+		marks = append(marks, '?')
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+leadCols+` FROM leads WHERE id IN (`+string(marks)+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+	}
+	defer rows.Close()
+	byID := make(map[int64]crm.Lead, len(keys))
+	for rows.Next() {
+		l, err := scanLead(rows)
+		if err != nil {
+			return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+		}
+		byID[l.ID] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+	}
+	out := make([]crm.Lead, 0, len(keys))
+	for _, k := range keys {
+		if l, ok := byID[k.id]; ok {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// dedupStates drops repeated states, keeping the first of each.
+func dedupStates(states []crm.State) []crm.State {
+	seen := make(map[crm.State]bool, len(states))
+	out := make([]crm.State, 0, len(states))
+	for _, s := range states {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// attemptCols is the column list scanAttempt reads, in order.
+const attemptCols = `id, lead_id, kind, number, idempotency_key, started_at, duration_us, http_status,
+	response_body, error, outcome, delay_ms, delay_why, note, prev_payload`
+
+func scanAttempt(s scanner) (crm.Attempt, error) {
+	var (
+		a                       crm.Attempt
+		kind, outcome           string
+		started, durUS, delayMS int64
+	)
+	err := s.Scan(&a.ID, &a.LeadID, &kind, &a.Number, &a.IdempotencyKey, &started, &durUS, &a.HTTPStatus,
+		&a.ResponseBody, &a.Error, &outcome, &delayMS, &a.DelayWhy, &a.Note, &a.PrevPayload)
+	a.Kind = crm.AttemptKind(kind)
+	a.Outcome = crm.State(outcome)
+	a.StartedAt = fromMS(started)
+	a.Duration = time.Duration(durUS) * time.Microsecond
+	a.Delay = time.Duration(delayMS) * time.Millisecond
+	return a, err
+}
+
+// LeadDetail implements ui.Source: the lead, its history (attempts and
+// resubmissions) and the callbacks linked to it, each oldest first, read
+// from one snapshot.
+func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail, error) {
+	var d crm.LeadDetail
+	tx, err := db.beginRead(ctx)
+	if err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
+	}
+	defer tx.Rollback()
+	d.Lead, err = scanLead(tx.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+attemptCols+` FROM attempts WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
+	if err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+	}
+	for rows.Next() {
+		a, err := scanAttempt(rows)
+		if err != nil {
+			rows.Close()
+			return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+		}
+		d.Attempts = append(d.Attempts, a)
+	}
+	if err := rows.Close(); err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT `+callbackCols+` FROM callbacks WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
+	if err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		ev, err := scanCallback(rows)
+		if err != nil {
+			return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+		}
+		d.Callbacks = append(d.Callbacks, ev)
+	}
+	if err := rows.Err(); err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+	}
+	return d, nil
+}
+
+// maxBuckets bounds Throughput's slices whatever range is asked for.
+const maxBuckets = 10000
+
+// Throughput implements ui.Source: sends (attempts of kind send, by start)
+// and callbacks (by arrival) per bucket from since to now, oldest bucket
+// first. It reads the per-second rollup (migration 002), so the cost is
+// one row per second of the window, whatever the traffic. The resolution
+// is one second: since is truncated to a whole second and bucket rounded
+// up to whole seconds.
+func (db *DB) Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error) {
+	bucket = max(time.Second, (bucket + time.Second - 1).Truncate(time.Second))
+	since = since.Truncate(time.Second)
+	now := db.now()
+	n := int((now.Sub(since) + bucket) / bucket) // the bucket holding now included
+	if n < 1 {
+		n = 1
+	}
+	if n > maxBuckets {
+		n = maxBuckets
+		since = now.Truncate(time.Second).Add(-time.Duration(n-1) * bucket)
+	}
+	t := crm.Throughput{Start: since, Bucket: bucket, Sent: make([]int, n), Callbacks: make([]int, n)}
+	from, width := since.Unix(), int64(bucket/time.Second)
+	rows, err := db.reader.QueryContext(ctx, `SELECT (sec - ?) / ?, SUM(sent), SUM(callbacks) FROM throughput
+		WHERE sec >= ? AND sec < ? GROUP BY (sec - ?) / ?`,
+		from, width, from, from+int64(n)*width, from, width)
+	if err != nil {
+		return t, fmt.Errorf("throughput: %w", mapErr(ctx, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b int64
+		var sent, cbs int
+		if err := rows.Scan(&b, &sent, &cbs); err != nil {
+			return t, fmt.Errorf("throughput: %w", mapErr(ctx, err))
+		}
+		if b >= 0 && b < int64(n) {
+			t.Sent[b], t.Callbacks[b] = sent, cbs
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return t, fmt.Errorf("throughput: %w", mapErr(ctx, err))
+	}
+	return t, nil
+}
+
+// exportBatch is how many rows an export reads per query. Exports page by
+// primary key instead of holding one read transaction open, so a slow
+// consumer never pins an old snapshot (which would stop WAL checkpoints
+// and let the -wal file grow).
+const exportBatch = 1000
+
+// ExportLeads calls fn for every lead in id order, streaming: memory stays
+// at one batch. An error from fn stops the export and is returned as is.
+func (db *DB) ExportLeads(ctx context.Context, fn func(crm.Lead) error) error {
+	var after int64
+	for {
+		rows, err := db.reader.QueryContext(ctx, `SELECT `+leadCols+` FROM leads WHERE id > ? ORDER BY id LIMIT ?`, after, exportBatch)
+		if err != nil {
+			return fmt.Errorf("export leads: %w", mapErr(ctx, err))
+		}
+		batch := make([]crm.Lead, 0, exportBatch)
+		for rows.Next() {
+			l, err := scanLead(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("export leads: %w", mapErr(ctx, err))
+			}
+			batch = append(batch, l)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("export leads: %w", mapErr(ctx, err))
+		}
+		for _, l := range batch {
+			if err := fn(l); err != nil {
+				return err
+			}
+		}
+		if len(batch) < exportBatch {
+			return nil
+		}
+		after = batch[len(batch)-1].ID
+	}
+}
+
+// ExportCallbacks calls fn for every stored callback in id order,
+// streaming like ExportLeads.
+func (db *DB) ExportCallbacks(ctx context.Context, fn func(crm.CallbackEvent) error) error {
+	var after int64
+	for {
+		batch, err := db.queryCallbacks(ctx, "export callbacks",
+			`SELECT `+callbackCols+` FROM callbacks WHERE id > ? ORDER BY id LIMIT ?`, after, exportBatch)
+		if err != nil {
+			return err
+		}
+		for _, ev := range batch {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		if len(batch) < exportBatch {
+			return nil
+		}
+		after = batch[len(batch)-1].ID
+	}
+}

@@ -1,0 +1,201 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// maxRecordBatch bounds how many Records share one transaction.
+const maxRecordBatch = 256
+
+// errClosed answers calls made after Close.
+var errClosed = errors.New("store is closed")
+
+// recordReq is one Record call waiting for the group commit.
+type recordReq struct {
+	ctx   context.Context
+	owner string
+	r     crm.AttemptResult
+	done  chan error // buffered: the committer never blocks on a caller
+}
+
+// Record implements crm.Outbox: the lead's new state and the attempt row in
+// one transaction, the lease freed, and Record returns after that commit.
+// If owner no longer holds the lease (it expired and another worker took
+// it), nothing is written and the error wraps crm.ErrLeaseLost. A CRM id
+// learned here also links the callbacks that named it before this commit
+// (they can overtake it).
+//
+// Concurrent Records share a transaction (group commit): with
+// synchronous=FULL a commit costs an fsync, and one fsync per lead would cap
+// a sender at a few hundred leads a second per disk. Each caller still
+// waits for the commit that holds its own row; a lease lost by one does not
+// affect the others.
+func (db *DB) Record(ctx context.Context, owner string, r crm.AttemptResult) error {
+	a := r.Attempt
+	switch {
+	case a.Outcome == crm.StateRetryWait, a.Outcome.Final():
+	default:
+		return fmt.Errorf("record lead %d: outcome %q is not retry_wait or a final state", a.LeadID, a.Outcome)
+	}
+	if db.readOnly {
+		return fmt.Errorf("record lead %d: %w: opened read-only", a.LeadID, ErrReadOnly)
+	}
+	req := recordReq{ctx: ctx, owner: owner, r: r, done: make(chan error, 1)}
+	select {
+	case db.records <- req:
+	case <-ctx.Done():
+		return fmt.Errorf("record lead %d: %w", a.LeadID, ctx.Err())
+	case <-db.closed:
+		return fmt.Errorf("record lead %d: %w", a.LeadID, errClosed)
+	}
+	// Once taken, the request is answered within one transaction (bounded
+	// by the busy timeout); waiting for it even if ctx ends means the
+	// caller never mistakes a committed attempt for a lost one.
+	return <-req.done
+}
+
+// recordLoop is the group committer: it takes one waiting Record, then
+// every other already waiting, and commits them together.
+func (db *DB) recordLoop() {
+	defer db.loops.Done()
+	for {
+		var batch []recordReq
+		select {
+		case req := <-db.records:
+			batch = append(batch, req)
+		case <-db.closed:
+			return
+		}
+	drain:
+		for len(batch) < maxRecordBatch {
+			select {
+			case req := <-db.records:
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		db.commitRecords(batch)
+	}
+}
+
+// commitRecords runs a batch and answers every request. When the batch
+// fails for a reason tied to one request rather than the database (busy,
+// full, read-only or shutting down apply to all), each request is retried
+// in its own transaction so one bad row does not fail its neighbours.
+func (db *DB) commitRecords(batch []recordReq) {
+	results, err := db.runRecords(batch)
+	if err != nil && len(batch) > 1 && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrDiskFull) &&
+		!errors.Is(err, ErrReadOnly) && db.bg.Err() == nil {
+		for _, req := range batch {
+			db.commitRecords([]recordReq{req})
+		}
+		return
+	}
+	for i, req := range batch {
+		if err != nil {
+			req.done <- fmt.Errorf("record lead %d: %w", req.r.Attempt.LeadID, err)
+		} else {
+			req.done <- results[i]
+		}
+	}
+}
+
+// runRecords writes the batch in one transaction. results[i] is nil, a
+// lease lost, or the caller's context error; err is a failure of the whole
+// transaction, which then stored nothing.
+func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
+	ctx := db.bg
+	tx, err := db.beginWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	now := db.now()
+	results = make([]error, len(batch))
+	wrote := false
+	for i, req := range batch {
+		if cerr := req.ctx.Err(); cerr != nil {
+			results[i] = fmt.Errorf("record lead %d: %w", req.r.Attempt.LeadID, cerr)
+			continue
+		}
+		lost, err := recordOne(ctx, tx, req.owner, req.r, now)
+		if err != nil {
+			return nil, err
+		}
+		if lost {
+			results[i] = fmt.Errorf("record lead %d for %s: %w", req.r.Attempt.LeadID, req.owner, crm.ErrLeaseLost)
+			continue
+		}
+		wrote = true
+	}
+	if !wrote {
+		return results, nil
+	}
+	if err := db.commit(ctx, tx); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// recordOne applies one attempt inside tx; lost when owner does not hold
+// the lead's lease (then nothing was written).
+func recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.AttemptResult, now time.Time) (lost bool, err error) {
+	a := r.Attempt
+	var next sql.NullInt64
+	if a.Outcome == crm.StateRetryWait {
+		at := r.NextAttemptAt
+		if at.IsZero() {
+			at = now
+		}
+		next = nullMS(at)
+	}
+	var (
+		number int
+		key    string
+	)
+	err = tx.QueryRowContext(ctx, `UPDATE leads SET state = ?,
+			crm_id = CASE WHEN ? <> '' THEN ? ELSE crm_id END,
+			reason = ?, last_http_status = ?, last_error = ?, last_delay_ms = ?, last_delay_why = ?,
+			next_attempt_at = ?, lease_owner = '', lease_expires_at = NULL, updated_at = ?
+		WHERE id = ? AND lease_owner = ? AND state = 'in_flight'
+		RETURNING attempts, idempotency_key`,
+		string(a.Outcome), r.CRMID, r.CRMID, r.Reason, a.HTTPStatus, a.Error, a.Delay.Milliseconds(), a.DelayWhy,
+		next, ms(now), a.LeadID, owner).Scan(&number, &key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return true, nil
+	}
+	if err != nil {
+		return false, mapErr(ctx, err)
+	}
+	if a.Number > 0 {
+		number = a.Number
+	}
+	if a.IdempotencyKey != "" {
+		key = a.IdempotencyKey
+	}
+	started := a.StartedAt
+	if started.IsZero() {
+		started = now
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts
+		(lead_id, kind, number, idempotency_key, started_at, duration_us, http_status, response_body,
+		 error, outcome, delay_ms, delay_why, note)
+		VALUES (?, 'send', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.LeadID, number, key, ms(started), a.Duration.Microseconds(), a.HTTPStatus, capBody(a.ResponseBody),
+		a.Error, string(a.Outcome), a.Delay.Milliseconds(), a.DelayWhy, a.Note); err != nil {
+		return false, mapErr(ctx, err)
+	}
+	if r.CRMID != "" {
+		if err := linkLate(ctx, tx, a.LeadID, r.CRMID, now); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
