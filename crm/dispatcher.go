@@ -48,9 +48,10 @@ type Dispatcher struct {
 	limiter *rate.Limiter
 	log     *slog.Logger
 
-	wake   chan struct{}
-	paused atomic.Bool
-	sent   atomic.Int64
+	wake     chan struct{}
+	minClaim int // smallest claim worth a transaction while attempts are in flight
+	paused   atomic.Bool
+	sent     atomic.Int64
 }
 
 // NewDispatcher returns a Dispatcher; Run starts it.
@@ -85,6 +86,9 @@ func NewDispatcher(outbox Outbox, sender Sender, cfg DispatcherConfig) *Dispatch
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "dispatcher", "owner", cfg.Owner),
 		wake:   make(chan struct{}, 1),
+		// A quarter of the slots: large enough to share a commit, small
+		// enough that the pipeline never runs dry.
+		minClaim: max(1, cfg.Concurrency/4),
 	}
 	if cfg.RateLimit > 0 {
 		burst := max(1, int(cfg.RateLimit))
@@ -138,6 +142,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case backoff > 0:
 			wait = backoff
 		case d.paused.Load() || inFlight >= d.cfg.Concurrency:
+		case inFlight > 0 && d.cfg.Concurrency-inFlight < d.minClaim:
+			// Under load, wait for a few slots and claim them in one
+			// transaction: a claim is a durable commit, and one per lead
+			// would cost more than the attempt itself.
 		default:
 			n, token, delay := d.budget(d.cfg.Concurrency - inFlight)
 			if delay > 0 {

@@ -47,25 +47,9 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]boo
 		return nil, fmt.Errorf("save callbacks: %w", err)
 	}
 	defer tx.Rollback()
-	byExt, err := tx.PrepareContext(ctx, `SELECT id FROM leads WHERE external_id = ?`)
-	if err != nil {
-		return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
-	}
-	defer byExt.Close()
-	byCRM, err := tx.PrepareContext(ctx, `SELECT id FROM leads WHERE crm_id = ? ORDER BY id DESC LIMIT 1`)
-	if err != nil {
-		return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
-	}
-	defer byCRM.Close()
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO callbacks
-		(dedup_key, internal_id, external_id, event, status, reason, timestamp, event_time,
-		 received_at, skew_ms, raw_body, secret_idx, lead_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (dedup_key) DO NOTHING`)
-	if err != nil {
-		return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
-	}
-	defer ins.Close()
+	byExt := db.hotW.in(ctx, tx, sqlLeadByExtID)
+	byCRM := db.hotW.in(ctx, tx, sqlLeadByCRMID)
+	ins := db.hotW.in(ctx, tx, sqlInsertCallbck)
 
 	now := db.now()
 	for i, ev := range evs {
@@ -104,7 +88,7 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]boo
 			if !ev.EventTime.IsZero() {
 				at = ms(ev.EventTime)
 			}
-			if err := setCRMStatus(ctx, tx, lead.Int64, ev.Status, at, now); err != nil {
+			if err := db.setCRMStatus(ctx, tx, lead.Int64, ev.Status, at, now); err != nil {
 				return nil, fmt.Errorf("save callbacks: %w", err)
 			}
 		}

@@ -237,15 +237,13 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 	type due struct{ id, at int64 }
 	var cands []due
 	for _, st := range liveStates() {
-		q := `SELECT id, next_attempt_at FROM leads WHERE state = ? AND next_attempt_at <= ?
-			ORDER BY next_attempt_at, id LIMIT ?`
 		bound := ms(now)
 		if st == crm.StateQueued {
 			// Queued is due whatever its time (a clock set back must not
 			// strand it); its time only orders it.
 			bound = 1<<63 - 1
 		}
-		rows, err := tx.QueryContext(ctx, q, string(st), bound, limit)
+		rows, err := db.hotW.in(ctx, tx, sqlClaimDue).QueryContext(ctx, string(st), bound, limit)
 		if err != nil {
 			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
 		}
@@ -273,13 +271,7 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 	if len(cands) > limit {
 		cands = cands[:limit]
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE leads SET state = 'in_flight', lease_owner = ?,
-		lease_expires_at = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
-		WHERE id = ? RETURNING `+leadCols)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
-	}
-	defer upd.Close()
+	upd := db.hotW.in(ctx, tx, sqlClaimOne)
 	exp := ms(now.Add(lease))
 	out := make([]crm.Lead, 0, len(cands))
 	for _, c := range cands {
@@ -305,8 +297,8 @@ func capBody(b []byte) []byte {
 
 // linkLate attaches unmatched callbacks that name crmID to the lead, and
 // takes the newest status among them.
-func linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID string, now time.Time) error {
-	res, err := tx.ExecContext(ctx, `UPDATE callbacks SET lead_id = ? WHERE internal_id = ? AND lead_id IS NULL`, leadID, crmID)
+func (db *DB) linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID string, now time.Time) error {
+	res, err := db.hotW.in(ctx, tx, sqlLinkLate).ExecContext(ctx, leadID, crmID)
 	if err != nil {
 		return mapErr(ctx, err)
 	}
@@ -325,14 +317,13 @@ func linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID string, now t
 	if err != nil {
 		return mapErr(ctx, err)
 	}
-	return setCRMStatus(ctx, tx, leadID, status, at, now)
+	return db.setCRMStatus(ctx, tx, leadID, status, at, now)
 }
 
 // setCRMStatus keeps status as the lead's CRM status unless a newer event
 // already set one (callbacks may arrive out of order).
-func setCRMStatus(ctx context.Context, tx *sql.Tx, leadID int64, status string, at int64, now time.Time) error {
-	_, err := tx.ExecContext(ctx, `UPDATE leads SET crm_status = ?, crm_status_at = ?, updated_at = ?
-		WHERE id = ? AND (crm_status_at IS NULL OR crm_status_at <= ?)`, status, at, ms(now), leadID, at)
+func (db *DB) setCRMStatus(ctx context.Context, tx *sql.Tx, leadID int64, status string, at int64, now time.Time) error {
+	_, err := db.hotW.in(ctx, tx, sqlSetCRMStatus).ExecContext(ctx, status, at, ms(now), leadID, at)
 	return mapErr(ctx, err)
 }
 
@@ -388,7 +379,7 @@ func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 	)
 	for _, st := range liveStates() {
 		var v sql.NullInt64
-		if err := tx.QueryRowContext(ctx, `SELECT MIN(next_attempt_at) FROM leads WHERE state = ?`, string(st)).Scan(&v); err != nil {
+		if err := db.hotR.in(ctx, tx, sqlNextDue).QueryRowContext(ctx, string(st)).Scan(&v); err != nil {
 			return time.Time{}, false, fmt.Errorf("next due: %w", mapErr(ctx, err))
 		}
 		if v.Valid && (!found || v.Int64 < best) {

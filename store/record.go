@@ -125,7 +125,7 @@ func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
 			results[i] = fmt.Errorf("record lead %d: %w", req.r.Attempt.LeadID, cerr)
 			continue
 		}
-		lost, err := recordOne(ctx, tx, req.owner, req.r, now)
+		lost, err := db.recordOne(ctx, tx, req.owner, req.r, now)
 		if err != nil {
 			return nil, err
 		}
@@ -146,7 +146,7 @@ func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
 
 // recordOne applies one attempt inside tx; lost when owner does not hold
 // the lead's lease (then nothing was written).
-func recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.AttemptResult, now time.Time) (lost bool, err error) {
+func (db *DB) recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.AttemptResult, now time.Time) (lost bool, err error) {
 	a := r.Attempt
 	var next sql.NullInt64
 	if a.Outcome == crm.StateRetryWait {
@@ -160,12 +160,7 @@ func recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.AttemptResul
 		number int
 		key    string
 	)
-	err = tx.QueryRowContext(ctx, `UPDATE leads SET state = ?,
-			crm_id = CASE WHEN ? <> '' THEN ? ELSE crm_id END,
-			reason = ?, last_http_status = ?, last_error = ?, last_delay_ms = ?, last_delay_why = ?,
-			next_attempt_at = ?, lease_owner = '', lease_expires_at = NULL, updated_at = ?
-		WHERE id = ? AND lease_owner = ? AND state = 'in_flight'
-		RETURNING attempts, idempotency_key`,
+	err = db.hotW.in(ctx, tx, sqlRecordLead).QueryRowContext(ctx,
 		string(a.Outcome), r.CRMID, r.CRMID, r.Reason, a.HTTPStatus, a.Error, a.Delay.Milliseconds(), a.DelayWhy,
 		next, ms(now), a.LeadID, owner).Scan(&number, &key)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -184,16 +179,13 @@ func recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.AttemptResul
 	if started.IsZero() {
 		started = now
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts
-		(lead_id, kind, number, idempotency_key, started_at, duration_us, http_status, response_body,
-		 error, outcome, delay_ms, delay_why, note)
-		VALUES (?, 'send', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := db.hotW.in(ctx, tx, sqlRecordAttempt).ExecContext(ctx,
 		a.LeadID, number, key, ms(started), a.Duration.Microseconds(), a.HTTPStatus, capBody(a.ResponseBody),
 		a.Error, string(a.Outcome), a.Delay.Milliseconds(), a.DelayWhy, a.Note); err != nil {
 		return false, mapErr(ctx, err)
 	}
 	if r.CRMID != "" {
-		if err := linkLate(ctx, tx, a.LeadID, r.CRMID, now); err != nil {
+		if err := db.linkLate(ctx, tx, a.LeadID, r.CRMID, now); err != nil {
 			return false, err
 		}
 	}

@@ -83,6 +83,8 @@ type DB struct {
 	watches sync.WaitGroup // Watch pollers, each holding a reader connection
 	once    sync.Once      // Close runs once
 
+	hotW, hotR prepared // per-lead and per-callback statements, prepared once
+
 	records chan recordReq     // Record calls waiting for the group commit
 	loops   sync.WaitGroup     // the group committer
 	bg      context.Context    // the committer's context, ended by Close
@@ -211,6 +213,19 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	db.reader.SetMaxIdleConns(n)
 
 	if err := db.migrate(ctx); err != nil {
+		db.writer.Close()
+		db.reader.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if !db.readOnly {
+		if db.hotW, err = prepareAll(ctx, db.writer, hotWrites); err != nil {
+			db.writer.Close()
+			db.reader.Close()
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+	}
+	if db.hotR, err = prepareAll(ctx, db.reader, hotReads); err != nil {
+		db.hotW.close()
 		db.writer.Close()
 		db.reader.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -344,7 +359,7 @@ func (db *DB) Close() error {
 		db.loops.Wait() // a batch in progress finishes first
 		db.stop()
 		db.watches.Wait()
-		err = errors.Join(db.reader.Close(), db.writer.Close())
+		err = errors.Join(db.hotW.close(), db.hotR.close(), db.reader.Close(), db.writer.Close())
 	})
 	return err
 }
