@@ -63,7 +63,8 @@ func cmdServe(ctx context.Context, e env, args []string) error {
 
 func cmdSandbox(ctx context.Context, e env, args []string) error {
 	f := newFlags(e, "sandbox", "[--addr A] [--callback-url U] [--seed N] [faults]",
-		"Run the fake CartelCRM. It takes CARTELCRM_API_KEY, CARTELCRM_HMAC_SECRET and\nCALLBACK_SECRET from the environment (or the config file), like leadwatch.", true)
+		"Run the fake CartelCRM. It takes CARTELCRM_API_KEY, CARTELCRM_HMAC_SECRET and\nCALLBACK_SECRET from the environment (or the config file), like leadwatch.", false)
+	f.StringVar(&f.configPath, "config", "", "config file (default ./"+config.DefaultFile+" when present)")
 	addr := f.String("addr", "127.0.0.1:8081", "address to listen on")
 	var sc sandbox.Config
 	sc.RegisterFlags(f.FlagSet)
@@ -72,9 +73,6 @@ func cmdSandbox(ctx context.Context, e env, args []string) error {
 	}
 	if f.NArg() > 0 {
 		return f.usageErr("unexpected argument %q", f.Arg(0))
-	}
-	if err := sc.Validate(); err != nil {
-		return f.usageErr("%v", err)
 	}
 	cfg, err := f.load(e)
 	if err != nil {
@@ -90,6 +88,9 @@ func cmdSandbox(ctx context.Context, e env, args []string) error {
 			return errors.New("--callback-url needs CALLBACK_SECRET (or [callbacks] secrets) to sign callbacks")
 		}
 		sc.CallbackSecret = cfg.Callbacks.Secrets[0].Reveal()
+	}
+	if err := sc.Validate(); err != nil {
+		return f.usageErr("%v", err)
 	}
 	sc.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
 	srv, err := sandbox.Start(sc, *addr)
