@@ -24,20 +24,11 @@ func cmdServe(ctx context.Context, e env, args []string) error {
 		"Run the callback listener and the sender without the dashboard. Logs go to stderr.", true)
 	listen := f.String("listen", "", "listener address (default callbacks.listen)")
 	logJSON := f.Bool("log-json", false, "log JSON instead of text")
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
 	}
-	if f.NArg() > 0 {
-		return f.usageErr("unexpected argument %q", f.Arg(0))
-	}
-	cfg, err := f.load(e)
+	cfg, err := f.loadForServices(e, *listen)
 	if err != nil {
-		return err
-	}
-	if *listen != "" {
-		cfg.Callbacks.Listen = *listen
-	}
-	if err := cfg.Validate(config.NeedSender | config.NeedListener); err != nil {
 		return err
 	}
 	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
@@ -68,11 +59,8 @@ func cmdSandbox(ctx context.Context, e env, args []string) error {
 	addr := f.String("addr", "127.0.0.1:8081", "address to listen on")
 	var sc sandbox.Config
 	sc.RegisterFlags(f.FlagSet)
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if f.NArg() > 0 {
-		return f.usageErr("unexpected argument %q", f.Arg(0))
 	}
 	cfg, err := f.load(e)
 	if err != nil {
@@ -268,11 +256,8 @@ func cmdTail(ctx context.Context, e env, args []string) error {
 	f := newFlags(e, "tail", "[--json]", "Follow verified callbacks as they are stored, from any process sharing the database.", true)
 	asJSON := f.Bool("json", false, "one JSON object a line (NDJSON)")
 	last := f.Int("n", 10, "show this many stored callbacks first")
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if f.NArg() > 0 {
-		return f.usageErr("unexpected argument %q", f.Arg(0))
 	}
 	cfg, err := f.load(e)
 	if err != nil {

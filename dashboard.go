@@ -11,7 +11,6 @@ import (
 
 	tea "github.com/charmbracelet/bubbletea"
 
-	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
 	"github.com/leadwatch/leadwatch/ui"
@@ -25,23 +24,14 @@ func cmdDashboard(ctx context.Context, e env, args []string) error {
 	demo := f.Bool("demo", false, "run against an embedded sandbox with a synthetic campaign")
 	listen := f.String("listen", "", "listener address (default callbacks.listen)")
 	logPath := f.String("log", "", "log file (default leadwatch.log beside the database)")
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
-	}
-	if f.NArg() > 0 {
-		return f.usageErr("unexpected argument %q", f.Arg(0))
 	}
 	if *demo {
 		return runDemo(ctx, e, f.dbPath, *logPath)
 	}
-	cfg, err := f.load(e)
+	cfg, err := f.loadForServices(e, *listen)
 	if err != nil {
-		return err
-	}
-	if *listen != "" {
-		cfg.Callbacks.Listen = *listen
-	}
-	if err := cfg.Validate(config.NeedSender | config.NeedListener); err != nil {
 		return err
 	}
 	log, closeLog, err := openLog(*logPath, cfg.Store.Path)

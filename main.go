@@ -149,6 +149,31 @@ func (f *flags) parse(args []string) error {
 	return nil
 }
 
+// parseNoArgs parses args for a command that takes flags only.
+func (f *flags) parseNoArgs(args []string) error {
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if f.NArg() > 0 {
+		return f.usageErr("unexpected argument %q", f.Arg(0))
+	}
+	return nil
+}
+
+// loadForServices loads the configuration of a command that runs the
+// sender and the listener: --listen overrides callbacks.listen, and every
+// secret they need must be there.
+func (f *flags) loadForServices(e env, listen string) (config.Config, error) {
+	cfg, err := f.load(e)
+	if err != nil {
+		return cfg, err
+	}
+	if listen != "" {
+		cfg.Callbacks.Listen = listen
+	}
+	return cfg, cfg.Validate(config.NeedSender | config.NeedListener)
+}
+
 // usageErr prints msg and the usage, and returns errUsage.
 func (f *flags) usageErr(format string, a ...any) error {
 	fmt.Fprintf(f.Output(), "leadwatch %s: %s\n", f.Name(), fmt.Sprintf(format, a...))
