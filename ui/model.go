@@ -104,8 +104,15 @@ type Model struct {
 
 	refreshing bool      // a snapshot query is running
 	pending    bool      // another change came in meanwhile: refresh again after
+	followUp   bool      // a paced follow-up refresh is scheduled
 	startedAt  time.Time // wall clock when the last query started, for pacing
 	lastBucket time.Time
+	// listening: a waitForChange Cmd is out. While a refresh is running
+	// or scheduled, a change only sets pending and the listener is not
+	// re-armed until it lands: the store's signals coalesce in its
+	// channel instead of waking Update (and View) once per commit.
+	listening     bool
+	changesClosed bool
 
 	err        error // the last failed action
 	refreshErr error // the last refresh's failure, cleared by a good one
@@ -163,6 +170,7 @@ func New(cfg Config) Model {
 		detail:  newDetailView(st, keys.Detail),
 		filter:  fi,
 	}
+	m.listening = cfg.Changes != nil // Init arms the listener
 	m.setNow(now)
 	m.setMaxAttempts()
 	m.setFocus(paneRetries)
@@ -199,10 +207,20 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		return m, tea.Batch(cmds...)
 	case changeMsg:
-		return m, tea.Batch(waitForChange(m.cfg.Changes), m.refresh())
+		m.listening = false
+		if m.refreshing || m.followUp {
+			// Under 1,000 callbacks/s the store signals hundreds of
+			// times a second; the refresh under way or scheduled re-arms
+			// the listener when it lands.
+			m.pending = true
+			return m, nil
+		}
+		return m, tea.Batch(m.listen(), m.refresh())
 	case changesClosedMsg:
+		m.listening, m.changesClosed = false, true
 		return m, nil
 	case refreshRequestMsg:
+		m.followUp = false
 		return m, m.refresh()
 	case snapshotMsg:
 		return m, m.applySnapshot(msg)
@@ -357,8 +375,23 @@ func (m *Model) refresh() tea.Cmd {
 	return loadSnapshot(m.cfg.Source, q)
 }
 
-// applySnapshot takes a refresh's result, part by part.
+// listen re-arms the change listener unless it is out or the channel is
+// gone.
+func (m *Model) listen() tea.Cmd {
+	if m.listening || m.changesClosed || m.cfg.Changes == nil {
+		return nil
+	}
+	m.listening = true
+	return waitForChange(m.cfg.Changes)
+}
+
+// applySnapshot takes a refresh's result, part by part, and re-arms the
+// change listener if a change came in meanwhile.
 func (m *Model) applySnapshot(s snapshotMsg) tea.Cmd {
+	return tea.Batch(m.applyParts(s), m.listen())
+}
+
+func (m *Model) applyParts(s snapshotMsg) tea.Cmd {
 	m.refreshing = false
 	m.lastBucket = s.q.now.Truncate(sparkBucket)
 	if s.countsOK {
@@ -398,7 +431,7 @@ func (m *Model) applySnapshot(s snapshotMsg) tea.Cmd {
 		// start at most every minRefreshGap. Real time, not Config.Now:
 		// this paces work, it is not something drawn.
 		if wait := minRefreshGap - time.Since(m.startedAt); wait > 0 {
-			m.pending = false
+			m.pending, m.followUp = false, true
 			return tea.Tick(wait, func(time.Time) tea.Msg { return refreshRequestMsg{} })
 		}
 		return m.refresh()

@@ -618,3 +618,51 @@ func TestExternalEditorRoundTrip(t *testing.T) {
 		requireLacks(t, m.View(), "Edit payload")
 	})
 }
+
+// TestChangeStormParksListener: while a refresh runs or waits its turn,
+// change signals neither start queries nor re-arm the listener (each
+// re-arm would wake Update and View again; under 1,000 callbacks/s that
+// was hundreds of frames a second). The landing refresh re-arms it once.
+func TestChangeStormParksListener(t *testing.T) {
+	h := newHarness()
+	m := h.sized(t, 160, 48)
+	update := func(msg tea.Msg) tea.Cmd {
+		t.Helper()
+		next, cmd := m.Update(msg)
+		m = next.(Model)
+		return cmd
+	}
+	batch, ok := update(changeMsg{})().(tea.BatchMsg)
+	if !ok || len(batch) != 2 || !m.refreshing {
+		t.Fatalf("an idle change gave %v, refreshing %v; want re-arm + refresh", batch, m.refreshing)
+	}
+	snap := batch[1]().(snapshotMsg)
+	for i := range 50 {
+		if cmd := update(changeMsg{}); cmd != nil {
+			t.Fatalf("change %d during a refresh gave a Cmd", i)
+		}
+	}
+	if !m.pending || m.listening {
+		t.Fatalf("pending %v, listening %v; want a parked listener and a pending refresh", m.pending, m.listening)
+	}
+	// The refresh lands: the listener is re-armed and the pending
+	// refresh follows (paced, or at once if the gap has passed).
+	follow, ok := update(snap)().(tea.BatchMsg)
+	if !ok || len(follow) != 2 || !m.listening {
+		t.Fatalf("landing gave %v, listening %v; want follow-up + re-arm", follow, m.listening)
+	}
+	if m.followUp {
+		if cmd := update(changeMsg{}); cmd != nil || m.listening {
+			t.Fatal("a change while the follow-up waits was not parked")
+		}
+		if update(refreshRequestMsg{}) == nil || !m.refreshing {
+			t.Fatal("the follow-up did not refresh")
+		}
+	}
+	h.changes <- struct{}{}
+	if msgs := runCmd(t, follow[1]); len(msgs) != 1 {
+		t.Fatalf("the re-armed listener gave %v", msgs)
+	} else if _, ok := msgs[0].(changeMsg); !ok {
+		t.Fatalf("the re-armed listener gave %T", msgs[0])
+	}
+}

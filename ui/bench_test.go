@@ -1,0 +1,156 @@
+package ui
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+
+	"github.com/leadwatch/leadwatch/store"
+)
+
+// Issue #5's dashboard budget, checked against a real store:
+//
+//	LEADWATCH_BIG_DB=/tmp/big.db go test ./ui -run '^$' -bench Dashboard -benchtime 20x
+//
+// with a 1,000,000 + 1,000,000 store made by tools/fillstore. Without
+// LEADWATCH_BIG_DB the benchmarks build a small store so they stay quick.
+
+// benchStore opens LEADWATCH_BIG_DB, or builds a 20,000 + 20,000 store in
+// b.TempDir().
+func benchStore(b *testing.B) *store.DB {
+	b.Helper()
+	ctx := context.Background()
+	path := os.Getenv("LEADWATCH_BIG_DB")
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "bench.db")
+		db, err := store.Open(ctx, path, store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Fill(ctx, db, 20_000, 20_000); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	db, err := store.Open(ctx, path, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// benchWidth and benchHeight are the terminal of the budget's check: a
+// grid of four panes.
+const benchWidth, benchHeight = 160, 48
+
+// firstFrame runs the dashboard's start-up as bubbletea does, minus the
+// terminal: New, the window size (which starts the first refresh), the
+// refresh's queries, its result, and the frame drawn from it.
+func firstFrame(b *testing.B, db *store.DB) string {
+	b.Helper()
+	m := New(Config{Source: db, Now: time.Now})
+	_ = m.Init() // its Cmds block (tick, change wait); the refresh it asks for is the one below
+	tm, cmd := m.Update(tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
+	if cmd == nil {
+		b.Fatal("no refresh after the window size")
+	}
+	msg, ok := cmd().(snapshotMsg)
+	if !ok {
+		b.Fatal("the first refresh did not return a snapshot")
+	}
+	if msg.err != nil {
+		b.Fatal(msg.err)
+	}
+	tm, _ = tm.Update(msg)
+	return tm.View()
+}
+
+// BenchmarkDashboardFirstFrame measures New to a drawn frame with data
+// (budget: 300 ms at 1,000,000 leads and callbacks; the process start and
+// store open come on top and are measured by tools/perf-dashboard.sh).
+// OpenStore includes store.Open, so SQLite's page cache starts empty as
+// in a fresh process (the OS's file cache stays warm).
+func BenchmarkDashboardFirstFrame(b *testing.B) {
+	db := benchStore(b)
+	check := func(b *testing.B, view string) {
+		if !strings.Contains(view, "fill-") {
+			b.Fatalf("first frame has no leads:\n%s", view)
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/frame")
+	}
+	b.Run("OpenStore", func(b *testing.B) {
+		var view string
+		for b.Loop() {
+			fresh, err := store.Open(context.Background(), db.Path(), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			view = firstFrame(b, fresh)
+			if err := fresh.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		check(b, view)
+	})
+	b.Run("OpenedStore", func(b *testing.B) {
+		var view string
+		for b.Loop() {
+			view = firstFrame(b, db)
+		}
+		check(b, view)
+	})
+}
+
+// BenchmarkDashboardRefresh measures one refresh's queries: the snapshot
+// Cmd of the grid, every pane on screen (budget: 10 ms).
+func BenchmarkDashboardRefresh(b *testing.B) {
+	db := benchStore(b)
+	m := New(Config{Source: db, Now: time.Now})
+	tm, _ := m.Update(tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
+	m = tm.(Model)
+	m.refreshing = false
+	for b.Loop() {
+		cmd := m.refresh()
+		m.refreshing = false
+		if msg := cmd().(snapshotMsg); msg.err != nil {
+			b.Fatal(msg.err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/refresh")
+}
+
+// BenchmarkDashboardView measures drawing a frame from loaded data: what
+// each refresh and key costs on the Update goroutine. The tests' ASCII
+// profile skips colour, so the profiles of real terminals are measured too
+// (a 256-colour terminal converts every hex colour).
+func BenchmarkDashboardView(b *testing.B) {
+	db := benchStore(b)
+	for _, p := range []struct {
+		name    string
+		profile termenv.Profile
+	}{{"Ascii", termenv.Ascii}, {"ANSI256", termenv.ANSI256}, {"TrueColor", termenv.TrueColor}} {
+		b.Run(p.name, func(b *testing.B) {
+			r := lipgloss.DefaultRenderer()
+			old := r.ColorProfile()
+			r.SetColorProfile(p.profile)
+			defer r.SetColorProfile(old)
+			m := New(Config{Source: db, Now: time.Now})
+			tm, cmd := m.Update(tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
+			tm, _ = tm.Update(cmd())
+			for b.Loop() {
+				_ = tm.View()
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/view")
+		})
+	}
+}
