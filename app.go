@@ -56,13 +56,7 @@ type serviceOptions struct {
 func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts serviceOptions) (*services, error) {
 	s := &services{log: log, db: db}
 	if opts.sender {
-		client, err := crm.NewClient(crm.ClientConfig{
-			BaseURL:    cfg.CRM.BaseURL,
-			APIKey:     string(cfg.CRM.APIKey.Reveal()),
-			HMACSecret: cfg.CRM.HMACSecret.Reveal(),
-			Timeout:    cfg.CRM.Timeout.D(),
-			MaxConns:   max(64, cfg.CRM.Concurrency),
-		})
+		client, err := newClient(cfg)
 		if err != nil {
 			return nil, err
 		}
@@ -116,6 +110,17 @@ func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts servi
 		}
 	}
 	return s, nil
+}
+
+// newClient is the CartelCRM client the configuration describes.
+func newClient(cfg config.Config) (*crm.Client, error) {
+	return crm.NewClient(crm.ClientConfig{
+		BaseURL:    cfg.CRM.BaseURL,
+		APIKey:     string(cfg.CRM.APIKey.Reveal()),
+		HMACSecret: cfg.CRM.HMACSecret.Reveal(),
+		Timeout:    cfg.CRM.Timeout.D(),
+		MaxConns:   max(64, cfg.CRM.Concurrency),
+	})
 }
 
 func retryPolicy(cfg config.Config) crm.RetryPolicy {

@@ -96,11 +96,9 @@ func cmdSubmit(ctx context.Context, e env, args []string) error {
 		"Enqueue leads from a JSONL file (one object a line) or a CSV file with a header row.\nA bad line is reported by number; the good ones are still enqueued.", true)
 	wait := f.Bool("wait", false, "send the leads now and show progress until all are final")
 	strict := f.Bool("strict", false, "refuse phones that are not valid E.164 (default: send them, marked)")
-	if err := f.parse(args); err != nil {
+	name, err := f.parseOneArg(args, "FILE (or - for stdin)")
+	if err != nil {
 		return err
-	}
-	if f.NArg() != 1 {
-		return f.usageErr("need one FILE (or - for stdin)")
 	}
 	cfg, err := f.load(e)
 	if err != nil {
@@ -112,7 +110,7 @@ func cmdSubmit(ctx context.Context, e env, args []string) error {
 		}
 	}
 	var in io.Reader = e.stdin
-	if name := f.Arg(0); name != "-" {
+	if name != "-" {
 		file, err := os.Open(name)
 		if err != nil {
 			return err
@@ -178,11 +176,9 @@ func cmdSubmit(ctx context.Context, e env, args []string) error {
 
 func cmdStatus(ctx context.Context, e env, args []string) error {
 	f := newFlags(e, "status", "EXTERNAL_ID", "Ask CartelCRM for a lead's status (a signed GET) and print it as JSON.", true)
-	if err := f.parse(args); err != nil {
+	id, err := f.parseOneArg(args, "EXTERNAL_ID")
+	if err != nil {
 		return err
-	}
-	if f.NArg() != 1 {
-		return f.usageErr("need one EXTERNAL_ID")
 	}
 	cfg, err := f.load(e)
 	if err != nil {
@@ -191,14 +187,11 @@ func cmdStatus(ctx context.Context, e env, args []string) error {
 	if err := cfg.Validate(config.NeedSender); err != nil {
 		return err
 	}
-	client, err := crm.NewClient(crm.ClientConfig{
-		BaseURL: cfg.CRM.BaseURL, APIKey: string(cfg.CRM.APIKey.Reveal()),
-		HMACSecret: cfg.CRM.HMACSecret.Reveal(), Timeout: cfg.CRM.Timeout.D(),
-	})
+	client, err := newClient(cfg)
 	if err != nil {
 		return err
 	}
-	sr, err := client.Status(ctx, f.Arg(0))
+	sr, err := client.Status(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -211,11 +204,9 @@ func cmdResubmit(ctx context.Context, e env, args []string) error {
 	f := newFlags(e, "resubmit", "[--payload FILE] EXTERNAL_ID",
 		"Put a final lead back in the outbox. An unchanged failed lead keeps its idempotency\nkey; any other final lead, or an edited payload, gets a new one (PROTOCOL.md §1).", true)
 	payloadFile := f.String("payload", "", "replace the payload with this file's JSON object (- for stdin)")
-	if err := f.parse(args); err != nil {
+	id, err := f.parseOneArg(args, "EXTERNAL_ID")
+	if err != nil {
 		return err
-	}
-	if f.NArg() != 1 {
-		return f.usageErr("need one EXTERNAL_ID")
 	}
 	cfg, err := f.load(e)
 	if err != nil {
@@ -240,7 +231,7 @@ func cmdResubmit(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	res, err := db.Resubmit(ctx, f.Arg(0), payload)
+	res, err := db.Resubmit(ctx, id, payload)
 	if err != nil {
 		return err
 	}

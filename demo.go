@@ -117,13 +117,15 @@ func newDemoWorld(ctx context.Context, dbPath, logPath string, logTo *os.File) (
 	}
 	cfg.CRM.BaseURL = sb.URL
 
-	good, err := crm.NewClient(crm.ClientConfig{BaseURL: sb.URL, APIKey: string(cfg.CRM.APIKey.Reveal()), HMACSecret: cfg.CRM.HMACSecret.Reveal(), Timeout: 5 * time.Second})
+	good, err := newClient(cfg)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
 	// A revoked key, for the story's "failed: needs the operator" row.
-	revoked, err := crm.NewClient(crm.ClientConfig{BaseURL: sb.URL, APIKey: "revoked-" + randomHex(4), HMACSecret: cfg.CRM.HMACSecret.Reveal(), Timeout: 5 * time.Second})
+	stale := cfg
+	stale.CRM.APIKey = config.Secret("revoked-" + randomHex(4))
+	revoked, err := newClient(stale)
 	if err != nil {
 		ln.Close()
 		return nil, err

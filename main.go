@@ -160,6 +160,18 @@ func (f *flags) parseNoArgs(args []string) error {
 	return nil
 }
 
+// parseOneArg parses args for a command that takes exactly one argument,
+// named what in the usage error.
+func (f *flags) parseOneArg(args []string, what string) (string, error) {
+	if err := f.parse(args); err != nil {
+		return "", err
+	}
+	if f.NArg() != 1 {
+		return "", f.usageErr("need one %s", what)
+	}
+	return f.Arg(0), nil
+}
+
 // loadForServices loads the configuration of a command that runs the
 // sender and the listener: --listen overrides callbacks.listen, and every
 // secret they need must be there.
