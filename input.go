@@ -48,30 +48,46 @@ func readLeads(r io.Reader) ([]inputLead, error) {
 	return readCSV(br)
 }
 
-func readJSONL(r io.Reader) ([]inputLead, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxLeadLine)
+func readJSONL(r *bufio.Reader) ([]inputLead, error) {
 	var out []inputLead
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
+	for n := 1; ; n++ {
+		line, tooLong, err := readLine(r, maxLeadLine)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return out, fmt.Errorf("line %d: %w", n, err)
+		}
+		switch trimmed := bytes.TrimSpace(line); {
+		case tooLong:
+			out = append(out, inputLead{line: n, err: fmt.Errorf("line %d: longer than %d bytes", n, maxLeadLine)})
+		case len(trimmed) == 0:
+		case !json.Valid(trimmed):
+			out = append(out, inputLead{line: n, payload: trimmed, err: fmt.Errorf("line %d: not valid JSON (truncated or malformed)", n)})
+		default:
+			out = append(out, inputLead{line: n, payload: trimmed})
+		}
+		if err != nil { // io.EOF
+			return out, nil
+		}
+	}
+}
+
+// readLine reads one line, newline excluded. A line over max bytes is
+// read to its end but not kept (tooLong), so one runaway line neither
+// fills memory nor hides the lines after it.
+func readLine(r *bufio.Reader, max int) (line []byte, tooLong bool, err error) {
+	for {
+		frag, err := r.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(frag) > max+1 {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, frag...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		in := inputLead{line: n, payload: append([]byte(nil), line...)}
-		if !json.Valid(line) {
-			in.err = fmt.Errorf("line %d: not valid JSON (truncated or malformed)", n)
-		}
-		out = append(out, in)
+		return bytes.TrimSuffix(line, []byte("\n")), tooLong, err
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return out, fmt.Errorf("line %d: longer than %d bytes", n+1, maxLeadLine)
-		}
-		return out, err
-	}
-	return out, nil
 }
 
 func readCSV(r io.Reader) ([]inputLead, error) {

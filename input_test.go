@@ -71,11 +71,14 @@ func TestReadLeadsEdges(t *testing.T) {
 	if err != nil || len(leads) != 1 || len(leads[0].payload) != len(big) {
 		t.Fatalf("big lead: %v, %d leads", err, len(leads))
 	}
-	// A line past the bound stops reading with a clear error, keeping
-	// the leads before it.
-	huge := `{"external_id":"ok","phone":"+380501234567"}` + "\n" + `{"x":"` + strings.Repeat("y", maxLeadLine) + `"}` + "\n"
+	// A line past the bound is reported and skipped; the lines after it
+	// still count.
+	huge := `{"external_id":"ok","phone":"+380501234567"}` + "\n" + `{"x":"` + strings.Repeat("y", maxLeadLine) + `"}` + "\n" +
+		`{"external_id":"ok2","phone":"+380501234568"}`
 	leads, err = readLeads(bytes.NewReader([]byte(huge)))
-	if err == nil || !strings.Contains(err.Error(), "line 2: longer than") || len(leads) != 1 {
+	if err != nil || len(leads) != 3 || leads[0].err != nil || leads[1].err == nil ||
+		!strings.Contains(leads[1].err.Error(), "line 2: longer than") || leads[2].err != nil || leads[2].line != 3 ||
+		string(leads[2].payload) != `{"external_id":"ok2","phone":"+380501234568"}` {
 		t.Fatalf("huge line: %v, %d leads", err, len(leads))
 	}
 }

@@ -469,6 +469,12 @@ func (db *DB) pollDataVersion(ctx context.Context, interval time.Duration, ch ch
 		return v, true
 	}
 	last, _ := read()
+	// A commit between the caller's last read and this first reading
+	// would otherwise go unnoticed: signal once so the caller looks again.
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
