@@ -145,10 +145,21 @@ func (c *Config) LoadFile(path string) (warnings []string, err error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			if pe.LastKey != "" {
-				return nil, fmt.Errorf("config %s: line %d: key %s: %s", path, pe.Position.Line, pe.LastKey, pe.Message)
+			msg := pe.Message
+			if secretLine(string(data), pe.Position.Line, pe.LastKey) {
+				// The parser quotes what it found, and here that may be
+				// a secret: say where, never what.
+				msg = "malformed value (not shown: the line holds a secret)"
 			}
-			return nil, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, pe.Message)
+			if pe.LastKey != "" {
+				return nil, fmt.Errorf("config %s: line %d: key %s: %s", path, pe.Position.Line, pe.LastKey, msg)
+			}
+			return nil, fmt.Errorf("config %s: line %d: %s", path, pe.Position.Line, msg)
+		}
+		for _, k := range secretKeys {
+			if strings.Contains(err.Error(), k) {
+				return nil, fmt.Errorf("config %s: malformed value of %s (not shown: it is a secret)", path, k)
+			}
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -160,6 +171,28 @@ func (c *Config) LoadFile(path string) (warnings []string, err error) {
 		warnings = append(warnings, fmt.Sprintf("config %s is readable by group/other (mode %04o) and may hold secrets: chmod 600 %s", path, fi.Mode().Perm(), path))
 	}
 	return warnings, nil
+}
+
+// secretKeys are the keys whose values are secrets.
+var secretKeys = []string{"api_key", "hmac_secret", "secrets"}
+
+// secretLine reports whether a parse error at line (1-based), after
+// lastKey, may concern a secret's value.
+func secretLine(data string, line int, lastKey string) bool {
+	for _, k := range secretKeys {
+		if strings.HasSuffix(lastKey, "."+k) || lastKey == k {
+			return true
+		}
+	}
+	lines := strings.Split(data, "\n")
+	for _, l := range lines[max(0, line-2):min(len(lines), line)] {
+		for _, k := range secretKeys {
+			if strings.Contains(l, k) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lineOf finds the line where key is assigned, for unknown-key errors

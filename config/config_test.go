@@ -73,6 +73,8 @@ func TestLoadFileErrors(t *testing.T) {
 		{"WrongType", "[crm]\nbase_url = \"x\"\nconcurrency = \"many\"\n", "line 3"},
 		{"UnknownKey", "[crm]\nbase_url = \"x\"\nbse_url = \"y\"\n", "line 3: unknown key crm.bse_url"},
 		{"Syntax", "[crm\nbase_url = 1\n", "to end table name"},
+		{"UnquotedSecretNotShown", "[crm]\napi_key = abcdefSECRET123\n", "line 2: key crm.api_key: malformed value (not shown"},
+		{"BadSecretListNotShown", "[callbacks]\nsecrets = [\"ok\", SECRETxyz]\n", "not shown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +82,9 @@ func TestLoadFileErrors(t *testing.T) {
 			_, err := c.LoadFile(writeFile(t, tt.body, 0o600))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "SECRET") {
+				t.Fatalf("error quotes a secret: %v", err)
 			}
 		})
 	}
