@@ -158,6 +158,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			}
 			switch {
 			case ctx.Err() != nil:
+				// Claimed just as we were told to stop: give them back now
+				// rather than leave them leased until the lease expires.
+				for _, l := range claimed {
+					d.release(l)
+				}
 				return nil
 			case err != nil:
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)

@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // State is where a lead stands in the outbox.
@@ -157,6 +159,11 @@ func ParseLead(payload []byte) (LeadFields, error) {
 	var err error
 	if f.ExternalID, err = str("external_id", true); err != nil {
 		return f, err
+	}
+	// The id travels in the Idempotency-Key header and the status URL;
+	// a control character would make every attempt fail locally.
+	if strings.ContainsFunc(f.ExternalID, unicode.IsControl) {
+		return f, fmt.Errorf("%w: external_id contains a control character", ErrInvalidLead)
 	}
 	if f.Phone, err = str("phone", true); err != nil {
 		return f, err

@@ -69,7 +69,14 @@ func (p RetryPolicy) Decide(attempt int, o Outcome, jitter float64) Decision {
 		}
 	}
 	if o.HasRetryAfter {
-		d := min(o.RetryAfter, MaxRetryAfter)
+		// A 429's Retry-After is the CRM's rate limit and is honoured (up
+		// to MaxRetryAfter); on a 5xx it is a hint, kept within the
+		// backoff's own cap, max_delay (PROTOCOL.md §1).
+		limit := MaxRetryAfter
+		if !o.RateLimited {
+			limit = p.MaxDelay
+		}
+		d := min(o.RetryAfter, limit)
 		why := fmt.Sprintf("Retry-After %s", o.RetryAfter)
 		if d != o.RetryAfter {
 			why += fmt.Sprintf(", capped at %s", d)

@@ -35,6 +35,7 @@ func TestRetryPolicyDecide(t *testing.T) {
 		{"RetryAfterCapped", 1, Outcome{State: StateRetryWait, RateLimited: true, HasRetryAfter: true, RetryAfter: 48 * time.Hour}, 0.9, StateRetryWait, MaxRetryAfter, "capped at 1h0m0s"},
 		{"RateLimitedDefault", 2, Outcome{State: StateRetryWait, RateLimited: true}, 0.9, StateRetryWait, 30 * time.Second, "rate_limited_delay 30s"},
 		{"RateLimitedGiveUp", 5, Outcome{State: StateRetryWait, RateLimited: true}, 0.9, StateFailed, 0, "gave up"},
+		{"503WithLongRetryAfterCapped", 2, Outcome{State: StateRetryWait, HTTPStatus: 503, HasRetryAfter: true, RetryAfter: time.Hour}, 0.1, StateRetryWait, 10 * time.Second, "capped at 10s"},
 		{"503WithRetryAfter", 2, Outcome{State: StateRetryWait, HTTPStatus: 503, HasRetryAfter: true, RetryAfter: 4 * time.Second}, 0.1, StateRetryWait, 4 * time.Second, "Retry-After 4s"},
 	}
 	for _, tt := range tests {
