@@ -37,7 +37,10 @@ type services struct {
 	srv     *http.Server
 
 	mu        sync.Mutex
-	listenErr error // the listener could not bind (the dashboard shows it)
+	listenErr error // the listener could not bind or stopped (the dashboard shows it)
+	// keepGoing: a listener failure is reported, not fatal, so the sender
+	// goes on (the dashboard keeps running with what still works).
+	keepGoing bool
 }
 
 // serviceOptions say what to start.
@@ -54,7 +57,7 @@ type serviceOptions struct {
 
 // startServices opens what opts asks for over db. Nothing runs until Run.
 func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts serviceOptions) (*services, error) {
-	s := &services{log: log, db: db}
+	s := &services{log: log, db: db, keepGoing: opts.tolerateBindError}
 	if opts.sender {
 		client, err := newClient(cfg)
 		if err != nil {
@@ -162,10 +165,15 @@ func (s *services) Run(ctx context.Context) error {
 			if errors.Is(err, http.ErrServerClosed) {
 				return nil
 			}
+			err = fmt.Errorf("callback listener: %w", err)
 			s.mu.Lock()
 			s.listenErr = err
 			s.mu.Unlock()
-			return fmt.Errorf("callback listener: %w", err)
+			if s.keepGoing {
+				s.log.Error("listener stopped; sending goes on", "err", err)
+				return nil
+			}
+			return err
 		})
 		g.Go(func() error {
 			<-gctx.Done()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ func cmdServe(ctx context.Context, e env, args []string) error {
 		return err
 	}
 	log.Info("leadwatch serving", "listen", svc.ListenAddr(), "path", cfg.Callbacks.Path,
-		"crm", cfg.CRM.BaseURL, "db", cfg.Store.Path, "owner", svc.disp.Owner())
+		"crm", redactURL(cfg.CRM.BaseURL), "db", cfg.Store.Path, "owner", svc.disp.Owner())
 	err = svc.Run(ctx)
 	log.Info("leadwatch stopped", "attempts_recorded", svc.disp.Sent())
 	return err
@@ -61,6 +62,13 @@ func cmdSandbox(ctx context.Context, e env, args []string) error {
 	sc.RegisterFlags(f.FlagSet)
 	if err := f.parseNoArgs(args); err != nil {
 		return err
+	}
+	// Check the flags first, so a wrong one is a usage error (exit 2)
+	// whatever the environment; the secrets are checked next.
+	probe := sc
+	probe.APIKey, probe.HMACSecret, probe.CallbackSecret = "set", []byte("set"), []byte("set")
+	if err := probe.Validate(); err != nil {
+		return f.usageErr("%v", err)
 	}
 	cfg, err := f.load(e)
 	if err != nil {
@@ -78,7 +86,7 @@ func cmdSandbox(ctx context.Context, e env, args []string) error {
 		sc.CallbackSecret = cfg.Callbacks.Secrets[0].Reveal()
 	}
 	if err := sc.Validate(); err != nil {
-		return f.usageErr("%v", err)
+		return err
 	}
 	sc.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
 	srv, err := sandbox.Start(sc, *addr)
@@ -254,7 +262,7 @@ func cmdTail(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := openStore(ctx, cfg, discardLog())
+	db, err := openStoreReadOnly(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -350,7 +358,7 @@ func cmdExport(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := openStore(ctx, cfg, discardLog())
+	db, err := openStoreReadOnly(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -469,6 +477,17 @@ func (w *recordWriter) flush() error {
 		return w.csv.Error()
 	}
 	return nil
+}
+
+// redactURL drops credentials and the query from a URL before it is
+// logged: a base URL may carry user:password.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -127,7 +127,13 @@ func newFlags(e env, name, args, summary string, withStore bool) *flags {
 	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
 	f.SetOutput(e.stderr)
 	f.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: leadwatch %s %s\n\n%s\n\nFlags:\n", name, args, summary)
+		if name == "leadwatch" {
+			// The root command: its usage is the whole command list.
+			usage(e.stderr)
+			fmt.Fprintf(e.stderr, "\n%s\n\nFlags:\n", summary)
+		} else {
+			fmt.Fprintf(e.stderr, "Usage: leadwatch %s %s\n\n%s\n\nFlags:\n", name, args, summary)
+		}
 		f.PrintDefaults()
 	}
 	if withStore {
@@ -211,7 +217,20 @@ func (f *flags) load(e env) (config.Config, error) {
 
 // openStore opens the configured database.
 func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
-	db, err := store.Open(ctx, cfg.Store.Path, store.Options{Logger: log})
+	return openStoreWith(ctx, cfg, store.Options{Logger: log})
+}
+
+// openStoreReadOnly opens an existing database for commands that only
+// read: a mistyped --db is an error, not a new empty store.
+func openStoreReadOnly(ctx context.Context, cfg config.Config) (*store.DB, error) {
+	if _, err := os.Stat(cfg.Store.Path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return openStoreWith(ctx, cfg, store.Options{Logger: discardLog(), ReadOnly: true})
+}
+
+func openStoreWith(ctx context.Context, cfg config.Config, opt store.Options) (*store.DB, error) {
+	db, err := store.Open(ctx, cfg.Store.Path, opt)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", cfg.Store.Path, err)
 	}
@@ -220,7 +239,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store
 
 func cmdVersion(_ context.Context, e env, args []string) error {
 	f := newFlags(e, "version", "", "Print the version.", false)
-	if err := f.parse(args); err != nil {
+	if err := f.parseNoArgs(args); err != nil {
 		return err
 	}
 	v := version

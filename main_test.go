@@ -90,6 +90,11 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"SubmitMissingFile", []string{"submit", "--db", db, filepath.Join(dir, "missing.jsonl")}, 1, "no such file"},
 		{"StatusNeedsConfig", []string{"status", "x"}, 1, "CARTELCRM_BASE_URL"},
 		{"BadConfigFile", []string{"serve", "--config", filepath.Join(dir, "nope.toml")}, 1, "config:"},
+		{"VersionExtraArg", []string{"version", "extra"}, 2, `unexpected argument "extra"`},
+		{"RootHelpListsCommands", []string{"--help"}, 0, "leadwatch submit"},
+		{"SandboxBadFlagWithoutSecrets", []string{"sandbox", "--fail-rate", "2"}, 2, "fail-rate"},
+		{"ExportMissingDB", []string{"export", "leads", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
+		{"TailMissingDB", []string{"tail", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +104,9 @@ func TestUsageAndExitCodes(t *testing.T) {
 			}
 			if code == 1 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 {
 				t.Errorf("a runtime failure should be one line, got:\n%s", stderr)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "typo.db")); err == nil {
+				t.Errorf("a read-only command created the database it was pointed at")
 			}
 		})
 	}
