@@ -240,7 +240,7 @@ func copyText(clip func(string) error, s string) tea.Cmd {
 // writeEditorFile puts the pretty payload in a private temp file for
 // $EDITOR.
 func writeEditorFile(lead crm.Lead) tea.Cmd {
-	text := prettyJSON(lead.Payload) + "\n"
+	text := editableJSON(lead.Payload) + "\n"
 	return func() tea.Msg {
 		f, err := os.CreateTemp("", "leadwatch-*.json")
 		if err != nil {

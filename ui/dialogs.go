@@ -137,7 +137,10 @@ func (e editorDialog) check() (payload []byte, err error) {
 	if err := json.Compact(&buf, []byte(text)); err != nil {
 		return nil, err
 	}
-	if bytes.Equal(buf.Bytes(), e.lead.Payload) {
+	// Unchanged means the same JSON, whatever the spacing of the stored
+	// bytes: a failed lead then keeps its key and its exact payload.
+	var orig bytes.Buffer
+	if json.Compact(&orig, e.lead.Payload) == nil && bytes.Equal(buf.Bytes(), orig.Bytes()) {
 		return nil, nil
 	}
 	return buf.Bytes(), nil

@@ -458,7 +458,7 @@ func (m Model) handleLead(msg leadMsg) (tea.Model, tea.Cmd) {
 		}
 	case actEdit:
 		if needsFinal() {
-			m.openEditor(lead, prettyJSON(lead.Payload))
+			m.openEditor(lead, editableJSON(lead.Payload))
 		}
 	case actExternalEdit:
 		if needsFinal() {

@@ -3,6 +3,7 @@ package ui
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -664,5 +665,27 @@ func TestChangeStormParksListener(t *testing.T) {
 		t.Fatalf("the re-armed listener gave %v", msgs)
 	} else if _, ok := msgs[0].(changeMsg); !ok {
 		t.Fatalf("the re-armed listener gave %T", msgs[0])
+	}
+}
+
+// TestEditorUnchangedWhateverSpacing: a payload stored with spaces, opened
+// and saved as it is, is unchanged (nil), so a failed lead keeps its key;
+// characters the screen would replace reach the editor as they are.
+func TestEditorUnchangedWhateverSpacing(t *testing.T) {
+	st := NewStyles(lipgloss.NewRenderer(io.Discard), DefaultPalette())
+	stored := []byte("{\"external_id\": \"x-1\", \"phone\": \"+4915112345678\", \"note\": \"caf\u00e9 \\u0007\"}")
+	lead := crm.Lead{ExternalID: "x-1", State: crm.StateFailed, Payload: stored}
+	e := newEditor(st, lead, editableJSON(stored))
+	got, err := e.check()
+	if err != nil || got != nil {
+		t.Fatalf("check() = %q, %v; want nil, nil (unchanged)", got, err)
+	}
+	if !strings.Contains(e.ta.Value(), `\u0007`) {
+		t.Fatalf("editor text altered: %q", e.ta.Value())
+	}
+	e.ta.SetValue(strings.Replace(editableJSON(stored), "+4915112345678", "+4915112345679", 1))
+	got, err = e.check()
+	if err != nil || string(got) != `{"external_id":"x-1","phone":"+4915112345679","note":"café \u0007"}` {
+		t.Fatalf("edited: %q, %v", got, err)
 	}
 }

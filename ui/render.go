@@ -233,6 +233,17 @@ func prettyJSON(raw []byte) string {
 	return cleanBlock(buf.String())
 }
 
+// editableJSON indents raw for editing. Unlike prettyJSON nothing is
+// replaced: what the user saves must be the payload, not its on-screen
+// form (the textarea draws only what it holds, so this is safe to show).
+func editableJSON(raw []byte) string {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, bytes.TrimSpace(raw), "", "  "); err != nil {
+		return string(raw)
+	}
+	return buf.String()
+}
+
 // overlayCenter draws fg centred on top of bg, a w×h block, leaving the
 // rest of bg visible around it: dialogs keep the dashboard in view.
 func overlayCenter(bg, fg string, w, h int) string {
