@@ -115,18 +115,42 @@ listen = "127.0.0.1:0"
 		return f
 	}
 
-	kills := 0
+	inFlight := func() int {
+		c, err := db.Counts(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.States[crm.StateInFlight]
+	}
+	kills, midSend := 0, 0
 	for round := 0; round < 6; round++ {
+		before := finalCount()
 		cmd, stderr := start()
-		wait := time.Duration(150+rng.IntN(600)) * time.Millisecond
+		// Kill only once this run is sending, so every kill lands among
+		// attempts on the wire rather than during start-up.
+		deadline := time.Now().Add(20 * time.Second)
+		for finalCount() == before && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		wait := time.Duration(50+rng.IntN(500)) * time.Millisecond
 		time.Sleep(wait) // the crash moment: random by design, not a wait for a condition
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		_ = cmd.Wait()
 		kills++
+		leased := inFlight()
+		if leased > 0 {
+			midSend++
+		}
 		noSecrets(t, stderr.String())
-		t.Logf("kill %d after %s: %d/%d final", kills, wait, finalCount(), n)
+		t.Logf("kill %d, %s after its first attempt: %d/%d final, %d left in flight", kills, wait, finalCount(), n, leased)
+		if finalCount() == n {
+			break
+		}
+	}
+	if midSend == 0 {
+		t.Fatal("no kill landed while attempts were in flight; the test proved nothing")
 	}
 
 	// The last run goes to the end, then stops cleanly on SIGTERM.
