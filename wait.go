@@ -43,16 +43,20 @@ func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, id
 	defer tick.Stop()
 	lastLine := time.Time{}
 	for len(pending) > 0 {
+		waiting := make([]string, 0, len(pending))
 		for id := range pending {
-			l, err := db.Lead(ctx, id)
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				return fmt.Errorf("reading %s: %w", id, err)
+			waiting = append(waiting, id)
+		}
+		states, err := db.States(ctx, waiting)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("interrupted with %d lead(s) not final; they stay queued", len(pending))
 			}
-			if l.State.Final() {
-				outcomes[l.State]++
+			return err
+		}
+		for id, st := range states {
+			if st.Final() {
+				outcomes[st]++
 				delete(pending, id)
 			}
 		}

@@ -208,6 +208,38 @@ func (db *DB) Lead(ctx context.Context, externalID string) (crm.Lead, error) {
 	return l, nil
 }
 
+// States returns the state of each lead in externalIDs that exists, in
+// chunks of a few hundred ids a query, so following a large submission
+// costs a handful of queries, not one per lead.
+func (db *DB) States(ctx context.Context, externalIDs []string) (map[string]crm.State, error) {
+	const chunk = 500
+	out := make(map[string]crm.State, len(externalIDs))
+	for start := 0; start < len(externalIDs); start += chunk {
+		ids := externalIDs[start:min(start+chunk, len(externalIDs))]
+		args := make([]any, len(ids))
+		for i, id := range ids {
+			args[i] = id
+		}
+		q := `SELECT external_id, state FROM leads WHERE external_id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
+		rows, err := db.reader.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("states: %w", mapErr(ctx, err))
+		}
+		for rows.Next() {
+			var id, st string
+			if err := rows.Scan(&id, &st); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("states: %w", mapErr(ctx, err))
+			}
+			out[id] = crm.State(st)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("states: %w", mapErr(ctx, err))
+		}
+	}
+	return out, nil
+}
+
 // liveStates are the states Claim takes leads from (a function, so no
 // package-level variable can be changed by accident).
 func liveStates() [3]crm.State {

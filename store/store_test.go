@@ -1346,3 +1346,26 @@ func TestRecordGroupCommit(t *testing.T) {
 		}
 	})
 }
+
+func TestStates(t *testing.T) {
+	db, _ := MustOpen(t)
+	var ids []string
+	for i := range 1203 { // more than two chunks
+		id := fmt.Sprintf("S-%04d", i)
+		mustEnqueue(t, db, id)
+		ids = append(ids, id)
+	}
+	got, err := db.States(context.Background(), append(ids, "missing"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids) || got["S-0000"] != crm.StateQueued || got["S-1202"] != crm.StateQueued {
+		t.Fatalf("States: %d entries", len(got))
+	}
+	if _, ok := got["missing"]; ok {
+		t.Fatal("an unknown id has a state")
+	}
+	if got, err := db.States(context.Background(), nil); err != nil || len(got) != 0 {
+		t.Fatalf("no ids: %v %v", got, err)
+	}
+}
