@@ -381,6 +381,7 @@ type record struct {
 	vals []any
 }
 
+// MarshalJSON writes the keys in their order (a map would sort them).
 func (r record) MarshalJSON() ([]byte, error) {
 	var b strings.Builder
 	b.WriteByte('{')

@@ -129,6 +129,7 @@ type dashboardSource struct {
 	notify func()
 }
 
+// Resubmit re-queues the lead and wakes the dispatcher.
 func (s dashboardSource) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {
 	r, err := s.DB.Resubmit(ctx, externalID, payload)
 	if err == nil {

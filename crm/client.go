@@ -147,6 +147,7 @@ type StatusError struct {
 	Code       string
 }
 
+// Error describes the answer, e.g. "HTTP 401 unauthorized".
 func (e *StatusError) Error() string { return describe(e.HTTPStatus, e.Code) }
 
 // Status asks the CRM for a lead's status (PROTOCOL.md §2). An unknown lead
