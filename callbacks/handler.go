@@ -331,7 +331,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		ansUnavailable.write(w)
 	case err != nil:
 		h.unavailable.Add(1)
-		h.log.Debug("callback not stored", "dedup_key", ev.DedupKey, "err", err)
+		h.log.Warn("callback not stored; answered 503 so the CRM retries", "dedup_key", ev.DedupKey, "err", err)
 		ansUnavailable.write(w)
 	case fresh:
 		h.verified.Add(1)
