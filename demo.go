@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -160,6 +161,39 @@ func (w *demoWorld) close() {
 	}
 }
 
+// walkIns posts, now and then, a signed status callback for a lead that
+// leadwatch never sent (one a call centre typed into the CRM by hand), so
+// the events pane shows how an unmatched callback looks.
+func (w *demoWorld) walkIns(ctx context.Context) {
+	url := "http://" + w.svc.ListenAddr() + w.cfg.Callbacks.Path
+	secret := w.cfg.Callbacks.Secrets[0].Reveal()
+	client := &http.Client{Timeout: 5 * time.Second}
+	t := time.NewTicker(7 * time.Second)
+	defer t.Stop()
+	for i := 1; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		body, _ := json.Marshal(crm.CallbackBody{
+			InternalID: fmt.Sprintf("crm_walkin_%d", i),
+			Event:      "status_changed",
+			Status:     "new",
+			Timestamp:  time.Now().Unix(),
+		})
+		req, err := crm.NewSignedCallback(url, body, secret, time.Now())
+		if err != nil {
+			return
+		}
+		resp, err := client.Do(req.WithContext(ctx))
+		if err != nil {
+			continue
+		}
+		resp.Body.Close()
+	}
+}
+
 func runDemo(ctx context.Context, e env, dbPath, logPath string) error {
 	w, err := newDemoWorld(ctx, dbPath, logPath, nil)
 	if err != nil {
@@ -169,6 +203,7 @@ func runDemo(ctx context.Context, e env, dbPath, logPath string) error {
 	campaignCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go runCampaign(campaignCtx, w.db, w.svc.disp.Notify, w.sender, w.log, campaignPlan{Blocked: w.blocked})
+	go w.walkIns(campaignCtx)
 	return runDashboard(ctx, e, w.db, w.svc, w.cfg.CRM.BaseURL, demoPolicy.MaxAttempts, w.log)
 }
 
