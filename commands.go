@@ -216,10 +216,6 @@ func cmdResubmit(ctx context.Context, e env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := f.load(e)
-	if err != nil {
-		return err
-	}
 	var payload []byte
 	switch *payloadFile {
 	case "":
@@ -234,7 +230,7 @@ func cmdResubmit(ctx context.Context, e env, args []string) error {
 	if payload != nil {
 		payload = trimSpace(payload)
 	}
-	db, err := openStore(ctx, cfg, discardLog())
+	db, err := f.openDB(ctx, e, false)
 	if err != nil {
 		return err
 	}
@@ -258,11 +254,7 @@ func cmdTail(ctx context.Context, e env, args []string) error {
 	if err := f.parseNoArgs(args); err != nil {
 		return err
 	}
-	cfg, err := f.load(e)
-	if err != nil {
-		return err
-	}
-	db, err := openStoreReadOnly(ctx, cfg)
+	db, err := f.openDB(ctx, e, true)
 	if err != nil {
 		return err
 	}
@@ -354,11 +346,7 @@ func cmdExport(ctx context.Context, e env, args []string) error {
 	if *format != "jsonl" && *format != "csv" {
 		return f.usageErr("--format is jsonl or csv, not %q", *format)
 	}
-	cfg, err := f.load(e)
-	if err != nil {
-		return err
-	}
-	db, err := openStoreReadOnly(ctx, cfg)
+	db, err := f.openDB(ctx, e, true)
 	if err != nil {
 		return err
 	}

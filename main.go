@@ -215,18 +215,26 @@ func (f *flags) load(e env) (config.Config, error) {
 	return cfg, nil
 }
 
-// openStore opens the configured database.
-func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
-	return openStoreWith(ctx, cfg, store.Options{Logger: log})
-}
-
-// openStoreReadOnly opens an existing database for commands that only
-// read: a mistyped --db is an error, not a new empty store.
-func openStoreReadOnly(ctx context.Context, cfg config.Config) (*store.DB, error) {
+// openDB loads the configuration and opens its database, which must
+// exist: these commands act on a store, and a mistyped --db must be an
+// error, not a new empty store. readOnly is for commands that only read.
+func (f *flags) openDB(ctx context.Context, e env, readOnly bool) (*store.DB, error) {
+	cfg, err := f.load(e)
+	if err != nil {
+		return nil, err
+	}
 	if _, err := os.Stat(cfg.Store.Path); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	return openStoreWith(ctx, cfg, store.Options{Logger: discardLog(), ReadOnly: true})
+	if readOnly {
+		return openStoreWith(ctx, cfg, store.Options{Logger: discardLog(), ReadOnly: true})
+	}
+	return openStore(ctx, cfg, discardLog())
+}
+
+// openStore opens the configured database.
+func openStore(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.DB, error) {
+	return openStoreWith(ctx, cfg, store.Options{Logger: log})
 }
 
 func openStoreWith(ctx context.Context, cfg config.Config, opt store.Options) (*store.DB, error) {

@@ -95,6 +95,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"SandboxBadFlagWithoutSecrets", []string{"sandbox", "--fail-rate", "2"}, 2, "fail-rate"},
 		{"ExportMissingDB", []string{"export", "leads", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
 		{"TailMissingDB", []string{"tail", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
+		{"ResubmitMissingDB", []string{"resubmit", "--db", filepath.Join(dir, "typo.db"), "x"}, 1, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
