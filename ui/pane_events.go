@@ -174,30 +174,14 @@ func (p eventPane) View() string {
 	if p.total >= 0 {
 		title += fmt.Sprintf(" (%d)", p.total)
 	}
-	if p.filter != "" {
-		title += " · /" + clean(p.filter)
+	rows := make([][]cell, len(p.rows))
+	for i, r := range p.rows {
+		rows[i] = p.cells(r)
 	}
-	iw := p.width - 2
-	cols := eventColumns()
-	ws := widths(cols, iw)
-	header := p.st.tableHeader(cols, ws)
-	var body string
-	switch {
-	case !p.loaded:
-		body = p.st.emptyBody(header, "loading…")
-	case len(p.rows) == 0 && p.filter != "":
-		body = p.st.emptyBody(header, "no match for /"+clean(p.filter)+" — esc clears")
-	case len(p.rows) == 0:
-		body = p.st.emptyBody(header, "no callback yet")
-	default:
-		lines := make([]string, 0, len(p.rows)+1)
-		lines = append(lines, header)
-		for i, r := range p.rows {
-			lines = append(lines, p.st.tableRow(p.cells(r), ws, iw, i == p.cursor, p.focused))
-		}
-		body = strings.Join(lines, "\n")
-	}
-	return p.st.box(title, body, p.width, p.height, p.focused)
+	return p.st.table(tableView{
+		title: title, cols: eventColumns(), rows: rows, loaded: p.loaded, filter: p.filter,
+		empty: "no callback yet", cursor: p.cursor, focused: p.focused, width: p.width, height: p.height,
+	})
 }
 
 func (p eventPane) id() paneID { return paneEvents }

@@ -234,30 +234,14 @@ func (p leadPane) View() string {
 	if p.offset > 0 {
 		title += fmt.Sprintf(" · from #%d", p.offset+1)
 	}
-	if p.filter != "" {
-		title += " · /" + clean(p.filter)
+	rows := make([][]cell, len(p.rows))
+	for i, l := range p.rows {
+		rows[i] = p.cells(l)
 	}
-	iw := p.width - 2
-	cols := p.columns()
-	ws := widths(cols, iw)
-	header := p.st.tableHeader(cols, ws)
-	var body string
-	switch {
-	case !p.loaded:
-		body = p.st.emptyBody(header, "loading…")
-	case len(p.rows) == 0 && p.filter != "":
-		body = p.st.emptyBody(header, "no match for /"+clean(p.filter)+" — esc clears")
-	case len(p.rows) == 0:
-		body = p.st.emptyBody(header, p.emptyText())
-	default:
-		lines := make([]string, 0, len(p.rows)+1)
-		lines = append(lines, header)
-		for i, l := range p.rows {
-			lines = append(lines, p.st.tableRow(p.cells(l), ws, iw, i == p.cursor, p.focused))
-		}
-		body = strings.Join(lines, "\n")
-	}
-	return p.st.box(title, body, p.width, p.height, p.focused)
+	return p.st.table(tableView{
+		title: title, cols: p.columns(), rows: rows, loaded: p.loaded, filter: p.filter,
+		empty: p.emptyText(), cursor: p.cursor, focused: p.focused, width: p.width, height: p.height,
+	})
 }
 
 func (p leadPane) emptyText() string {

@@ -120,3 +120,46 @@ func (s *Styles) tableRow(cells []cell, ws []int, iw int, selected, focused bool
 func (s *Styles) emptyBody(header, msg string) string {
 	return header + "\n" + s.Muted.Render("  "+msg)
 }
+
+// tableView is one pane's table as drawn: its rows' cells (only the rows
+// on screen) and what to say when there are none.
+type tableView struct {
+	title         string
+	cols          []column
+	rows          [][]cell
+	loaded        bool
+	filter        string
+	empty         string // said when there are no rows and no filter
+	cursor        int
+	focused       bool
+	width, height int
+}
+
+// table draws a pane: a box holding the header and the rows, or a line
+// saying why there are none.
+func (s *Styles) table(v tableView) string {
+	title := v.title
+	if v.filter != "" {
+		title += " · /" + clean(v.filter)
+	}
+	iw := v.width - 2
+	ws := widths(v.cols, iw)
+	header := s.tableHeader(v.cols, ws)
+	var body string
+	switch {
+	case !v.loaded:
+		body = s.emptyBody(header, "loading…")
+	case len(v.rows) == 0 && v.filter != "":
+		body = s.emptyBody(header, "no match for /"+clean(v.filter)+" — esc clears")
+	case len(v.rows) == 0:
+		body = s.emptyBody(header, v.empty)
+	default:
+		lines := make([]string, 0, len(v.rows)+1)
+		lines = append(lines, header)
+		for i, cells := range v.rows {
+			lines = append(lines, s.tableRow(cells, ws, iw, i == v.cursor, v.focused))
+		}
+		body = strings.Join(lines, "\n")
+	}
+	return s.box(title, body, v.width, v.height, v.focused)
+}
