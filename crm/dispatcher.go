@@ -131,7 +131,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		inFlight int
 		done     = make(chan struct{}, d.cfg.Concurrency)
 		timer    = time.NewTimer(0)
-		backoff  time.Duration // after store errors, so a locked DB is not hammered
+		// After a failed claim (a locked or full database), wait before
+		// the next, doubling up to 5 s, so the store is not hammered.
+		backoff time.Duration
+		retryAt time.Time
 	)
 	defer timer.Stop()
 	defer wg.Wait()
@@ -139,8 +142,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	for {
 		wait := d.cfg.IdleCheck
 		switch {
-		case backoff > 0:
-			wait = backoff
+		case time.Now().Before(retryAt):
+			wait = time.Until(retryAt)
 		case d.paused.Load() || inFlight >= d.cfg.Concurrency:
 		case inFlight > 0 && d.cfg.Concurrency-inFlight < d.minClaim:
 			// Under load, wait for a few slots and claim them in one
@@ -166,8 +169,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				return nil
 			case err != nil:
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+				retryAt = time.Now().Add(backoff)
 				d.log.Error("claim failed", "err", err, "retry_in", backoff)
 				wait = backoff
+			default:
+				backoff = 0
 			}
 			for _, l := range claimed {
 				inFlight++
@@ -190,7 +196,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			inFlight--
 		case <-d.wake:
 		case <-timer.C:
-			backoff = 0
 		}
 		// Collect every finished attempt at once so a burst of completions
 		// leads to one claim, not one each.

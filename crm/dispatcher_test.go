@@ -417,3 +417,48 @@ func BenchmarkSubmitParallel32(b *testing.B) {
 		}
 	})
 }
+
+// flakyOutbox is the real store whose first Claims fail, as a database
+// locked by another process would.
+type flakyOutbox struct {
+	*store.DB
+	mu       sync.Mutex
+	failures int
+	claims   []time.Time
+}
+
+func (f *flakyOutbox) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]crm.Lead, error) {
+	f.mu.Lock()
+	f.claims = append(f.claims, time.Now())
+	fail := len(f.claims) <= f.failures
+	f.mu.Unlock()
+	if fail {
+		return nil, store.ErrBusy
+	}
+	return f.DB.Claim(ctx, owner, now, lease, limit)
+}
+
+// TestDispatcherBacksOffWhenClaimFails: a failing store is retried with a
+// growing pause, not hammered, and sending resumes when it recovers.
+func TestDispatcherBacksOffWhenClaimFails(t *testing.T) {
+	w := newWorld(t, sandbox.Config{})
+	w.enqueue(t, lead("busy-1", "+380501112244", "UA"))
+	fo := &flakyOutbox{DB: w.db, failures: 3}
+	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond})
+	waitFinal(t, w.db, []string{"busy-1"}, 10*time.Second)
+	fo.mu.Lock()
+	defer fo.mu.Unlock()
+	if len(fo.claims) < 4 {
+		t.Fatalf("%d claims, want the 3 failures and a success", len(fo.claims))
+	}
+	// 100 ms, 200 ms, 400 ms between the failed tries (not the 10 ms idle
+	// check): each gap at least the backoff chosen.
+	for i, want := range []time.Duration{100, 200, 400} {
+		if gap := fo.claims[i+1].Sub(fo.claims[i]); gap < want*time.Millisecond {
+			t.Errorf("gap %d after a failed claim: %s, want ≥ %dms", i+1, gap, want)
+		}
+	}
+	if d.Sent() != 1 {
+		t.Fatalf("sent %d", d.Sent())
+	}
+}
