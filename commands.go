@@ -63,11 +63,8 @@ func cmdSandbox(ctx context.Context, e env, args []string) error {
 	if err := f.parseNoArgs(args); err != nil {
 		return err
 	}
-	// Check the flags first, so a wrong one is a usage error (exit 2)
-	// whatever the environment; the secrets are checked next.
-	probe := sc
-	probe.APIKey, probe.HMACSecret, probe.CallbackSecret = "set", []byte("set"), []byte("set")
-	if err := probe.Validate(); err != nil {
+	// A wrong flag is a usage error (exit 2) whatever the environment.
+	if err := sc.ValidateFaults(); err != nil {
 		return f.usageErr("%v", err)
 	}
 	cfg, err := f.load(e)

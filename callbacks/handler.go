@@ -281,7 +281,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	// or the CRM meant is a guess, and guessing is how checks are fooled.
 	tsVals := r.Header[crm.HeaderTimestamp]
 	if len(tsVals) > 1 {
-		h.refuse(w, r, now, ansTimestamp, "repeated timestamp header ("+strconv.Itoa(len(tsVals))+" values)", body)
+		h.refuse(w, r, now, ansTimestamp, repeated("timestamp", tsVals), body)
 		return
 	}
 	tsHeader := first(tsVals)
@@ -295,7 +295,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	// Two X-Signature headers are refused for the same reason as above.
 	sigVals := r.Header[crm.HeaderSignature]
 	if len(sigVals) > 1 {
-		h.refuse(w, r, now, ansSignature, "repeated signature header ("+strconv.Itoa(len(sigVals))+" values)", body)
+		h.refuse(w, r, now, ansSignature, repeated("signature", sigVals), body)
 		return
 	}
 	sigHeader := first(sigVals)
@@ -340,6 +340,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		h.replays.Add(1)
 		ansReplay.write(w)
 	}
+}
+
+// repeated is the refusal detail for a header sent more than once.
+func repeated(what string, vals []string) string {
+	return "repeated " + what + " header (" + strconv.Itoa(len(vals)) + " values)"
 }
 
 // readBody reads the whole body, at most MaxBody bytes. With a small

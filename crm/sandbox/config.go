@@ -147,11 +147,30 @@ func ParseCountries(v string) ([]string, error) {
 	return codes, nil
 }
 
-// Validate reports the first thing wrong with c: rates outside [0,1], the
-// three request-fault rates summing past 1 (they share one draw), negative
-// durations, an unknown blocked country, a callback URL that is not
-// absolute http(s), or a missing secret.
+// Validate reports the first thing wrong with c: anything ValidateFaults
+// reports, or a missing secret.
 func (c Config) Validate() error {
+	if err := c.ValidateFaults(); err != nil {
+		return err
+	}
+	if c.APIKey == "" {
+		return errors.New("the sandbox needs an API key (CARTELCRM_API_KEY)")
+	}
+	if len(c.HMACSecret) == 0 {
+		return errors.New("the sandbox needs an HMAC secret (CARTELCRM_HMAC_SECRET)")
+	}
+	if c.CallbackURL != "" && len(c.CallbackSecret) == 0 {
+		return errors.New("callbacks need a secret to sign them (CALLBACK_SECRET)")
+	}
+	return nil
+}
+
+// ValidateFaults checks what the flags set, secrets aside, so a command
+// line can be judged before the environment is read: rates outside [0,1],
+// the three request-fault rates summing past 1 (they share one draw),
+// negative durations, an unknown blocked country, a callback URL that is
+// not absolute http(s).
+func (c Config) ValidateFaults() error {
 	rates := []struct {
 		name string
 		v    float64
@@ -189,19 +208,10 @@ func (c Config) Validate() error {
 			return fmt.Errorf("block-countries: %q is not an ISO 3166-1 alpha-2 country code", code)
 		}
 	}
-	if c.APIKey == "" {
-		return errors.New("the sandbox needs an API key (CARTELCRM_API_KEY)")
-	}
-	if len(c.HMACSecret) == 0 {
-		return errors.New("the sandbox needs an HMAC secret (CARTELCRM_HMAC_SECRET)")
-	}
 	if c.CallbackURL != "" {
 		u, err := url.Parse(c.CallbackURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("callback-url must be an absolute http(s) URL, not %q", c.CallbackURL)
-		}
-		if len(c.CallbackSecret) == 0 {
-			return errors.New("callbacks need a secret to sign them (CALLBACK_SECRET)")
 		}
 	}
 	return nil

@@ -254,3 +254,17 @@ func TestStart(t *testing.T) {
 		}
 	})
 }
+
+// TestValidateFaultsIgnoresSecrets: the flags can be judged before the
+// environment that holds the secrets is read.
+func TestValidateFaultsIgnoresSecrets(t *testing.T) {
+	if err := (Config{FailRate: 0.2}).ValidateFaults(); err != nil {
+		t.Fatalf("no secrets, good flags: %v", err)
+	}
+	if err := (Config{FailRate: 2}).ValidateFaults(); err == nil || !strings.Contains(err.Error(), "fail-rate") {
+		t.Fatalf("bad rate: %v", err)
+	}
+	if err := (Config{FailRate: 0.2}).Validate(); err == nil || !strings.Contains(err.Error(), "CARTELCRM_API_KEY") {
+		t.Fatalf("Validate without secrets: %v", err)
+	}
+}
