@@ -16,12 +16,15 @@ import (
 	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/ui"
 )
 
-// Interfaces the store satisfies, checked where they are wired.
+// The store is what each consumer declares it needs; main wires them, so
+// main checks it, here and only here.
 var (
 	_ crm.Outbox          = (*store.DB)(nil)
 	_ callbacks.EventSink = (*store.DB)(nil)
+	_ ui.Source           = (*store.DB)(nil)
 )
 
 // services are leadwatch's long-running halves, the sender and the
@@ -29,8 +32,6 @@ var (
 // them beside the UI.
 type services struct {
 	log     *slog.Logger
-	db      *store.DB
-	client  *crm.Client
 	disp    *crm.Dispatcher
 	handler *callbacks.Handler
 	ln      net.Listener
@@ -43,34 +44,34 @@ type services struct {
 	keepGoing bool
 }
 
-// serviceOptions say what to start.
+// serviceOptions say what newServices builds.
 type serviceOptions struct {
-	sender   bool
-	listener bool
+	send   bool // the dispatcher
+	listen bool // the callback listener
 	// tolerateBindError keeps going without a listener when its address
 	// cannot be bound (the dashboard reports it instead of dying).
 	tolerateBindError bool
 	policy            *crm.RetryPolicy // overrides cfg.Retry (the demo's faster schedule)
-	sender2           crm.Sender       // overrides the client as the dispatcher's sender (the demo)
-	listenerOn        net.Listener     // an already bound listener to serve on (the demo)
+	sender            crm.Sender       // sends instead of a client made from cfg (the demo)
+	listener          net.Listener     // an already bound listener to serve on (the demo)
 }
 
-// startServices opens what opts asks for over db. Nothing runs until Run.
-func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts serviceOptions) (*services, error) {
-	s := &services{log: log, db: db, keepGoing: opts.tolerateBindError}
-	if opts.sender {
-		client, err := newClient(cfg)
-		if err != nil {
-			return nil, err
+// newServices builds what opts asks for over db. Nothing runs until Run;
+// the listener's address is bound already, so ListenAddr is known before.
+func newServices(cfg config.Config, db *store.DB, log *slog.Logger, opts serviceOptions) (*services, error) {
+	s := &services{log: log, keepGoing: opts.tolerateBindError}
+	if opts.send {
+		sender := opts.sender
+		if sender == nil {
+			client, err := newClient(cfg)
+			if err != nil {
+				return nil, err
+			}
+			sender = client
 		}
-		s.client = client
 		policy := retryPolicy(cfg)
 		if opts.policy != nil {
 			policy = *opts.policy
-		}
-		var sender crm.Sender = client
-		if opts.sender2 != nil {
-			sender = opts.sender2
 		}
 		s.disp = crm.NewDispatcher(db, sender, crm.DispatcherConfig{
 			Concurrency: cfg.CRM.Concurrency,
@@ -82,7 +83,7 @@ func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts servi
 			Logger: log,
 		})
 	}
-	if opts.listener {
+	if opts.listen {
 		h, err := callbacks.NewHandler(callbacks.Config{
 			Path:      cfg.Callbacks.Path,
 			Secrets:   cfg.CallbackSecrets(),
@@ -94,12 +95,13 @@ func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts servi
 			return nil, err
 		}
 		s.handler = h
-		ln, err := opts.listenerOn, error(nil)
+		ln, err := opts.listener, error(nil)
 		if ln == nil {
 			ln, err = net.Listen("tcp", cfg.Callbacks.Listen)
 		}
 		if err != nil {
-			err = fmt.Errorf("callback listener on %s: %w", cfg.Callbacks.Listen, err)
+			// net's error names the address already.
+			err = fmt.Errorf("callback listener: %w", err)
 			if !opts.tolerateBindError {
 				h.Close()
 				return nil, err
@@ -113,26 +115,6 @@ func startServices(cfg config.Config, db *store.DB, log *slog.Logger, opts servi
 		}
 	}
 	return s, nil
-}
-
-// newClient is the CartelCRM client the configuration describes.
-func newClient(cfg config.Config) (*crm.Client, error) {
-	return crm.NewClient(crm.ClientConfig{
-		BaseURL:    cfg.CRM.BaseURL,
-		APIKey:     string(cfg.CRM.APIKey.Reveal()),
-		HMACSecret: cfg.CRM.HMACSecret.Reveal(),
-		Timeout:    cfg.CRM.Timeout.D(),
-		MaxConns:   max(64, cfg.CRM.Concurrency),
-	})
-}
-
-func retryPolicy(cfg config.Config) crm.RetryPolicy {
-	return crm.RetryPolicy{
-		MaxAttempts:      cfg.Retry.MaxAttempts,
-		BaseDelay:        cfg.Retry.BaseDelay.D(),
-		MaxDelay:         cfg.Retry.MaxDelay.D(),
-		RateLimitedDelay: cfg.Retry.RateLimitedDelay.D(),
-	}
 }
 
 // ListenAddr is the bound listener address, or "" when there is none.

@@ -13,27 +13,19 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
-const (
-	cliAPIKey  = "cli-api-key-SECRET"
-	cliHMAC    = "cli-hmac-SECRET"
-	cliCBSecre = "cli-callback-SECRET"
-)
-
+// cliEnv starts a sandbox for sc and returns the environment that points
+// leadwatch at it, with a fresh database.
 func cliEnv(t *testing.T, sc sandbox.Config) (map[string]string, *sandbox.Server) {
 	t.Helper()
-	sc.APIKey, sc.HMACSecret = cliAPIKey, []byte(cliHMAC)
-	sb, err := sandbox.Start(sc, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
+	sb := sandbox.StartTest(t, sc)
 	return map[string]string{
 		"CARTELCRM_BASE_URL":    sb.URL,
-		"CARTELCRM_API_KEY":     cliAPIKey,
-		"CARTELCRM_HMAC_SECRET": cliHMAC,
-		"CALLBACK_SECRET":       cliCBSecre,
+		"CARTELCRM_API_KEY":     sandbox.TestAPIKey,
+		"CARTELCRM_HMAC_SECRET": sandbox.TestHMACSecret,
+		"CALLBACK_SECRET":       sandbox.TestCallbackSecret,
 		"LEADWATCH_DB":          filepath.Join(t.TempDir(), "cli.db"),
 	}, sb
 }
@@ -41,7 +33,7 @@ func cliEnv(t *testing.T, sc sandbox.Config) (map[string]string, *sandbox.Server
 func noSecrets(t *testing.T, outs ...string) {
 	t.Helper()
 	for _, o := range outs {
-		for _, s := range []string{cliAPIKey, cliHMAC, cliCBSecre} {
+		for _, s := range []string{sandbox.TestAPIKey, sandbox.TestHMACSecret, sandbox.TestCallbackSecret} {
 			if strings.Contains(o, s) {
 				t.Fatalf("secret %q printed:\n%s", s, o)
 			}
@@ -77,7 +69,7 @@ func TestSubmitWaitExportResubmitStatus(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("submit with bad lines: exit %d\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{"line 6: not valid JSON", "line 7:", "external_id is required", "line 8:", "not a JSON object", "line 5: warning: phone is not valid E.164"} {
+	for _, want := range []string{"line 6: invalid lead", "line 7:", "external_id is required", "line 8:", "not a JSON object", "line 5: warning: phone is not valid E.164"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errOut)
 		}
@@ -171,24 +163,48 @@ func TestSubmitCSV(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "enqueued 1 lead(s), refused 1") || !strings.Contains(errOut, "line 3: 2 fields, the header has 3") {
 		t.Fatalf("csv submit: %d\n%s\n%s", code, out, errOut)
 	}
-	db, err := store.Open(context.Background(), envVars["LEADWATCH_DB"], store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.OpenPath(t, envVars["LEADWATCH_DB"], store.Options{})
 	l, err := db.Lead(context.Background(), "c-1")
 	if err != nil || string(l.Payload) != `{"external_id":"c-1","phone":"+380501234567","country":"UA"}` || l.State != crm.StateQueued {
 		t.Fatalf("stored %q %s %v", l.Payload, l.State, err)
 	}
 }
 
+// TestSubmitReportsInLineOrder: whichever step refuses a line (framing
+// the file, or the store's lead check), the report follows the file; a
+// stray quote is reported on its own line and costs no other lead.
+func TestSubmitReportsInLineOrder(t *testing.T) {
+	envVars, _ := cliEnv(t, sandbox.Config{})
+	csvIn := "external_id,phone,country\n" +
+		"c-2,+380501234502,UA\n" +
+		"c-3,+380501234503\n" + // framing: a missing column
+		",+380501234504,UA\n" + // the lead check: no external_id
+		"c-5,+380501234505,UA\n" +
+		"c-6,+380501234506,UA\n" +
+		"c-7,\"+380501234507,UA\n" + // a stray quote that never closes
+		"c-8,+380501234508,UA\n"
+	code, out, errOut := runCLI(t, envVars, csvIn, "submit", "-")
+	if code != 1 || !strings.Contains(out, "enqueued 4 lead(s), refused 3") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	want := []string{
+		"leadwatch submit: line 3: 2 fields, the header has 3",
+		"leadwatch submit: line 4: invalid lead: external_id is required",
+		`leadwatch submit: line 7: a quoted field is never closed (a stray "?)`,
+		"leadwatch: 3 line(s) refused",
+	}
+	if got := strings.Split(strings.TrimSpace(errOut), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, strings.Join(want, "\n"))
+	}
+	db := storetest.OpenPath(t, envVars["LEADWATCH_DB"], store.Options{})
+	if _, err := db.Lead(context.Background(), "c-8"); err != nil {
+		t.Errorf("the lead after the stray quote: %v", err)
+	}
+}
+
 func TestTailJSON(t *testing.T) {
 	envVars, _ := cliEnv(t, sandbox.Config{})
-	db, err := store.Open(context.Background(), envVars["LEADWATCH_DB"], store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.OpenPath(t, envVars["LEADWATCH_DB"], store.Options{})
 	var evs []crm.CallbackEvent
 	for i := range 3 {
 		ev, err := crm.ParseCallback([]byte(fmt.Sprintf(`{"internal_id":"crm-%d","event":"status_changed","status":"new","timestamp":%d}`, i, 1764200000+i)))

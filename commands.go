@@ -1,115 +1,153 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"strconv"
+	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/internal/leadfile"
 	"github.com/leadwatch/leadwatch/store"
 )
 
-func cmdServe(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "serve", "[--config FILE] [--db FILE] [--listen ADDR]",
-		"Run the callback listener and the sender without the dashboard. Logs go to stderr.", true)
-	listen := f.String("listen", "", "listener address (default callbacks.listen)")
-	logJSON := f.Bool("log-json", false, "log JSON instead of text")
-	if err := f.parseNoArgs(args); err != nil {
-		return err
+// The environment the commands read, space-separated, for their help.
+const (
+	senderEnv = "CARTELCRM_BASE_URL CARTELCRM_API_KEY CARTELCRM_HMAC_SECRET"
+	storeEnv  = "LEADWATCH_DB"
+)
+
+func serveCmd(e env) *cobra.Command {
+	var o storeFlags
+	var listen string
+	var logJSON bool
+	c := &cobra.Command{
+		Use:   "serve [--config FILE] [--db FILE] [--listen ADDR]",
+		Short: "headless listener + sender; logs to stderr",
+		Long:  "Run the callback listener and the sender without the dashboard. Logs go to stderr.",
+		Args:  noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return cmdServe(cmd.Context(), e, o, listen, logJSON)
+		}),
 	}
-	cfg, err := f.loadForServices(e, *listen)
+	o.addConfig(c.Flags())
+	o.addDB(c.Flags())
+	c.Flags().StringVar(&listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
+	c.Flags().BoolVar(&logJSON, "log-json", false, "log JSON instead of text")
+	return readsEnv(c, allEnv())
+}
+
+func cmdServe(ctx context.Context, e env, o storeFlags, listen string, logJSON bool) error {
+	cfg, err := o.loadForServices(e, listen)
 	if err != nil {
 		return err
 	}
 	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
-	if *logJSON {
+	if logJSON {
 		h = slog.NewJSONHandler(e.stderr, nil)
 	}
 	log := slog.New(h)
-	db, err := openStore(ctx, cfg, log)
+	db, err := openStore(ctx, cfg, store.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	svc, err := startServices(cfg, db, log, serviceOptions{sender: true, listener: true})
+	svc, err := newServices(cfg, db, log, serviceOptions{send: true, listen: true})
 	if err != nil {
 		return err
 	}
 	log.Info("leadwatch serving", "listen", svc.ListenAddr(), "path", cfg.Callbacks.Path,
-		"crm", redactURL(cfg.CRM.BaseURL), "db", cfg.Store.Path, "owner", svc.disp.Owner())
+		"crm", config.RedactURL(cfg.CRM.BaseURL), "db", cfg.Store.Path, "owner", svc.disp.Owner())
 	err = svc.Run(ctx)
 	log.Info("leadwatch stopped", "attempts_recorded", svc.disp.Sent())
 	return err
 }
 
-func cmdSandbox(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "sandbox", "[--addr A] [--callback-url U] [--seed N] [faults]",
-		"Run the fake CartelCRM. It takes CARTELCRM_API_KEY, CARTELCRM_HMAC_SECRET and\nCALLBACK_SECRET from the environment (or the config file), like leadwatch.", false)
-	f.StringVar(&f.configPath, "config", "", "config file (default ./"+config.DefaultFile+" when present)")
-	addr := f.String("addr", "127.0.0.1:8081", "address to listen on")
+func sandboxCmd(e env) *cobra.Command {
+	var o storeFlags
+	var addr string
 	var sc sandbox.Config
-	sc.RegisterFlags(f.FlagSet)
-	if err := f.parseNoArgs(args); err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "sandbox [--addr A] [--callback-url U] [--seed N] [faults]",
+		Short: "the fake CartelCRM on its own",
+		Long: "Run the fake CartelCRM. It checks requests with the same API key and HMAC secret as\n" +
+			"leadwatch sends them (environment or config file), and signs callbacks with the\n" +
+			"first callback secret.",
+		Args: noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return cmdSandbox(cmd.Context(), e, o, addr, sc)
+		}),
 	}
-	// A wrong flag is a usage error (exit 2) whatever the environment.
+	o.addConfig(c.Flags())
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8081", "listen on `ADDR`")
+	sc.RegisterFlags(c.Flags())
+	return readsEnv(c, "CARTELCRM_API_KEY CARTELCRM_HMAC_SECRET CALLBACK_SECRET")
+}
+
+func cmdSandbox(ctx context.Context, e env, o storeFlags, addr string, sc sandbox.Config) error {
+	// A wrong flag is a usage error whatever the environment.
 	if err := sc.ValidateFaults(); err != nil {
-		return f.usageErr("%v", err)
+		return usageError{err.Error()}
 	}
-	cfg, err := f.load(e)
+	cfg, err := o.load(e)
 	if err != nil {
 		return err
 	}
-	if cfg.CRM.APIKey == "" || cfg.CRM.HMACSecret == "" {
-		return errors.New("the sandbox needs CARTELCRM_API_KEY and CARTELCRM_HMAC_SECRET (or [crm] in the config file) to check requests")
-	}
 	sc.APIKey = string(cfg.CRM.APIKey.Reveal())
 	sc.HMACSecret = cfg.CRM.HMACSecret.Reveal()
-	if sc.CallbackURL != "" {
-		if len(cfg.Callbacks.Secrets) == 0 {
-			return errors.New("--callback-url needs CALLBACK_SECRET (or [callbacks] secrets) to sign callbacks")
-		}
+	if sc.CallbackURL != "" && len(cfg.Callbacks.Secrets) > 0 {
 		sc.CallbackSecret = cfg.Callbacks.Secrets[0].Reveal()
 	}
 	if err := sc.Validate(); err != nil {
-		return err
+		return configError(err)
 	}
 	sc.Logger = slog.New(slog.NewTextHandler(e.stderr, nil))
-	srv, err := sandbox.Start(sc, *addr)
+	srv, err := sandbox.Start(sc, addr)
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "sandbox listening on %s\n", srv.URL)
 	<-ctx.Done()
-	srv.Close()
-	return nil
+	return srv.Close()
 }
 
-func cmdSubmit(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "submit", "[--wait] [--strict] FILE|-",
-		"Enqueue leads from a JSONL file (one object a line) or a CSV file with a header row.\nA bad line is reported by number; the good ones are still enqueued.", true)
-	wait := f.Bool("wait", false, "send the leads now and show progress until all are final")
-	strict := f.Bool("strict", false, "refuse phones that are not valid E.164 (default: send them, marked)")
-	name, err := f.parseOneArg(args, "FILE (or - for stdin)")
+func submitCmd(e env) *cobra.Command {
+	var o storeFlags
+	var wait, strict bool
+	c := &cobra.Command{
+		Use:   "submit [--wait] [--strict] FILE|-",
+		Short: "enqueue JSONL or CSV leads; --wait sends and shows progress",
+		Long: "Enqueue leads from FILE (- for standard input): JSONL, one object a line, or CSV\n" +
+			"with a header row. A bad line is reported by number, in line order; the good ones\n" +
+			"are still enqueued. --wait also needs the CRM's settings.",
+		Args: oneArg("FILE (or - for stdin)"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return cmdSubmit(cmd.Context(), e, o, args[0], wait, strict)
+		}),
+	}
+	o.addConfig(c.Flags())
+	o.addDB(c.Flags())
+	c.Flags().BoolVar(&wait, "wait", false, "send the leads now and show progress until all are final")
+	c.Flags().BoolVar(&strict, "strict", false, "refuse phones that are not valid E.164 (default: send them, marked)")
+	return readsEnv(c, storeEnv+" "+senderEnv)
+}
+
+func cmdSubmit(ctx context.Context, e env, o storeFlags, name string, wait, strict bool) error {
+	cfg, err := o.load(e)
 	if err != nil {
 		return err
 	}
-	cfg, err := f.load(e)
-	if err != nil {
-		return err
-	}
-	if *wait {
+	if wait {
 		if err := cfg.Validate(config.NeedSender); err != nil {
 			return err
 		}
@@ -123,44 +161,50 @@ func cmdSubmit(ctx context.Context, e env, args []string) error {
 		defer file.Close()
 		in = file
 	}
-	leads, readErr := readLeads(in)
+	leads, readErr := leadfile.Read(in)
 	if readErr != nil && len(leads) == 0 {
 		return fmt.Errorf("read leads: %w", readErr)
 	}
-	db, err := openStore(ctx, cfg, discardLog())
+	db, err := openStore(ctx, cfg, store.Options{Logger: discardLog()})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
-	var good [][]byte
-	var goodLines []int
-	bad := 0
+	// The store checks each lead (crm.CheckLead) as it enqueues it; what
+	// could not even be framed is reported without going there.
+	var payloads [][]byte
 	for _, l := range leads {
-		if l.err != nil {
-			fmt.Fprintf(e.stderr, "leadwatch submit: %v\n", l.err)
-			bad++
-			continue
+		if l.Err == nil {
+			payloads = append(payloads, l.Payload)
 		}
-		good = append(good, l.payload)
-		goodLines = append(goodLines, l.line)
 	}
-	var ids []string
-	if len(good) > 0 {
-		stored, errs, err := db.EnqueueBatch(ctx, good, store.EnqueueOptions{Strict: *strict})
+	var stored []crm.Lead
+	var errs []error
+	if len(payloads) > 0 {
+		stored, errs, err = db.EnqueueBatch(ctx, payloads, store.EnqueueOptions{Strict: strict})
 		if err != nil {
 			return fmt.Errorf("enqueue: %w (nothing was stored)", err)
 		}
-		for i, err := range errs {
-			if err != nil {
-				fmt.Fprintf(e.stderr, "leadwatch submit: line %d: %v\n", goodLines[i], err)
-				bad++
-				continue
+	}
+	// Report in line order, whichever step refused a line.
+	var ids []string
+	bad, j := 0, 0
+	for _, l := range leads {
+		lineErr := l.Err
+		if lineErr == nil {
+			lineErr = errs[j]
+			if lineErr == nil {
+				ids = append(ids, stored[j].ExternalID)
+				if stored[j].PhoneInvalid {
+					fmt.Fprintf(e.stderr, "leadwatch submit: line %d: warning: phone is not valid E.164; sending anyway (use --strict to refuse)\n", l.Line)
+				}
 			}
-			ids = append(ids, stored[i].ExternalID)
-			if stored[i].PhoneInvalid {
-				fmt.Fprintf(e.stderr, "leadwatch submit: line %d: warning: phone is not valid E.164; sending anyway (use --strict to refuse)\n", goodLines[i])
-			}
+			j++
+		}
+		if lineErr != nil {
+			fmt.Fprintf(e.stderr, "leadwatch submit: line %d: %v\n", l.Line, lineErr)
+			bad++
 		}
 	}
 	if readErr != nil {
@@ -168,7 +212,7 @@ func cmdSubmit(ctx context.Context, e env, args []string) error {
 		bad++
 	}
 	fmt.Fprintf(e.stdout, "enqueued %d lead(s), refused %d\n", len(ids), bad)
-	if *wait && len(ids) > 0 {
+	if wait && len(ids) > 0 {
 		if err := sendAndWait(ctx, e, cfg, db, ids); err != nil {
 			return err
 		}
@@ -179,13 +223,27 @@ func cmdSubmit(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-func cmdStatus(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "status", "EXTERNAL_ID", "Ask CartelCRM for a lead's status (a signed GET) and print it as JSON.", true)
-	id, err := f.parseOneArg(args, "EXTERNAL_ID")
-	if err != nil {
-		return err
+func statusCmd(e env) *cobra.Command {
+	var o storeFlags
+	c := &cobra.Command{
+		Use:   "status EXTERNAL_ID",
+		Short: "signed status lookup at the CRM, JSON out",
+		Long:  "Ask CartelCRM for a lead's status (a signed GET) and print it as JSON.",
+		Args:  oneArg("EXTERNAL_ID"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return cmdStatus(cmd.Context(), e, o, args[0])
+		}),
 	}
-	cfg, err := f.load(e)
+	o.addConfig(c.Flags())
+	// status reads no store; --db is still accepted, so that a script
+	// passing it to every command keeps working.
+	o.addDB(c.Flags())
+	_ = c.Flags().MarkHidden("db")
+	return readsEnv(c, senderEnv)
+}
+
+func cmdStatus(ctx context.Context, e env, o storeFlags, id string) error {
+	cfg, err := o.load(e)
 	if err != nil {
 		return err
 	}
@@ -205,29 +263,43 @@ func cmdStatus(ctx context.Context, e env, args []string) error {
 	return enc.Encode(sr)
 }
 
-func cmdResubmit(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "resubmit", "[--payload FILE] EXTERNAL_ID",
-		"Put a final lead back in the outbox. An unchanged failed lead keeps its idempotency\nkey; any other final lead, or an edited payload, gets a new one (PROTOCOL.md §1).", true)
-	payloadFile := f.String("payload", "", "replace the payload with this file's JSON object (- for stdin)")
-	id, err := f.parseOneArg(args, "EXTERNAL_ID")
-	if err != nil {
-		return err
+func resubmitCmd(e env) *cobra.Command {
+	var o storeFlags
+	var payloadFile string
+	c := &cobra.Command{
+		Use:   "resubmit [--payload FILE] EXTERNAL_ID",
+		Short: "re-queue a final lead",
+		Long: "Put a final lead back in the outbox. An unchanged failed lead keeps its idempotency\n" +
+			"key; any other final lead, or an edited payload, gets a new one. A running leadwatch\n" +
+			"(dashboard or serve) sends it.",
+		Args: oneArg("EXTERNAL_ID"),
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			return cmdResubmit(cmd.Context(), e, o, payloadFile, args[0])
+		}),
 	}
+	o.addConfig(c.Flags())
+	o.addDB(c.Flags())
+	c.Flags().StringVar(&payloadFile, "payload", "", "replace the payload with the JSON object in `FILE` (- for stdin)")
+	return readsEnv(c, storeEnv)
+}
+
+func cmdResubmit(ctx context.Context, e env, o storeFlags, payloadFile, id string) error {
 	var payload []byte
-	switch *payloadFile {
+	var err error
+	switch payloadFile {
 	case "":
 	case "-":
-		payload, err = io.ReadAll(io.LimitReader(e.stdin, maxLeadLine))
+		payload, err = io.ReadAll(io.LimitReader(e.stdin, leadfile.MaxLine))
 	default:
-		payload, err = os.ReadFile(*payloadFile)
+		payload, err = os.ReadFile(payloadFile)
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("read payload: %w", err)
 	}
 	if payload != nil {
-		payload = trimSpace(payload)
+		payload = bytes.TrimSpace(payload)
 	}
-	db, err := f.openDB(ctx, e, false)
+	db, err := o.openDB(ctx, e, false)
 	if err != nil {
 		return err
 	}
@@ -244,14 +316,28 @@ func cmdResubmit(ctx context.Context, e env, args []string) error {
 	return nil
 }
 
-func cmdTail(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "tail", "[--json]", "Follow verified callbacks as they are stored, from any process sharing the database.", true)
-	asJSON := f.Bool("json", false, "one JSON object a line (NDJSON)")
-	last := f.Int("n", 10, "show this many stored callbacks first")
-	if err := f.parseNoArgs(args); err != nil {
-		return err
+func tailCmd(e env) *cobra.Command {
+	var o storeFlags
+	var asJSON bool
+	var last int
+	c := &cobra.Command{
+		Use:   "tail [--json] [-n N]",
+		Short: "follow verified callbacks (NDJSON with --json)",
+		Long:  "Follow verified callbacks as they are stored, from any process sharing the database.",
+		Args:  noArgs,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			return cmdTail(cmd.Context(), e, o, asJSON, last)
+		}),
 	}
-	db, err := f.openDB(ctx, e, true)
+	o.addConfig(c.Flags())
+	o.addDB(c.Flags())
+	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line (NDJSON)")
+	c.Flags().IntVarP(&last, "lines", "n", 10, "show the last `N` stored callbacks first")
+	return readsEnv(c, storeEnv)
+}
+
+func cmdTail(ctx context.Context, e env, o storeFlags, asJSON bool, last int) error {
+	db, err := o.openDB(ctx, e, true)
 	if err != nil {
 		return err
 	}
@@ -259,13 +345,13 @@ func cmdTail(ctx context.Context, e env, args []string) error {
 
 	// Start from the last n stored, then follow.
 	var after int64
-	recent, err := db.Callbacks(ctx, crm.EventQuery{Limit: max(*last, 1)})
+	recent, err := db.Callbacks(ctx, crm.EventQuery{Limit: max(last, 1)})
 	if err != nil {
 		return err
 	}
 	if len(recent) > 0 {
 		after = recent[0].ID
-		if *last > 0 {
+		if last > 0 {
 			after = recent[len(recent)-1].ID - 1
 		}
 	}
@@ -281,8 +367,8 @@ func cmdTail(ctx context.Context, e env, args []string) error {
 				return err
 			}
 			for _, ev := range evs {
-				if *asJSON {
-					if err := enc.Encode(callbackRecord(ev)); err != nil {
+				if asJSON {
+					if err := enc.Encode(leadfile.CallbackRecord(ev)); err != nil {
 						return err
 					}
 				} else {
@@ -321,161 +407,74 @@ func orDash(s string) string {
 	return s
 }
 
-func cmdExport(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "export", "leads|callbacks [--format jsonl|csv]", "Write every lead or callback to stdout.", true)
-	format := f.String("format", "jsonl", "jsonl or csv")
-	// Accept the table before or after the flags.
-	var what string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		what, args = args[0], args[1:]
+func exportCmd(e env) *cobra.Command {
+	var o storeFlags
+	var format string
+	c := &cobra.Command{
+		Use:   "export leads|callbacks [--format jsonl|csv]",
+		Short: "write the store out",
+		Long:  "Write every lead or every verified callback to stdout, one record a line.",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usageErrorf("unexpected argument %q", args[1])
+			}
+			if len(args) == 0 || (args[0] != "leads" && args[0] != "callbacks") {
+				return usageErrorf("export leads or callbacks, not %q", strings.Join(args, ""))
+			}
+			return nil
+		},
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			f := leadfile.Format(format)
+			if f != leadfile.JSONL && f != leadfile.CSV {
+				return usageErrorf("--format is jsonl or csv, not %q", format)
+			}
+			return cmdExport(cmd.Context(), e, o, args[0], f)
+		}),
 	}
-	if err := f.parse(args); err != nil {
-		return err
-	}
-	if what == "" && f.NArg() > 0 {
-		what = f.Arg(0)
-	} else if f.NArg() > 0 {
-		return f.usageErr("unexpected argument %q", f.Arg(0))
-	}
-	if what != "leads" && what != "callbacks" {
-		return f.usageErr("export leads or callbacks, not %q", what)
-	}
-	if *format != "jsonl" && *format != "csv" {
-		return f.usageErr("--format is jsonl or csv, not %q", *format)
-	}
-	db, err := f.openDB(ctx, e, true)
+	o.addConfig(c.Flags())
+	o.addDB(c.Flags())
+	c.Flags().StringVar(&format, "format", string(leadfile.JSONL), "jsonl or csv")
+	return readsEnv(c, storeEnv)
+}
+
+func cmdExport(ctx context.Context, e env, o storeFlags, what string, format leadfile.Format) error {
+	db, err := o.openDB(ctx, e, true)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	w := newRecordWriter(e.stdout, *format)
+	w := leadfile.NewWriter(e.stdout, format)
 	if what == "leads" {
-		err = db.ExportLeads(ctx, func(l crm.Lead) error { return w.write(leadRecord(l)) })
+		err = db.ExportLeads(ctx, func(l crm.Lead) error { return w.Write(leadfile.LeadRecord(l)) })
 	} else {
-		err = db.ExportCallbacks(ctx, func(ev crm.CallbackEvent) error { return w.write(callbackRecord(ev)) })
+		err = db.ExportCallbacks(ctx, func(ev crm.CallbackEvent) error { return w.Write(leadfile.CallbackRecord(ev)) })
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("export %s: %w", what, err)
 	}
-	return w.flush()
+	return w.Flush()
 }
 
-// record is one exported row: ordered keys, so CSV columns are stable.
-type record struct {
-	keys []string
-	vals []any
-}
-
-// MarshalJSON writes the keys in their order (a map would sort them).
-func (r record) MarshalJSON() ([]byte, error) {
-	var b strings.Builder
-	b.WriteByte('{')
-	for i, k := range r.keys {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		kb, _ := json.Marshal(k)
-		vb, err := json.Marshal(r.vals[i])
-		if err != nil {
-			return nil, err
-		}
-		b.Write(kb)
-		b.WriteByte(':')
-		b.Write(vb)
+func versionCmd(e env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Long:  "Print leadwatch's version (and, for a development build, its commit and Go version).",
+		Args:  noArgs,
+		Run: func(*cobra.Command, []string) {
+			v := version
+			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
+				for _, s := range bi.Settings {
+					if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+						v += "+" + s.Value[:12]
+					}
+				}
+				fmt.Fprintf(e.stdout, "leadwatch %s (%s)\n", v, bi.GoVersion)
+				return
+			}
+			fmt.Fprintf(e.stdout, "leadwatch %s\n", v)
+		},
 	}
-	b.WriteByte('}')
-	return []byte(b.String()), nil
-}
-
-func rfc3339(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func leadRecord(l crm.Lead) record {
-	return record{
-		keys: []string{"external_id", "state", "crm_id", "crm_status", "reason", "attempts", "idempotency_key", "phone_invalid", "next_attempt_at", "last_http_status", "created_at", "updated_at"},
-		vals: []any{l.ExternalID, l.State, l.CRMID, l.CRMStatus, l.Reason, l.Attempts, l.IdempotencyKey, l.PhoneInvalid, rfc3339(l.NextAttemptAt), l.LastHTTPStatus, rfc3339(l.CreatedAt), rfc3339(l.UpdatedAt)},
-	}
-}
-
-func callbackRecord(ev crm.CallbackEvent) record {
-	matched := ev.LeadID != 0
-	return record{
-		keys: []string{"id", "dedup_key", "internal_id", "event", "timestamp", "external_id", "status", "reason", "received_at", "skew_seconds", "matched"},
-		vals: []any{ev.ID, ev.DedupKey, ev.InternalID, ev.Event, ev.Timestamp, ev.ExternalID, ev.Status, ev.Reason, rfc3339(ev.ReceivedAt), ev.Skew.Seconds(), matched},
-	}
-}
-
-// recordWriter writes records as JSONL or CSV (with a header row).
-type recordWriter struct {
-	format string
-	enc    *json.Encoder
-	csv    *csv.Writer
-	header bool
-}
-
-func newRecordWriter(w io.Writer, format string) *recordWriter {
-	if format == "csv" {
-		return &recordWriter{format: format, csv: csv.NewWriter(w)}
-	}
-	return &recordWriter{format: format, enc: json.NewEncoder(w)}
-}
-
-func (w *recordWriter) write(r record) error {
-	if w.enc != nil {
-		return w.enc.Encode(r)
-	}
-	if !w.header {
-		if err := w.csv.Write(r.keys); err != nil {
-			return err
-		}
-		w.header = true
-	}
-	row := make([]string, len(r.vals))
-	for i, v := range r.vals {
-		switch v := v.(type) {
-		case nil:
-		case string:
-			row[i] = v
-		case crm.State:
-			row[i] = string(v)
-		case int:
-			row[i] = strconv.Itoa(v)
-		case int64:
-			row[i] = strconv.FormatInt(v, 10)
-		case bool:
-			row[i] = strconv.FormatBool(v)
-		case float64:
-			row[i] = strconv.FormatFloat(v, 'f', -1, 64)
-		default:
-			row[i] = fmt.Sprint(v)
-		}
-	}
-	return w.csv.Write(row)
-}
-
-func (w *recordWriter) flush() error {
-	if w.csv != nil {
-		w.csv.Flush()
-		return w.csv.Error()
-	}
-	return nil
-}
-
-// redactURL drops credentials and the query from a URL before it is
-// logged: a base URL may carry user:password.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	return u.String()
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func trimSpace(b []byte) []byte { return []byte(strings.TrimSpace(string(b))) }

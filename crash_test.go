@@ -14,7 +14,9 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
 // TestOutboxSurvivesKill9 is durability rule 3 with real processes:
@@ -31,15 +33,11 @@ func TestOutboxSurvivesKill9(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 9))
 
-	sb, err := sandbox.Start(sandbox.Config{
-		APIKey: cliAPIKey, HMACSecret: []byte(cliHMAC), Seed: int64(seed),
+	sb := sandbox.StartTest(t, sandbox.Config{
+		Seed:     int64(seed),
 		FailRate: 0.10, ThrottleRate: 0.05, RetryAfter: time.Second, DropRate: 0.03,
 		Latency: time.Millisecond,
-	}, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	})
 
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "crash.db")
@@ -60,11 +58,7 @@ listen = "127.0.0.1:0"
 	}
 
 	const n = 2000
-	db, err := store.Open(context.Background(), dbPath, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.OpenPath(t, dbPath, store.Options{})
 	payloads := make([][]byte, n)
 	ids := make([]string, n)
 	for i := range payloads {
@@ -92,8 +86,8 @@ listen = "127.0.0.1:0"
 	start := func() (*exec.Cmd, *strings.Builder) {
 		cmd := exec.Command(bin, "serve", "--config", cfgPath, "--db", dbPath)
 		cmd.Env = append(os.Environ(),
-			"CARTELCRM_BASE_URL="+sb.URL, "CARTELCRM_API_KEY="+cliAPIKey,
-			"CARTELCRM_HMAC_SECRET="+cliHMAC, "CALLBACK_SECRET="+cliCBSecre)
+			"CARTELCRM_BASE_URL="+sb.URL, "CARTELCRM_API_KEY="+sandbox.TestAPIKey,
+			"CARTELCRM_HMAC_SECRET="+sandbox.TestHMACSecret, "CALLBACK_SECRET="+sandbox.TestCallbackSecret)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -155,20 +149,21 @@ listen = "127.0.0.1:0"
 
 	// The last run goes to the end, then stops cleanly on SIGTERM.
 	cmd, stderr := start()
-	deadline := time.Now().Add(90 * time.Second)
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			t.Logf("%d/%d final after the last restart; stderr:\n%s", finalCount(), n, tail(stderr.String(), 2000))
+		}
+	})
 	last := time.Now()
-	for finalCount() < n {
+	poll.UntilWithin(t, 90*time.Second, "every lead to be final after the last restart", func() bool {
 		if time.Since(last) > 5*time.Second {
 			t.Logf("final run: %d/%d final", finalCount(), n)
 			last = time.Now()
 		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			_ = cmd.Wait()
-			t.Fatalf("only %d/%d final after the last restart; stderr:\n%s", finalCount(), n, tail(stderr.String(), 2000))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return finalCount() == n
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

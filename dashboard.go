@@ -7,45 +7,68 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/spf13/cobra"
 
+	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
 	"github.com/leadwatch/leadwatch/ui"
 )
 
-var _ ui.Source = (*store.DB)(nil)
+// dashboardCmd is the root command: with no command, leadwatch runs the
+// dashboard.
+func dashboardCmd(e env) *cobra.Command {
+	var o storeFlags
+	var demo bool
+	var listen, logPath string
+	c := &cobra.Command{
+		Use:   "leadwatch",
+		Short: "a signed CartelCRM outbox, callback listener and dashboard",
+		Long: "leadwatch — a signed CartelCRM outbox, callback listener and dashboard\n\n" +
+			"With no command it runs the callback listener and the sender with the live dashboard.\n" +
+			"--demo runs it all against an embedded sandbox CRM: no config, no secrets, no network.",
+		Args: noCommand,
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			if demo {
+				return runDemo(cmd.Context(), e, o.dbPath, logPath)
+			}
+			return cmdDashboard(cmd.Context(), e, o, listen, logPath)
+		}),
+	}
+	o.addConfig(c.Flags())
+	o.addDB(c.Flags())
+	c.Flags().BoolVar(&demo, "demo", false, "run against an embedded sandbox with a synthetic campaign")
+	c.Flags().StringVar(&listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
+	c.Flags().StringVar(&logPath, "log", "", "log to `FILE` (default leadwatch.log beside the database)")
+	return readsEnv(c, allEnv())
+}
 
-func cmdDashboard(ctx context.Context, e env, args []string) error {
-	f := newFlags(e, "leadwatch", "[--config FILE] [--db FILE] [--listen ADDR] | --demo [--db FILE]",
-		"Run the callback listener and the sender with the live dashboard.\n--demo runs it all against an embedded sandbox CRM: no config, no secrets, no network.", true)
-	demo := f.Bool("demo", false, "run against an embedded sandbox with a synthetic campaign")
-	listen := f.String("listen", "", "listener address (default callbacks.listen)")
-	logPath := f.String("log", "", "log file (default leadwatch.log beside the database)")
-	if err := f.parseNoArgs(args); err != nil {
-		return err
-	}
-	if *demo {
-		return runDemo(ctx, e, f.dbPath, *logPath)
-	}
-	cfg, err := f.loadForServices(e, *listen)
+func cmdDashboard(ctx context.Context, e env, o storeFlags, listen, logPath string) error {
+	cfg, err := o.loadForServices(e, listen)
 	if err != nil {
+		var ve *config.ValidationError
+		if errors.As(err, &ve) && slices.Contains(ve.Missing, "crm.base_url") {
+			// Not even the CRM's address: most likely a first run.
+			return fmt.Errorf("%w; to look around without a CRM, run 'leadwatch --demo'", err)
+		}
 		return err
 	}
-	log, closeLog, err := openLog(*logPath, cfg.Store.Path)
+	log, closeLog, err := openLog(logPath, cfg.Store.Path)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	db, err := openStore(ctx, cfg, log)
+	db, err := openStore(ctx, cfg, store.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	svc, err := startServices(cfg, db, log, serviceOptions{sender: true, listener: true, tolerateBindError: true})
+	svc, err := newServices(cfg, db, log, serviceOptions{send: true, listen: true, tolerateBindError: true})
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func newDemoWorld(ctx context.Context, dbPath, logPath string, logTo *os.File) (
 	cfg.CRM.Concurrency = 8
 	cfg.Store.Path = dbPath
 
-	db, err := openStore(ctx, cfg, w.log)
+	db, err := openStore(ctx, cfg, store.Options{Logger: w.log})
 	if err != nil {
 		return nil, err
 	}
@@ -133,8 +133,8 @@ func newDemoWorld(ctx context.Context, dbPath, logPath string, logTo *os.File) (
 	}
 	w.sender = &demoSender{good: good, revoked: revoked, stale: map[string]bool{}}
 	policy := demoPolicy
-	svc, err := startServices(cfg, db, w.log, serviceOptions{
-		sender: true, listener: true, policy: &policy, sender2: w.sender, listenerOn: ln,
+	svc, err := newServices(cfg, db, w.log, serviceOptions{
+		send: true, listen: true, policy: &policy, sender: w.sender, listener: ln,
 	})
 	if err != nil {
 		ln.Close()

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
 // tmuxSession drives the real binary in a private tmux server, as a person
@@ -41,7 +43,9 @@ func (s *tmuxSession) screen() string {
 }
 
 // waitFor polls the screen until ok says yes, or fails with the last
-// screen after the deadline.
+// screen after the deadline. It is not poll.Until: each look runs a tmux
+// process, so it looks every 100 ms rather than at poll's pace, which
+// would keep a core busy beside the dashboard under test.
 func (s *tmuxSession) waitFor(what string, within time.Duration, ok func(screen string) bool) string {
 	s.t.Helper()
 	deadline := time.Now().Add(within)
@@ -91,6 +95,11 @@ func TestDashboardEndToEnd(t *testing.T) {
 	exitFile := filepath.Join(dir, "exit")
 	s := &tmuxSession{t: t, socket: fmt.Sprintf("leadwatch-e2e-%d", os.Getpid())}
 	t.Cleanup(func() { s.tmux("kill-server") })
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last screen:\n%s", s.screen())
+		}
+	})
 	cmdline := fmt.Sprintf("%s --demo --db %s --log %s; echo $? > %s",
 		bin, dbPath, filepath.Join(dir, "leadwatch.log"), exitFile)
 	if out, err := s.tmux("new-session", "-d", "-s", "lw", "-x", "160", "-y", "48", "-e", "TERM=xterm-256color", cmdline); err != nil {
@@ -140,11 +149,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 		t.Fatalf("confirm dialog:\n%s", dialog)
 	}
 	id := m[1]
-	db, err := store.Open(context.Background(), dbPath, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.OpenPath(t, dbPath, store.Options{})
 	before, err := db.LeadDetail(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
@@ -153,8 +158,13 @@ func TestDashboardEndToEnd(t *testing.T) {
 	s.waitText("resubmitted "+id, 5*time.Second)
 	// The lead moves: a resubmit row, then a new attempt, then a final
 	// state again.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	beforeSends := 0
+	for _, a := range before.Attempts {
+		if a.Kind == crm.KindSend {
+			beforeSends++
+		}
+	}
+	poll.UntilWithin(t, 30*time.Second, "resubmitted "+id+" to be sent again and end final", func() bool {
 		d, err := db.LeadDetail(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
@@ -168,20 +178,8 @@ func TestDashboardEndToEnd(t *testing.T) {
 				sends++
 			}
 		}
-		beforeSends := 0
-		for _, a := range before.Attempts {
-			if a.Kind == crm.KindSend {
-				beforeSends++
-			}
-		}
-		if resubmits >= 1 && sends > beforeSends && d.Lead.State.Final() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("resubmitted %s did not move: %+v", id, d.Lead)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return resubmits >= 1 && sends > beforeSends && d.Lead.State.Final()
+	})
 
 	// p pauses and resumes sending.
 	s.keys("p")
@@ -216,19 +214,13 @@ func TestDashboardEndToEnd(t *testing.T) {
 
 	// q quits and the process exits 0.
 	s.keys("q")
-	deadline = time.Now().Add(15 * time.Second)
-	for {
-		b, err := os.ReadFile(exitFile)
-		if err == nil && len(b) > 0 {
-			if strings.TrimSpace(string(b)) != "0" {
-				t.Fatalf("leadwatch exited %s", b)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leadwatch did not exit after q; screen:\n%s", s.screen())
-		}
-		time.Sleep(100 * time.Millisecond)
+	var exit []byte
+	poll.UntilWithin(t, 15*time.Second, "leadwatch to exit after q", func() bool {
+		exit, _ = os.ReadFile(exitFile)
+		return len(exit) > 0
+	})
+	if strings.TrimSpace(string(exit)) != "0" {
+		t.Fatalf("leadwatch exited %s", exit)
 	}
 	logb, _ := os.ReadFile(filepath.Join(dir, "leadwatch.log"))
 	if !strings.Contains(string(logb), "dashboard closed") {

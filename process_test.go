@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
 // startProcess runs the binary with env and returns it with a reader of
@@ -111,7 +113,7 @@ func TestSandboxCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test in -short")
 	}
-	env := []string{"CARTELCRM_API_KEY=" + cliAPIKey, "CARTELCRM_HMAC_SECRET=" + cliHMAC}
+	env := []string{"CARTELCRM_API_KEY=" + sandbox.TestAPIKey, "CARTELCRM_HMAC_SECRET=" + sandbox.TestHMACSecret}
 	cmd, out, stderr := startProcess(t, env, false, "sandbox", "--addr", "127.0.0.1:0", "--fail-rate", "0.5", "--seed", "3")
 	m, _ := readUntil(t, out, regexp.MustCompile(`sandbox listening on (http://127\.0\.0\.1:\d+)`), 10*time.Second)
 	base := m[1]
@@ -126,7 +128,7 @@ func TestSandboxCommand(t *testing.T) {
 	resp.Body.Close()
 	// The same environment configures the client: a lead goes through
 	// (after the injected 503s).
-	c, err := crm.NewClient(crm.ClientConfig{BaseURL: base, APIKey: cliAPIKey, HMACSecret: []byte(cliHMAC)})
+	c, err := crm.NewClient(crm.ClientConfig{BaseURL: base, APIKey: sandbox.TestAPIKey, HMACSecret: []byte(sandbox.TestHMACSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +148,26 @@ func TestSandboxCommand(t *testing.T) {
 		t.Fatalf("sandbox did not stop cleanly on SIGTERM: %v\n%s", err, stderr)
 	}
 	noSecrets(t, stderr.String())
+	if strings.Contains(stderr.String(), "listening") {
+		t.Errorf("the sandbox announced itself twice; stderr:\n%s", stderr)
+	}
 
 	t.Run("BadFlags", func(t *testing.T) {
 		code, _, errOut := runCLI(t, map[string]string{"CARTELCRM_API_KEY": "k", "CARTELCRM_HMAC_SECRET": "h"}, "", "sandbox", "--fail-rate", "2")
 		if code != 2 || !strings.Contains(errOut, "fail-rate") {
 			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
+	t.Run("PortTaken", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		code, _, errOut := runCLI(t, map[string]string{"CARTELCRM_API_KEY": "k", "CARTELCRM_HMAC_SECRET": "h"}, "", "sandbox", "--addr", ln.Addr().String())
+		want := "leadwatch: sandbox: listen tcp " + ln.Addr().String() + ": bind: address already in use\n"
+		if code != 1 || errOut != want {
+			t.Fatalf("exit %d: %q, want %q", code, errOut, want)
 		}
 	})
 	t.Run("NoSecrets", func(t *testing.T) {
@@ -168,14 +185,10 @@ func TestServeCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("process test in -short")
 	}
-	sb, err := sandbox.Start(sandbox.Config{APIKey: cliAPIKey, HMACSecret: []byte(cliHMAC)}, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
+	sb := sandbox.StartTest(t, sandbox.Config{})
 	dbPath := filepath.Join(t.TempDir(), "serve.db")
-	env := []string{"CARTELCRM_BASE_URL=" + sb.URL, "CARTELCRM_API_KEY=" + cliAPIKey,
-		"CARTELCRM_HMAC_SECRET=" + cliHMAC, "CALLBACK_SECRET=old-secret," + cliCBSecre}
+	env := []string{"CARTELCRM_BASE_URL=" + sb.URL, "CARTELCRM_API_KEY=" + sandbox.TestAPIKey,
+		"CARTELCRM_HMAC_SECRET=" + sandbox.TestHMACSecret, "CALLBACK_SECRET=old-secret," + sandbox.TestCallbackSecret}
 	cmd, errStream, _ := startProcess(t, env, true, "serve", "--db", dbPath, "--listen", "127.0.0.1:0")
 	m, logged := readUntil(t, errStream, regexp.MustCompile(`leadwatch serving"? listen=(127\.0\.0\.1:\d+)`), 15*time.Second)
 	addr := m[1]
@@ -187,18 +200,14 @@ func TestServeCommand(t *testing.T) {
 	resp.Body.Close()
 
 	body := []byte(`{"internal_id":"crm-9","event":"status_changed","status":"ftd","timestamp":1764200000}`)
-	req, _ := crm.NewSignedCallback("http://"+addr+"/cartelcrm/callback", body, []byte(cliCBSecre), time.Now())
+	req, _ := crm.NewSignedCallback("http://"+addr+"/cartelcrm/callback", body, []byte(sandbox.TestCallbackSecret), time.Now())
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("callback: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	// Answered 200, so it is already committed: a second process sees it.
-	db, err := store.Open(context.Background(), dbPath, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.OpenPath(t, dbPath, store.Options{})
 	evs, err := db.CallbacksAfter(context.Background(), 0, 10)
 	if err != nil || len(evs) != 1 || evs[0].InternalID != "crm-9" || evs[0].SecretIdx != 1 {
 		t.Fatalf("stored callbacks %+v %v", evs, err)

@@ -20,7 +20,7 @@ import (
 // final, drawing a progress bar on stderr (a plain line every few seconds
 // when stderr is not a terminal), then prints a summary by outcome.
 func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, ids []string) error {
-	svc, err := startServices(cfg, db, discardLog(), serviceOptions{sender: true})
+	svc, err := newServices(cfg, db, discardLog(), serviceOptions{send: true})
 	if err != nil {
 		return err
 	}

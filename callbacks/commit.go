@@ -2,23 +2,22 @@ package callbacks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
-// pending is one verified event waiting for its group commit.
-type pending struct {
-	ev  crm.CallbackEvent
-	ctx context.Context
-	// done carries the commit result. It has room for one value so the
-	// committer never blocks on a request that stopped waiting.
-	done chan commitResult
-}
-
-type commitResult struct {
-	fresh bool
-	err   error
+// newCommitter starts the single writer of events (a group commit, see
+// package groupcommit). Its queue has room for a few batches: requests
+// beyond it wait in Submit, their contexts still honoured, rather than
+// pile up without bound.
+func (h *Handler) newCommitter() *groupcommit.Batcher[crm.CallbackEvent, bool] {
+	b := newBatcher(h.cfg.MaxBatch)
+	return groupcommit.New(func(evs []crm.CallbackEvent) ([]bool, error) {
+		return h.commitBatch(b, evs)
+	}, groupcommit.Options{MaxBatch: h.cfg.MaxBatch, Queue: 4 * h.cfg.MaxBatch})
 }
 
 // commit hands ev to the group committer and waits for the commit of its
@@ -33,61 +32,18 @@ type commitResult struct {
 func (h *Handler) commit(ctx context.Context, ev crm.CallbackEvent) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*h.cfg.CommitTimeout)
 	defer cancel()
-	p := &pending{ev: ev, ctx: ctx, done: make(chan commitResult, 1)}
-	h.mu.RLock()
-	if h.closed {
-		h.mu.RUnlock()
-		return false, errClosed
+	fresh, err := h.commits.Do(ctx, ev)
+	if errors.Is(err, groupcommit.ErrClosed) {
+		err = errClosed
 	}
-	select {
-	case h.queue <- p:
-	case <-ctx.Done():
-		h.mu.RUnlock()
-		return false, ctx.Err()
-	}
-	h.mu.RUnlock()
-	select {
-	case res := <-p.done:
-		return res.fresh, res.err
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-}
-
-// runCommitter is the single writer of events. It blocks for the first
-// pending event, then takes whatever else is already queued, up to
-// MaxBatch, without waiting for more: at low load a batch is one event and
-// costs no added latency; under load the events that queued up during one
-// commit form the next batch, so the number of transactions (fsyncs) stays
-// bounded while throughput grows with concurrency.
-func (h *Handler) runCommitter() {
-	defer h.wg.Done()
-	batch := make([]*pending, 0, h.cfg.MaxBatch)
-	b := newBatcher(h.cfg.MaxBatch)
-	for p := range h.queue {
-		batch = append(batch[:0], p)
-	fill:
-		for len(batch) < h.cfg.MaxBatch {
-			select {
-			case q, ok := <-h.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, q)
-			default:
-				break fill
-			}
-		}
-		h.commitBatch(b, batch)
-		clear(batch) // let finished requests' bodies be collected
-	}
+	return fresh, err
 }
 
 // batcher holds the committer's reusable scratch space.
 type batcher struct {
 	evs  []crm.CallbackEvent
-	slot []int // per pending: index into evs, or -1 when skipped
-	dup  []bool
+	slot []int  // per event of the batch: its index into evs
+	dup  []bool // per event of the batch: a replay of an earlier one in it
 	seen map[string]int
 }
 
@@ -100,54 +56,42 @@ func newBatcher(max int) *batcher {
 	}
 }
 
-// commitBatch stores one batch in one sink transaction and tells every
-// request in it the outcome. Requests whose client is already gone are left
-// out (the CRM retries them). An event whose dedup key appears earlier in
+// commitBatch stores one batch in one sink transaction and returns, per
+// event, whether it was fresh. An event whose dedup key appears earlier in
 // the same batch is not sent to the sink: it is a replay of that earlier
-// one, answered once the batch has committed.
-func (h *Handler) commitBatch(b *batcher, batch []*pending) {
+// one, answered once the batch has committed. (Requests whose client is
+// already gone never reach here: the batcher leaves them out, and the CRM
+// retries them.)
+func (h *Handler) commitBatch(b *batcher, batch []crm.CallbackEvent) ([]bool, error) {
 	b.evs = b.evs[:0]
 	b.slot = b.slot[:0]
 	b.dup = b.dup[:0]
 	clear(b.seen)
-	for _, p := range batch {
-		if err := p.ctx.Err(); err != nil {
-			b.slot = append(b.slot, -1)
-			b.dup = append(b.dup, false)
-			continue
-		}
+	for _, ev := range batch {
 		if len(batch) > 1 {
-			if j, ok := b.seen[p.ev.DedupKey]; ok {
+			if j, ok := b.seen[ev.DedupKey]; ok {
 				b.slot = append(b.slot, j)
 				b.dup = append(b.dup, true)
 				continue
 			}
-			b.seen[p.ev.DedupKey] = len(b.evs)
+			b.seen[ev.DedupKey] = len(b.evs)
 		}
 		b.slot = append(b.slot, len(b.evs))
 		b.dup = append(b.dup, false)
-		b.evs = append(b.evs, p.ev)
+		b.evs = append(b.evs, ev)
 	}
+	defer clear(b.evs) // let the bodies be collected
 
-	var fresh []bool
-	var err error
-	if len(b.evs) > 0 {
-		h.batches.Add(1)
-		fresh, err = h.save(b.evs)
+	h.batches.Add(1)
+	saved, err := h.save(b.evs)
+	if err != nil {
+		return nil, err
 	}
-	for i, p := range batch {
-		switch {
-		case b.slot[i] < 0:
-			p.done <- commitResult{err: p.ctx.Err()}
-		case err != nil:
-			p.done <- commitResult{err: err}
-		case b.dup[i]:
-			p.done <- commitResult{fresh: false}
-		default:
-			p.done <- commitResult{fresh: fresh[b.slot[i]]}
-		}
+	fresh := make([]bool, len(batch))
+	for i := range batch {
+		fresh[i] = !b.dup[i] && saved[b.slot[i]]
 	}
-	clear(b.evs)
+	return fresh, nil
 }
 
 // save runs one SaveCallbacks under CommitTimeout and checks the sink kept

@@ -214,16 +214,4 @@ func do(t testing.TB, client *http.Client, req *http.Request) response {
 	return response{status: res.StatusCode, body: string(b), header: res.Header}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 var errSinkDown = errors.New("disk on fire")

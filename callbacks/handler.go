@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
 // Defaults of Config.
@@ -121,16 +122,17 @@ type Handler struct {
 	sink EventSink
 	log  *slog.Logger
 
-	// mu guards closed against sends on the two channels, which Close
-	// closes; requests hold it shared only for a non-blocking moment or
-	// while handing an event to the committer.
+	// commits is the group committer of verified events.
+	commits *groupcommit.Batcher[crm.CallbackEvent, bool]
+
+	// mu guards closed against sends on refusals, which Close closes;
+	// requests hold it shared only for a non-blocking moment.
 	mu     sync.RWMutex
 	closed bool
 	// closing lets the refusal recorder stop pacing once Close drains it.
 	closing  atomic.Bool
-	queue    chan *pending
 	refusals chan crm.Refusal
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the refusal recorder
 
 	// dropWarned keeps a refusal flood from turning into a log flood.
 	dropWarned atomic.Bool
@@ -188,16 +190,13 @@ func NewHandler(cfg Config, sink EventSink) (*Handler, error) {
 	cfg.Secrets = secrets
 
 	h := &Handler{
-		cfg:  cfg,
-		sink: sink,
-		log:  cfg.Logger.With("component", "callbacks"),
-		// Room for a few batches: requests beyond it wait (their contexts
-		// still honoured) rather than pile up without bound.
-		queue:    make(chan *pending, 4*cfg.MaxBatch),
+		cfg:      cfg,
+		sink:     sink,
+		log:      cfg.Logger.With("component", "callbacks"),
 		refusals: make(chan crm.Refusal, cfg.RefusalQueue),
 	}
-	h.wg.Add(2)
-	go h.runCommitter()
+	h.commits = h.newCommitter()
+	h.wg.Add(1)
 	go h.runRefusalRecorder()
 	return h, nil
 }
@@ -207,10 +206,10 @@ func NewHandler(cfg Config, sink EventSink) (*Handler, error) {
 // Requests arriving after Close are answered 503. Close is idempotent.
 func (h *Handler) Close() {
 	h.closing.Store(true)
+	h.commits.Close()
 	h.mu.Lock()
 	if !h.closed {
 		h.closed = true
-		close(h.queue)
 		close(h.refusals)
 	}
 	h.mu.Unlock()
@@ -226,7 +225,7 @@ func (h *Handler) Stats() Stats {
 		Unavailable:     h.unavailable.Load(),
 		RefusalsDropped: h.dropped.Load(),
 		Batches:         h.batches.Load(),
-		Pending:         uint64(len(h.queue)),
+		Pending:         uint64(h.commits.Pending()),
 	}
 }
 
@@ -305,17 +304,11 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// 3. Payload.
+	// 3. Payload, parsed once: one JSON object, no field we read named
+	// twice (it would have no single dedup key), nothing after it.
 	ev, err := crm.ParseCallback(body)
 	if err != nil {
 		h.refuse(w, r, now, ansInvalidPayload, payloadDetail(err), body)
-		return
-	}
-	// encoding/json keeps the last of two equal keys, JavaScript too, other
-	// parsers the first: a body naming internal_id twice has no single
-	// dedup key, so it is refused rather than interpreted.
-	if key, dup := duplicateField(body); dup {
-		h.refuse(w, r, now, ansInvalidPayload, "duplicate key "+strconv.Quote(key), body)
 		return
 	}
 	ev.ReceivedAt = now

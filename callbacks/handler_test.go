@@ -18,6 +18,7 @@ import (
 
 	"github.com/leadwatch/leadwatch/callbacks"
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/poll"
 )
 
 const (
@@ -192,7 +193,7 @@ func TestCallbackChecks(t *testing.T) {
 			if n := sink.eventCount(); n != 0 {
 				t.Errorf("%d events stored for a refused callback", n)
 			}
-			waitFor(t, "the refusal to be stored", func() bool { return len(sink.refusalList()) == 1 })
+			poll.Until(t, "the refusal to be stored", func() bool { return len(sink.refusalList()) == 1 })
 			rf := sink.refusalList()[0]
 			if !strings.HasPrefix(rf.Detail, tt.wantDetail) && !strings.Contains(rf.Detail, tt.wantDetail) {
 				t.Errorf("Detail = %q, want it to start with %q", rf.Detail, tt.wantDetail)
@@ -222,7 +223,7 @@ func TestRefusalNeverHoldsSecrets(t *testing.T) {
 	body := callbackBody(1, "e")
 	sig := crm.Sign([]byte("wrong"), body)
 	postRaw(t, srv.Client(), srv.URL+callbacks.DefaultPath, body, map[string][]string{crm.HeaderTimestamp: {tsNow(0)}, crm.HeaderSignature: {sig}})
-	waitFor(t, "refusal", func() bool { return len(sink.refusalList()) == 1 })
+	poll.Until(t, "refusal", func() bool { return len(sink.refusalList()) == 1 })
 	rf := sink.refusalList()[0]
 	for _, s := range append([][]byte{[]byte(sig[7:])}, testSecrets...) {
 		if bytes.Contains([]byte(rf.Detail), s) {
@@ -245,7 +246,7 @@ func TestChunkedBodyTooLarge(t *testing.T) {
 	if res.status != 413 || res.body != wantTooLarge {
 		t.Fatalf("answer = %d %s", res.status, res.body)
 	}
-	waitFor(t, "refusal", func() bool { return len(sink.refusalList()) == 1 })
+	poll.Until(t, "refusal", func() bool { return len(sink.refusalList()) == 1 })
 	if d := sink.refusalList()[0].Detail; d != "body too large (more than 1000 bytes > 1000)" {
 		t.Errorf("Detail = %q", d)
 	}
@@ -408,7 +409,7 @@ func TestGroupCommit(t *testing.T) {
 		for i := 1; i < 32; i++ {
 			g.send(t, callbackBody(i, "e"))
 		}
-		waitFor(t, "31 events pending", func() bool { return g.h.Stats().Pending == 31 })
+		poll.Until(t, "31 events pending", func() bool { return g.h.Stats().Pending == 31 })
 		select {
 		case res := <-g.answers:
 			t.Fatalf("an answer (%d %s) arrived before its commit", res.status, res.body)
@@ -437,7 +438,7 @@ func TestGroupCommit(t *testing.T) {
 		for i := 1; i < 21; i++ {
 			g.send(t, callbackBody(i, "e"))
 		}
-		waitFor(t, "20 events pending", func() bool { return g.h.Stats().Pending == 20 })
+		poll.Until(t, "20 events pending", func() bool { return g.h.Stats().Pending == 20 })
 		g.release()
 		g.wg.Wait()
 		sizes := g.sink.batchSizes()
@@ -452,7 +453,7 @@ func TestGroupCommit(t *testing.T) {
 		for _, n := range []int{1, 2, 1, 3, 1} {
 			g.send(t, callbackBody(n, "e"))
 		}
-		waitFor(t, "5 events pending", func() bool { return g.h.Stats().Pending == 5 })
+		poll.Until(t, "5 events pending", func() bool { return g.h.Stats().Pending == 5 })
 		g.release()
 		g.wg.Wait()
 		close(g.answers)
@@ -482,7 +483,7 @@ func TestGroupCommit(t *testing.T) {
 		for i := 1; i < 11; i++ {
 			g.send(t, callbackBody(i, "e"))
 		}
-		waitFor(t, "10 events pending", func() bool { return g.h.Stats().Pending == 10 })
+		poll.Until(t, "10 events pending", func() bool { return g.h.Stats().Pending == 10 })
 		g.release()
 		g.wg.Wait()
 		close(g.answers)
@@ -534,7 +535,7 @@ func TestClose(t *testing.T) {
 		for i := 1; i < 5; i++ {
 			g.send(t, callbackBody(i, "e"))
 		}
-		waitFor(t, "4 events pending", func() bool { return g.h.Stats().Pending == 4 })
+		poll.Until(t, "4 events pending", func() bool { return g.h.Stats().Pending == 4 })
 		closed := make(chan struct{})
 		go func() { g.h.Close(); close(closed) }()
 		g.release()

@@ -26,11 +26,10 @@ import (
 
 	"github.com/leadwatch/leadwatch/callbacks"
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
-
-// The store is the sink main wires in.
-var _ callbacks.EventSink = (*store.DB)(nil)
 
 // Environment of the crash test's child listener.
 const (
@@ -70,18 +69,8 @@ func runChildListener() {
 	os.Exit(1)
 }
 
-// openStore opens a fresh real store in a temporary directory.
-func openStore(tb testing.TB) *store.DB {
-	tb.Helper()
-	db, err := store.Open(context.Background(), filepath.Join(tb.TempDir(), "db"), store.Options{})
-	if err != nil {
-		tb.Fatalf("open store: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	return db
-}
-
-// allCallbacks reads every stored callback, oldest first.
+// allCallbacks reads every stored callback, oldest first, without raw
+// bodies (a list leaves them out; db.Callback has them).
 func allCallbacks(tb testing.TB, db *store.DB) []crm.CallbackEvent {
 	tb.Helper()
 	var all []crm.CallbackEvent
@@ -100,7 +89,7 @@ func allCallbacks(tb testing.TB, db *store.DB) []crm.CallbackEvent {
 }
 
 func TestWithStore(t *testing.T) {
-	db := openStore(t)
+	db := storetest.Open(t, store.Options{})
 	srv, h := newTestListener(t, db, nil)
 	url := srv.URL + callbacks.DefaultPath
 	body := callbackBody(42, "status_changed")
@@ -128,11 +117,14 @@ func TestWithStore(t *testing.T) {
 	if len(evs) != 1 {
 		t.Fatalf("%d callbacks stored, want 1", len(evs))
 	}
-	ev := evs[0]
+	ev, err := db.Callback(context.Background(), evs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ev.DedupKey != dedupKey(42, "status_changed") || !bytes.Equal(ev.RawBody, body) || ev.SecretIdx != 1 || ev.ExternalID != "lead-42" || ev.Status != "interested" {
 		t.Errorf("stored %+v", ev)
 	}
-	waitFor(t, "two refusals stored", func() bool {
+	poll.Until(t, "two refusals stored", func() bool {
 		rs, err := db.Refusals(context.Background(), crm.EventQuery{Limit: 10})
 		return err == nil && len(rs) == 2
 	})
@@ -164,7 +156,7 @@ func mustRequest(tb testing.TB, method, url string) *http.Request {
 func BenchmarkListener(b *testing.B) {
 	for _, c := range []int{1, 32, 128} {
 		b.Run("c="+strconv.Itoa(c), func(b *testing.B) {
-			db := openStore(b)
+			db := storetest.Open(b, store.Options{})
 			h, err := callbacks.NewHandler(callbacks.Config{Secrets: testSecrets}, db)
 			if err != nil {
 				b.Fatal(err)
@@ -281,6 +273,7 @@ func TestCrashRecovery(t *testing.T) {
 		stop      = make(chan struct{})
 		wg        sync.WaitGroup
 		retries   atomic.Int64
+		acks      atomic.Int64 // 200 answers so far
 	)
 	for w := range workers {
 		wg.Add(1)
@@ -329,30 +322,34 @@ func TestCrashRecovery(t *testing.T) {
 						freshAcks[key]++
 					}
 					mu.Unlock()
+					acks.Add(1)
 					break
 				}
 			}
 		}()
 	}
 
+	// Each restarted listener takes a random number of acknowledgements
+	// before it is killed, so the kills land at random moments of real
+	// traffic, never on an idle listener.
+	progress := func(what string, n int64) {
+		target := acks.Load() + n
+		poll.UntilWithin(t, time.Minute, what, func() bool { return acks.Load() >= target })
+	}
 	kills := 0
 	for ; kills < 6; kills++ {
-		time.Sleep(time.Duration(150+rand.IntN(500)) * time.Millisecond)
+		progress("acknowledgements before a kill", int64(300+rand.IntN(1500)))
 		child.kill()
 		child.start()
 	}
-	// Let the clients go on against a steady listener for a moment, then
+	// Let the clients go on against a steady listener for a while, then
 	// have them finish the callback each is delivering.
-	time.Sleep(300 * time.Millisecond)
+	progress("acknowledgements from the steady listener", 1000)
 	close(stop)
 	wg.Wait()
 	child.kill() // a last crash, right after the final acknowledgements
 
-	db, err := store.Open(context.Background(), dbPath, store.Options{})
-	if err != nil {
-		t.Fatalf("reopen store: %v", err)
-	}
-	defer db.Close()
+	db := storetest.OpenPath(t, dbPath, store.Options{})
 	stored := map[string]int{}
 	for _, ev := range allCallbacks(t, db) {
 		stored[ev.DedupKey]++

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -213,35 +214,61 @@ func lineOf(data, key string) int {
 // Getenv is os.Getenv's shape, so tests can pass a map.
 type Getenv func(string) string
 
-// ApplyEnv overrides c with the environment: the seed's names first
-// (CARTELCRM_BASE_URL, CARTELCRM_API_KEY, CARTELCRM_HMAC_SECRET,
-// CALLBACK_SECRET comma-separated for rotation, PORT), then
-// LEADWATCH_LISTEN and LEADWATCH_DB.
-func (c *Config) ApplyEnv(getenv Getenv) error {
-	if v := getenv("CARTELCRM_BASE_URL"); v != "" {
-		c.CRM.BaseURL = v
+// EnvVar is one environment variable the configuration reads.
+type EnvVar struct {
+	Name string // e.g. "CARTELCRM_API_KEY"
+	Key  string // the key it sets, e.g. "crm.api_key"
+	Help string // what it is, for --help
+
+	apply func(c *Config, v string) error
+}
+
+// Environment lists the variables ApplyEnv reads, in the order it applies
+// them: the seed's names first, then leadwatch's own (LEADWATCH_LISTEN
+// wins over PORT).
+func Environment() []EnvVar {
+	return []EnvVar{
+		{"CARTELCRM_BASE_URL", "crm.base_url", "CartelCRM's base URL",
+			func(c *Config, v string) error { c.CRM.BaseURL = v; return nil }},
+		{"CARTELCRM_API_KEY", "crm.api_key", "bearer token of CartelCRM's API",
+			func(c *Config, v string) error { c.CRM.APIKey = Secret(v); return nil }},
+		{"CARTELCRM_HMAC_SECRET", "crm.hmac_secret", "key of the requests' HMAC-SHA256 signature",
+			func(c *Config, v string) error { c.CRM.HMACSecret = Secret(v); return nil }},
+		{"CALLBACK_SECRET", "callbacks.secrets", "secrets that sign callbacks, comma-separated for rotation",
+			func(c *Config, v string) error { c.Callbacks.Secrets = SplitSecrets(v); return nil }},
+		{"PORT", "callbacks.listen", "listen on :PORT", func(c *Config, v string) error {
+			if p, err := strconv.Atoi(v); err != nil || p < 0 || p > 65535 {
+				return fmt.Errorf("PORT=%q is not a port number", v)
+			}
+			c.Callbacks.Listen = ":" + v
+			return nil
+		}},
+		{"LEADWATCH_LISTEN", "callbacks.listen", "listener address, e.g. 127.0.0.1:8080; wins over PORT",
+			func(c *Config, v string) error { c.Callbacks.Listen = v; return nil }},
+		{"LEADWATCH_DB", "store.path", "the SQLite database",
+			func(c *Config, v string) error { c.Store.Path = v; return nil }},
 	}
-	if v := getenv("CARTELCRM_API_KEY"); v != "" {
-		c.CRM.APIKey = Secret(v)
-	}
-	if v := getenv("CARTELCRM_HMAC_SECRET"); v != "" {
-		c.CRM.HMACSecret = Secret(v)
-	}
-	if v := getenv("CALLBACK_SECRET"); v != "" {
-		c.Callbacks.Secrets = SplitSecrets(v)
-	}
-	if v := getenv("PORT"); v != "" {
-		p, err := strconv.Atoi(v)
-		if err != nil || p < 0 || p > 65535 {
-			return fmt.Errorf("PORT=%q is not a port number", v)
+}
+
+// EnvFor is the environment variable that sets key, or "" when none does.
+func EnvFor(key string) string {
+	for _, v := range Environment() {
+		if v.Key == key {
+			return v.Name
 		}
-		c.Callbacks.Listen = ":" + v
 	}
-	if v := getenv("LEADWATCH_LISTEN"); v != "" {
-		c.Callbacks.Listen = v
-	}
-	if v := getenv("LEADWATCH_DB"); v != "" {
-		c.Store.Path = v
+	return ""
+}
+
+// ApplyEnv overrides c with the environment variables of Environment that
+// are set (non-empty).
+func (c *Config) ApplyEnv(getenv Getenv) error {
+	for _, ev := range Environment() {
+		if v := getenv(ev.Name); v != "" {
+			if err := ev.apply(c, v); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -292,45 +319,93 @@ const (
 	NeedListener
 )
 
-// Validate checks c for the parts need asks for, with errors that say
-// where to set what is missing.
+// ValidationError is everything Validate found wrong, so that one run
+// reports it all rather than one key per run.
+type ValidationError struct {
+	Missing []string // required keys that are not set, e.g. "crm.api_key"
+	Invalid []string // one sentence per value out of range
+}
+
+// Error names every missing key with the environment variable that sets
+// it, then the invalid values, on one line.
+func (e *ValidationError) Error() string {
+	var parts []string
+	if n := len(e.Missing); n > 0 {
+		named := make([]string, n)
+		for i, k := range e.Missing {
+			named[i] = k
+			if v := EnvFor(k); v != "" {
+				named[i] += " (" + v + ")"
+			}
+		}
+		list, verb, it := named[0], "is", "it"
+		if n > 1 {
+			list = strings.Join(named[:n-1], ", ") + " and " + named[n-1]
+			verb, it = "are", "them"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s not set: put %s in the config file or the environment", list, verb, it))
+	}
+	parts = append(parts, e.Invalid...)
+	return strings.Join(parts, "; ")
+}
+
+// Validate checks c for the parts need asks for. Its error is a
+// *ValidationError listing every problem at once, each saying where to set
+// what is missing.
 func (c Config) Validate(need Need) error {
+	var e ValidationError
+	missing := func(key string, unset bool) {
+		if unset {
+			e.Missing = append(e.Missing, key)
+		}
+	}
+	invalid := func(bad bool, format string, a ...any) {
+		if bad {
+			e.Invalid = append(e.Invalid, fmt.Sprintf(format, a...))
+		}
+	}
 	if need&NeedSender != 0 {
-		switch {
-		case c.CRM.BaseURL == "":
-			return errors.New("crm.base_url is not set: put it in [crm] of the config file or set CARTELCRM_BASE_URL")
-		case c.CRM.APIKey == "":
-			return errors.New("crm.api_key is not set: put it in [crm] of the config file or set CARTELCRM_API_KEY")
-		case c.CRM.HMACSecret == "":
-			return errors.New("crm.hmac_secret is not set: put it in [crm] of the config file or set CARTELCRM_HMAC_SECRET")
-		case c.CRM.Concurrency < 1:
-			return fmt.Errorf("crm.concurrency must be at least 1, not %d", c.CRM.Concurrency)
-		case c.CRM.RateLimit < 0:
-			return fmt.Errorf("crm.rate_limit must not be negative, not %g", c.CRM.RateLimit)
-		case c.CRM.Timeout <= 0:
-			return fmt.Errorf("crm.timeout must be positive, not %s", c.CRM.Timeout.D())
-		}
-		if c.Retry.MaxAttempts < 1 || c.Retry.BaseDelay <= 0 || c.Retry.MaxDelay < c.Retry.BaseDelay || c.Retry.RateLimitedDelay <= 0 {
-			return fmt.Errorf("retry: need max_attempts ≥ 1, base_delay > 0, max_delay ≥ base_delay and rate_limited_delay > 0 (have %d, %s, %s, %s)",
-				c.Retry.MaxAttempts, c.Retry.BaseDelay.D(), c.Retry.MaxDelay.D(), c.Retry.RateLimitedDelay.D())
-		}
+		missing("crm.base_url", c.CRM.BaseURL == "")
+		missing("crm.api_key", c.CRM.APIKey == "")
+		missing("crm.hmac_secret", c.CRM.HMACSecret == "")
 	}
 	if need&NeedListener != 0 {
-		switch {
-		case len(c.Callbacks.Secrets) == 0:
-			return errors.New("callbacks.secrets is empty: put them in [callbacks] of the config file or set CALLBACK_SECRET (comma-separated for rotation)")
-		case !strings.HasPrefix(c.Callbacks.Path, "/"):
-			return fmt.Errorf("callbacks.path must start with /, not %q", c.Callbacks.Path)
-		case c.Callbacks.Tolerance <= 0:
-			return fmt.Errorf("callbacks.tolerance must be positive, not %s", c.Callbacks.Tolerance.D())
-		case c.Callbacks.MaxBody <= 0:
-			return fmt.Errorf("callbacks.max_body must be positive, not %d", c.Callbacks.MaxBody)
+		missing("callbacks.secrets", len(c.Callbacks.Secrets) == 0)
+	}
+	if need&NeedSender != 0 {
+		if c.CRM.BaseURL != "" {
+			u, err := url.Parse(c.CRM.BaseURL)
+			invalid(err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "",
+				"crm.base_url must be an absolute http(s) URL, not %q", RedactURL(c.CRM.BaseURL))
 		}
+		invalid(c.CRM.Concurrency < 1, "crm.concurrency must be at least 1, not %d", c.CRM.Concurrency)
+		invalid(c.CRM.RateLimit < 0, "crm.rate_limit must not be negative, not %g", c.CRM.RateLimit)
+		invalid(c.CRM.Timeout <= 0, "crm.timeout must be positive, not %s", c.CRM.Timeout.D())
+		invalid(c.Retry.MaxAttempts < 1 || c.Retry.BaseDelay <= 0 || c.Retry.MaxDelay < c.Retry.BaseDelay || c.Retry.RateLimitedDelay <= 0,
+			"retry: need max_attempts ≥ 1, base_delay > 0, max_delay ≥ base_delay and rate_limited_delay > 0 (have %d, %s, %s, %s)",
+			c.Retry.MaxAttempts, c.Retry.BaseDelay.D(), c.Retry.MaxDelay.D(), c.Retry.RateLimitedDelay.D())
 	}
-	if c.Store.Path == "" {
-		return errors.New("store.path is empty: set it in [store], LEADWATCH_DB or --db")
+	if need&NeedListener != 0 {
+		invalid(!strings.HasPrefix(c.Callbacks.Path, "/"), "callbacks.path must start with /, not %q", c.Callbacks.Path)
+		invalid(c.Callbacks.Tolerance <= 0, "callbacks.tolerance must be positive, not %s", c.Callbacks.Tolerance.D())
+		invalid(c.Callbacks.MaxBody <= 0, "callbacks.max_body must be positive, not %d", c.Callbacks.MaxBody)
 	}
-	return nil
+	invalid(c.Store.Path == "", "store.path is empty: set it in [store], LEADWATCH_DB or --db")
+	if len(e.Missing) == 0 && len(e.Invalid) == 0 {
+		return nil
+	}
+	return &e
+}
+
+// RedactURL is raw without credentials, query or fragment, fit for a log
+// line or an error: a base URL may carry user:password or a token.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	return u.String()
 }
 
 // CallbackSecrets returns the callback secrets as bytes.

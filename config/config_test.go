@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -175,5 +176,76 @@ func TestSecretsNeverPrint(t *testing.T) {
 	}
 	if string(c.CRM.APIKey.Reveal()) != k {
 		t.Error("Reveal lost the value")
+	}
+}
+
+// TestValidateReportsAllAtOnce: one run names every missing key with its
+// environment variable, and every bad value, on one line.
+func TestValidateReportsAllAtOnce(t *testing.T) {
+	c := Default()
+	c.CRM.Concurrency = 0
+	c.Callbacks.Path = "cb"
+	err := c.Validate(NeedSender | NeedListener)
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("Validate = %v, want a *ValidationError", err)
+	}
+	want := "crm.base_url (CARTELCRM_BASE_URL), crm.api_key (CARTELCRM_API_KEY), crm.hmac_secret (CARTELCRM_HMAC_SECRET) " +
+		"and callbacks.secrets (CALLBACK_SECRET) are not set: put them in the config file or the environment; " +
+		"crm.concurrency must be at least 1, not 0; callbacks.path must start with /, not \"cb\""
+	if err.Error() != want {
+		t.Errorf("Validate =\n%s\nwant\n%s", err, want)
+	}
+	one := (&ValidationError{Missing: []string{"crm.api_key"}}).Error()
+	if one != "crm.api_key (CARTELCRM_API_KEY) is not set: put it in the config file or the environment" {
+		t.Errorf("one key: %s", one)
+	}
+}
+
+// TestEnvironmentIsWhatApplyEnvReads: every listed variable sets its key,
+// so --help, error messages and the loader cannot drift apart.
+func TestEnvironmentIsWhatApplyEnvReads(t *testing.T) {
+	values := map[string]string{"PORT": "9999", "CALLBACK_SECRET": "cb"}
+	for _, ev := range Environment() {
+		if ev.Help == "" {
+			t.Errorf("%s has no help", ev.Name)
+		}
+		c := Default()
+		v := values[ev.Name]
+		if v == "" {
+			v = "value-of-" + ev.Name
+		}
+		before := fmt.Sprintf("%#v", Default())
+		if err := c.ApplyEnv(env(map[string]string{ev.Name: v})); err != nil {
+			t.Fatalf("%s: %v", ev.Name, err)
+		}
+		if fmt.Sprintf("%#v", c) == before {
+			t.Errorf("%s changed nothing", ev.Name)
+		}
+		if EnvFor(ev.Key) == "" {
+			t.Errorf("EnvFor(%s) is empty", ev.Key)
+		}
+	}
+	if EnvFor("crm.timeout") != "" {
+		t.Error("crm.timeout has an environment variable")
+	}
+}
+
+func TestBaseURLChecked(t *testing.T) {
+	c := Default()
+	c.CRM.BaseURL, c.CRM.APIKey, c.CRM.HMACSecret = "ftp://user:SECRETpw@crm.example/x?token=SECRETtok", "k", "h"
+	err := c.Validate(NeedSender)
+	if err == nil || !strings.Contains(err.Error(), `crm.base_url must be an absolute http(s) URL, not "ftp://crm.example/x"`) {
+		t.Fatalf("Validate = %v", err)
+	}
+	if strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("error quotes a secret: %v", err)
+	}
+	c.CRM.BaseURL = "https://crm.example/api"
+	if err := c.Validate(NeedSender); err != nil {
+		t.Fatalf("good URL: %v", err)
+	}
+	if got := RedactURL("http://%zz"); got != "(unparsable URL)" {
+		t.Errorf("RedactURL of garbage = %q", got)
 	}
 }

@@ -4,23 +4,20 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
 // benchDispatch enqueues b.N leads and times a dispatcher draining them
 // through sender, reporting leads/s and wall time per lead.
 func benchDispatch(b *testing.B, sender func(b *testing.B) crm.Sender, concurrency int) {
-	db, err := store.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), store.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	db := storetest.Open(b, store.Options{})
 	payloads := make([][]byte, b.N)
 	for i := range payloads {
 		payloads[i] = lead(fmt.Sprintf("bench-%07d", i), fmt.Sprintf("+3805%08d", i), "UA")
@@ -31,14 +28,13 @@ func benchDispatch(b *testing.B, sender func(b *testing.B) crm.Sender, concurren
 		}
 	}
 	done := make(chan struct{})
-	d := crm.NewDispatcher(db, sender(b), crm.DispatcherConfig{Concurrency: concurrency, Policy: fastPolicy})
+	out := &countingOutbox{DB: db, want: int64(b.N), all: make(chan struct{})}
+	d := crm.NewDispatcher(out, sender(b), crm.DispatcherConfig{Concurrency: concurrency, Policy: fastPolicy})
 	ctx, cancel := context.WithCancel(context.Background())
 	b.ResetTimer()
 	start := time.Now()
 	go func() { _ = d.Run(ctx); close(done) }()
-	for d.Sent() < int64(b.N) {
-		time.Sleep(time.Millisecond)
-	}
+	<-out.all
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cancel()
@@ -46,21 +42,29 @@ func benchDispatch(b *testing.B, sender func(b *testing.B) crm.Sender, concurren
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "leads/s")
 }
 
+// countingOutbox is the store, closing all once want attempts are
+// recorded: the end of a benchmark run, without polling for it.
+type countingOutbox struct {
+	*store.DB
+	want     int64
+	recorded atomic.Int64
+	all      chan struct{}
+}
+
+func (o *countingOutbox) Record(ctx context.Context, owner string, r crm.AttemptResult) error {
+	err := o.DB.Record(ctx, owner, r)
+	if err == nil && o.recorded.Add(1) == o.want {
+		close(o.all)
+	}
+	return err
+}
+
 // BenchmarkDispatchSandbox32 is the sender end to end: claim, sign, HTTP to
 // the loopback sandbox, classify, record, at concurrency 32. Budget:
 // ≥ 2,000 leads/s.
 func BenchmarkDispatchSandbox32(b *testing.B) {
 	benchDispatch(b, func(b *testing.B) crm.Sender {
-		sb, err := sandbox.Start(sandbox.Config{APIKey: testAPIKey, HMACSecret: []byte(testHMAC)}, "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { sb.Close() })
-		c, err := crm.NewClient(crm.ClientConfig{BaseURL: sb.URL, APIKey: testAPIKey, HMACSecret: []byte(testHMAC)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return c
+		return newClient(b, sandbox.StartTest(b, sandbox.Config{}).URL)
 	}, 32)
 }
 
@@ -79,7 +83,7 @@ func (s instantCRM) Submit(_ context.Context, body []byte, key string) crm.Resul
 func BenchmarkDispatchOverhead(b *testing.B) {
 	for _, c := range []int{1, 32} {
 		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
-			benchDispatch(b, func(*testing.B) crm.Sender { return instantCRM{secret: []byte(testHMAC)} }, c)
+			benchDispatch(b, func(*testing.B) crm.Sender { return instantCRM{secret: []byte(sandbox.TestHMACSecret)} }, c)
 		})
 	}
 }

@@ -1,10 +1,7 @@
 package crm
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -23,7 +20,7 @@ type CallbackEvent struct {
 	EventTime  time.Time // Timestamp read as unix seconds/ms or RFC 3339; zero if neither
 	ReceivedAt time.Time
 	Skew       time.Duration // ReceivedAt minus X-Timestamp
-	RawBody    []byte        // the exact bytes that were signed
+	RawBody    []byte        // the exact bytes that were signed; nil when read in a list
 	SecretIdx  int           // which configured callback secret verified it
 	LeadID     int64         // the lead it matched; 0 when unmatched
 }
@@ -53,68 +50,34 @@ const (
 // ErrInvalidPayload is wrapped by ParseCallback's errors.
 var ErrInvalidPayload = errors.New("invalid callback payload")
 
-// ParseCallback reads the fields of a verified callback body. internal_id,
-// event and timestamp must be strings or numbers; numbers keep their exact
-// digits so the dedup key is the one the CRM meant. The raw body is kept
-// as given.
+// ParseCallback reads the fields of a verified callback body, parsing it
+// once: the body must be exactly one JSON object, naming none of the
+// fields it reads twice (see scanCallback). internal_id, event and
+// timestamp must be strings or numbers; numbers keep their exact digits so
+// the dedup key is the one the CRM meant. The raw body is kept as given.
 func ParseCallback(raw []byte) (CallbackEvent, error) {
 	var ev CallbackEvent
-	trimmed := bytes.TrimSpace(raw)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return ev, fmt.Errorf("%w: not a JSON object", ErrInvalidPayload)
-	}
-	var m map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.UseNumber()
-	if err := dec.Decode(&m); err != nil {
-		return ev, fmt.Errorf("%w: %v", ErrInvalidPayload, err)
-	}
-	if dec.More() {
-		return ev, fmt.Errorf("%w: trailing data after the object", ErrInvalidPayload)
-	}
-	var err error
-	if ev.InternalID, err = scalar(m, "internal_id", true); err != nil {
+	vals, err := scanCallback(raw)
+	if err != nil {
 		return ev, err
 	}
-	if ev.Event, err = scalar(m, "event", true); err != nil {
+	if ev.InternalID, err = scalar(vals[fieldInternalID], "internal_id", true); err != nil {
 		return ev, err
 	}
-	if ev.Timestamp, err = scalar(m, "timestamp", true); err != nil {
+	if ev.Event, err = scalar(vals[fieldEvent], "event", true); err != nil {
+		return ev, err
+	}
+	if ev.Timestamp, err = scalar(vals[fieldTimestamp], "timestamp", true); err != nil {
 		return ev, err
 	}
 	// Optional fields: a wrong type is kept in the raw body but not used.
-	ev.ExternalID, _ = scalar(m, "external_id", false)
-	ev.Status, _ = scalar(m, "status", false)
-	ev.Reason, _ = scalar(m, "reason", false)
+	ev.ExternalID, _ = scalar(vals[fieldExternalID], "external_id", false)
+	ev.Status, _ = scalar(vals[fieldStatus], "status", false)
+	ev.Reason, _ = scalar(vals[fieldReason], "reason", false)
 	ev.DedupKey = ev.InternalID + ":" + ev.Event + ":" + ev.Timestamp
 	ev.EventTime = parseEventTime(ev.Timestamp)
 	ev.RawBody = raw
 	return ev, nil
-}
-
-// scalar returns m[key] as text when it is a JSON string or number.
-func scalar(m map[string]json.RawMessage, key string, required bool) (string, error) {
-	raw, ok := m[key]
-	if !ok || len(raw) == 0 || string(raw) == "null" {
-		if required {
-			return "", fmt.Errorf("%w: %s is required", ErrInvalidPayload, key)
-		}
-		return "", nil
-	}
-	switch raw[0] {
-	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", fmt.Errorf("%w: %s: %v", ErrInvalidPayload, key, err)
-		}
-		if required && s == "" {
-			return "", fmt.Errorf("%w: %s is empty", ErrInvalidPayload, key)
-		}
-		return s, nil
-	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		return string(raw), nil
-	}
-	return "", fmt.Errorf("%w: %s must be a string or a number", ErrInvalidPayload, key)
 }
 
 // parseEventTime reads unix seconds, unix milliseconds or RFC 3339.

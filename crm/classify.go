@@ -80,7 +80,7 @@ func Classify(status int, header http.Header, body []byte, transportErr error, n
 		o.Reason = describe(status, code)
 	case status >= 300:
 		o.State = StateFailed
-		o.Reason = fmt.Sprintf("HTTP %d redirect to %q: check crm.base_url", status, header.Get("Location"))
+		o.Reason = fmt.Sprintf("HTTP %d redirect to %q: check the CRM base URL", status, header.Get("Location"))
 	default:
 		// A 2xx (or 1xx) whose body is not a LeadResponse: we cannot tell
 		// whether the lead was taken. The same key makes asking again safe.

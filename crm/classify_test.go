@@ -65,7 +65,7 @@ func TestClassify(t *testing.T) {
 		{"NotFound", 404, nil, ``, nil,
 			Outcome{State: StateFailed, HTTPStatus: 404, Reason: "HTTP 404 not found"}},
 		{"Redirect", 302, h("Location", "https://elsewhere/"), ``, nil,
-			Outcome{State: StateFailed, HTTPStatus: 302, Reason: `HTTP 302 redirect to "https://elsewhere/": check crm.base_url`}},
+			Outcome{State: StateFailed, HTTPStatus: 302, Reason: `HTTP 302 redirect to "https://elsewhere/": check the CRM base URL`}},
 		{"OKGarbage", 200, nil, `not json`, nil,
 			Outcome{State: StateRetryWait, HTTPStatus: 200, Reason: "HTTP 200 with an unreadable body"}},
 		{"OKUnknownStatus", 200, nil, `{"status":"maybe"}`, nil,

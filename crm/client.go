@@ -48,11 +48,17 @@ type Client struct {
 	now       func() time.Time
 }
 
-// Errors of NewClient; the message names the missing setting.
+// Errors of NewClient. They name what is missing or wrong in crm's terms,
+// not where it is configured: crm does not know the config file or the
+// environment, so main maps them to its own keys.
 var (
-	ErrNoBaseURL    = errors.New("crm.base_url is not set (CARTELCRM_BASE_URL)")
-	ErrNoAPIKey     = errors.New("crm.api_key is not set (CARTELCRM_API_KEY)")
-	ErrNoHMACSecret = errors.New("crm.hmac_secret is not set (CARTELCRM_HMAC_SECRET)")
+	ErrNoBaseURL    = errors.New("no CRM base URL")
+	ErrNoAPIKey     = errors.New("no CRM API key")
+	ErrNoHMACSecret = errors.New("no CRM HMAC secret")
+	// ErrBadBaseURL is a base URL that is not an absolute http or https
+	// URL. The error quotes the URL without userinfo, query or fragment,
+	// where credentials would sit.
+	ErrBadBaseURL = errors.New("CRM base URL is not an http(s) URL")
 )
 
 // NewClient checks cfg and returns a Client.
@@ -66,8 +72,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, ErrNoHMACSecret
 	}
 	u, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("crm.base_url %q is not an http(s) URL", cfg.BaseURL)
+	if err != nil {
+		// url.Parse's error quotes the input whole; say only that.
+		return nil, fmt.Errorf("%w: it does not parse as a URL", ErrBadBaseURL)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: %q", ErrBadBaseURL, safeURL(u))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Second
@@ -110,8 +120,15 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}, nil
 }
 
-// BaseURL returns the CRM's base URL (it holds no secret).
-func (c *Client) BaseURL() string { return c.base.String() }
+// safeURL is u without the parts that may carry credentials: userinfo,
+// query and fragment.
+func safeURL(u *url.URL) string {
+	v := *u
+	v.User = nil
+	v.RawQuery, v.ForceQuery = "", false
+	v.Fragment, v.RawFragment = "", ""
+	return v.String()
+}
 
 // Result is one submission attempt: what was answered and what it means.
 type Result struct {

@@ -29,19 +29,33 @@ func newTestClient(t *testing.T, h http.Handler, mod ...func(*ClientConfig)) *Cl
 
 func TestNewClientConfigErrors(t *testing.T) {
 	for _, tt := range []struct {
+		name string
 		cfg  ClientConfig
+		is   error
 		want string
 	}{
-		{ClientConfig{APIKey: "k", HMACSecret: []byte("s")}, "CARTELCRM_BASE_URL"},
-		{ClientConfig{BaseURL: "http://x", HMACSecret: []byte("s")}, "CARTELCRM_API_KEY"},
-		{ClientConfig{BaseURL: "http://x", APIKey: "k"}, "CARTELCRM_HMAC_SECRET"},
-		{ClientConfig{BaseURL: "ftp://x", APIKey: "k", HMACSecret: []byte("s")}, "not an http(s) URL"},
-		{ClientConfig{BaseURL: "crm.example.com", APIKey: "k", HMACSecret: []byte("s")}, "not an http(s) URL"},
+		{"NoBaseURL", ClientConfig{APIKey: "k", HMACSecret: []byte("s")}, ErrNoBaseURL, "no CRM base URL"},
+		{"NoAPIKey", ClientConfig{BaseURL: "http://x", HMACSecret: []byte("s")}, ErrNoAPIKey, "no CRM API key"},
+		{"NoHMACSecret", ClientConfig{BaseURL: "http://x", APIKey: "k"}, ErrNoHMACSecret, "no CRM HMAC secret"},
+		{"NotHTTP", ClientConfig{BaseURL: "ftp://x", APIKey: "k", HMACSecret: []byte("s")}, ErrBadBaseURL, `not an http(s) URL: "ftp://x"`},
+		{"NoScheme", ClientConfig{BaseURL: "cartel.example.com", APIKey: "k", HMACSecret: []byte("s")}, ErrBadBaseURL, "not an http(s) URL"},
+		{"CredentialsNotEchoed", ClientConfig{BaseURL: "ftp://user:pa55@cartel.example.com/v?token=t0k#f", APIKey: "k", HMACSecret: []byte("s")},
+			ErrBadBaseURL, `"ftp://cartel.example.com/v"`},
+		{"Unparsable", ClientConfig{BaseURL: "http://user:pa55@[::1", APIKey: "k", HMACSecret: []byte("s")}, ErrBadBaseURL, "does not parse"},
 	} {
-		_, err := NewClient(tt.cfg)
-		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("NewClient(%+v) = %v, want %q", tt.cfg.BaseURL, err, tt.want)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewClient(tt.cfg)
+			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewClient = %v, want %v containing %q", err, tt.is, tt.want)
+			}
+			// crm knows neither the config file nor the environment: main
+			// names those. Nor may it repeat a credential.
+			for _, leak := range []string{"crm.", "CARTELCRM", "pa55", "t0k", "user"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("error %q contains %q", err, leak)
+				}
+			}
+		})
 	}
 }
 

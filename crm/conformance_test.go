@@ -12,26 +12,16 @@ import (
 	"github.com/leadwatch/leadwatch/crm/sandbox"
 )
 
-func startSandbox(t *testing.T, sc sandbox.Config) *sandbox.Server {
-	t.Helper()
-	sc.APIKey, sc.HMACSecret = testAPIKey, []byte(testHMAC)
-	sb, err := sandbox.Start(sc, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	return sb
-}
-
-func newClient(t *testing.T, url string, mod ...func(*crm.ClientConfig)) *crm.Client {
-	t.Helper()
-	cfg := crm.ClientConfig{BaseURL: url, APIKey: testAPIKey, HMACSecret: []byte(testHMAC), Timeout: 5 * time.Second}
+// newClient is a client of the sandbox at url with its test credentials.
+func newClient(tb testing.TB, url string, mod ...func(*crm.ClientConfig)) *crm.Client {
+	tb.Helper()
+	cfg := crm.ClientConfig{BaseURL: url, APIKey: sandbox.TestAPIKey, HMACSecret: []byte(sandbox.TestHMACSecret), Timeout: 5 * time.Second}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	c, err := crm.NewClient(cfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return c
 }
@@ -39,7 +29,7 @@ func newClient(t *testing.T, url string, mod ...func(*crm.ClientConfig)) *crm.Cl
 // TestClientAgainstSandbox drives the real client against the real sandbox
 // for each answer of PROTOCOL.md §4 and checks the §1 classification.
 func TestClientAgainstSandbox(t *testing.T) {
-	sb := startSandbox(t, sandbox.Config{BlockCountries: []string{"RU", "KP"}})
+	sb := sandbox.StartTest(t, sandbox.Config{BlockCountries: []string{"RU", "KP"}})
 	c := newClient(t, sb.URL)
 	ctx := context.Background()
 	submit := func(body, key string) crm.Result { return c.Submit(ctx, []byte(body), key) }
@@ -124,7 +114,7 @@ func TestClientAgainstSandbox(t *testing.T) {
 // TestClientOperatorFailures: a wrong key, secret or clock is final
 // (failed), never retried.
 func TestClientOperatorFailures(t *testing.T) {
-	sb := startSandbox(t, sandbox.Config{})
+	sb := sandbox.StartTest(t, sandbox.Config{})
 	body := []byte(`{"external_id":"f-1","phone":"+380501234567"}`)
 	tests := []struct {
 		name   string
@@ -155,28 +145,28 @@ func TestClientOperatorFailures(t *testing.T) {
 func TestClientRetryableAnswers(t *testing.T) {
 	body := []byte(`{"external_id":"r-1","phone":"+380501234567"}`)
 	t.Run("Unavailable", func(t *testing.T) {
-		c := newClient(t, startSandbox(t, sandbox.Config{FailRate: 1}).URL)
+		c := newClient(t, sandbox.StartTest(t, sandbox.Config{FailRate: 1}).URL)
 		res := c.Submit(context.Background(), body, "r-1-k")
 		if res.StatusCode != 503 || !res.Outcome.Retryable() || res.Outcome.RateLimited {
 			t.Fatalf("%d %+v", res.StatusCode, res.Outcome)
 		}
 	})
 	t.Run("Throttled", func(t *testing.T) {
-		c := newClient(t, startSandbox(t, sandbox.Config{ThrottleRate: 1, RetryAfter: 3 * time.Second}).URL)
+		c := newClient(t, sandbox.StartTest(t, sandbox.Config{ThrottleRate: 1, RetryAfter: 3 * time.Second}).URL)
 		res := c.Submit(context.Background(), body, "r-1-k")
 		if res.StatusCode != 429 || !res.Outcome.RateLimited || !res.Outcome.HasRetryAfter || res.Outcome.RetryAfter != 3*time.Second {
 			t.Fatalf("%d %+v", res.StatusCode, res.Outcome)
 		}
 	})
 	t.Run("Dropped", func(t *testing.T) {
-		c := newClient(t, startSandbox(t, sandbox.Config{DropRate: 1}).URL)
+		c := newClient(t, sandbox.StartTest(t, sandbox.Config{DropRate: 1}).URL)
 		res := c.Submit(context.Background(), body, "r-1-k")
 		if res.Err == nil || res.StatusCode != 0 || !res.Outcome.Retryable() {
 			t.Fatalf("%+v", res)
 		}
 	})
 	t.Run("InProgress", func(t *testing.T) {
-		c := newClient(t, startSandbox(t, sandbox.Config{Latency: 300 * time.Millisecond}).URL)
+		c := newClient(t, sandbox.StartTest(t, sandbox.Config{Latency: 300 * time.Millisecond}).URL)
 		var wg sync.WaitGroup
 		results := make([]crm.Result, 2)
 		for i := range results {

@@ -23,18 +23,15 @@ type Sender interface {
 
 // DispatcherConfig tunes a Dispatcher. Zero values take the defaults named.
 type DispatcherConfig struct {
-	Owner       string        // lease owner; default host:pid:random
-	Concurrency int           // attempts in flight at once; default 8
-	RateLimit   float64       // attempts per second; 0 means no limit
-	Lease       time.Duration // how long a claim holds a lead; must outlast one attempt; default 1 min
-	IdleCheck   time.Duration // how often to look for work other processes queued; default 1 s
-	Policy      RetryPolicy   // default DefaultRetryPolicy()
-	Now         func() time.Time
+	Owner       string         // lease owner; default host:pid:random
+	Concurrency int            // attempts in flight at once; default 8
+	RateLimit   float64        // attempts per second; 0 means no limit
+	Lease       time.Duration  // how long a claim holds a lead; must outlast one attempt; default 1 min
+	IdleCheck   time.Duration  // how often to look for work other processes queued; default 1 s
+	Policy      RetryPolicy    // default DefaultRetryPolicy()
+	Clock       Clock          // default the system clock
 	Jitter      func() float64 // a draw in [0,1); default math/rand/v2
 	Logger      *slog.Logger
-	// OnRecord, when set, is called after each attempt is recorded (from
-	// the sending goroutine; it must not block).
-	OnRecord func(AttemptResult)
 }
 
 // Dispatcher drains the outbox: it claims due leads under a lease, sends
@@ -71,8 +68,8 @@ func NewDispatcher(outbox Outbox, sender Sender, cfg DispatcherConfig) *Dispatch
 	if cfg.Policy == (RetryPolicy{}) {
 		cfg.Policy = DefaultRetryPolicy()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
 	}
 	if cfg.Jitter == nil {
 		cfg.Jitter = rand.Float64
@@ -130,34 +127,33 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		wg       sync.WaitGroup
 		inFlight int
 		done     = make(chan struct{}, d.cfg.Concurrency)
-		timer    = time.NewTimer(0)
+		clock    = d.cfg.Clock
 		// After a failed claim (a locked or full database), wait before
 		// the next, doubling up to 5 s, so the store is not hammered.
 		backoff time.Duration
 		retryAt time.Time
 	)
-	defer timer.Stop()
 	defer wg.Wait()
 
 	for {
 		wait := d.cfg.IdleCheck
-		switch {
-		case time.Now().Before(retryAt):
-			wait = time.Until(retryAt)
+		switch now := clock.Now(); {
+		case now.Before(retryAt):
+			wait = retryAt.Sub(now)
 		case d.paused.Load() || inFlight >= d.cfg.Concurrency:
 		case inFlight > 0 && d.cfg.Concurrency-inFlight < d.minClaim:
 			// Under load, wait for a few slots and claim them in one
 			// transaction: a claim is a durable commit, and one per lead
 			// would cost more than the attempt itself.
 		default:
-			n, token, delay := d.budget(d.cfg.Concurrency - inFlight)
+			n, token, delay := d.budget(d.cfg.Concurrency-inFlight, now)
 			if delay > 0 {
 				wait = delay
 				break
 			}
 			claimed, err := d.claim(ctx, n)
 			if token != nil && len(claimed) == 0 {
-				token.Cancel()
+				token.CancelAt(clock.Now())
 			}
 			switch {
 			case ctx.Err() != nil:
@@ -169,7 +165,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				return nil
 			case err != nil:
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-				retryAt = time.Now().Add(backoff)
+				retryAt = clock.Now().Add(backoff)
 				d.log.Error("claim failed", "err", err, "retry_in", backoff)
 				wait = backoff
 			default:
@@ -188,14 +184,15 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				wait = d.untilDue(ctx)
 			}
 		}
-		resetTimer(timer, wait)
+		// A timer per wait (After): one the loop stops waiting for is
+		// garbage as soon as it is dropped, so nothing needs stopping.
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-done:
 			inFlight--
 		case <-d.wake:
-		case <-timer.C:
+		case <-clock.After(wait):
 		}
 		// Collect every finished attempt at once so a burst of completions
 		// leads to one claim, not one each.
@@ -215,13 +212,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // never sits leased while it waits its turn, and the lease only has to
 // cover the attempt itself. A positive delay means no token yet: come back
 // then. The token is returned so an empty claim can give it back.
-func (d *Dispatcher) budget(free int) (int, *rate.Reservation, time.Duration) {
+func (d *Dispatcher) budget(free int, now time.Time) (int, *rate.Reservation, time.Duration) {
 	if d.limiter == nil {
 		return free, nil, 0
 	}
-	token := d.limiter.Reserve()
-	if delay := token.Delay(); delay > 0 {
-		token.Cancel()
+	token := d.limiter.ReserveN(now, 1)
+	if delay := token.DelayFrom(now); delay > 0 {
+		token.CancelAt(now)
 		return 0, nil, delay
 	}
 	return 1, token, 0
@@ -233,10 +230,11 @@ func (d *Dispatcher) claim(ctx context.Context, n int) ([]Lead, error) {
 	if err != nil {
 		return nil, fmt.Errorf("next due: %w", err)
 	}
-	if !ok || due.After(d.cfg.Now()) {
+	now := d.cfg.Clock.Now()
+	if !ok || due.After(now) {
 		return nil, nil
 	}
-	leads, err := d.outbox.Claim(ctx, d.cfg.Owner, d.cfg.Now(), d.cfg.Lease, n)
+	leads, err := d.outbox.Claim(ctx, d.cfg.Owner, now, d.cfg.Lease, n)
 	if err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
@@ -250,7 +248,7 @@ func (d *Dispatcher) untilDue(ctx context.Context) time.Duration {
 	if err != nil || !ok {
 		return d.cfg.IdleCheck
 	}
-	w := due.Sub(d.cfg.Now())
+	w := due.Sub(d.cfg.Clock.Now())
 	return min(max(w, time.Millisecond), d.cfg.IdleCheck)
 }
 
@@ -262,7 +260,7 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 		d.release(l)
 		return
 	}
-	started := d.cfg.Now()
+	started := d.cfg.Clock.Now()
 	res := d.sender.Submit(context.WithoutCancel(ctx), l.Payload, l.IdempotencyKey)
 	dec := d.cfg.Policy.Decide(l.Attempts, res.Outcome, d.cfg.Jitter())
 
@@ -284,7 +282,7 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 	}
 	r := AttemptResult{Attempt: a, CRMID: res.Outcome.CRMID, Reason: res.Outcome.Reason}
 	if dec.State == StateRetryWait {
-		r.NextAttemptAt = d.cfg.Now().Add(dec.Delay)
+		r.NextAttemptAt = d.cfg.Clock.Now().Add(dec.Delay)
 	} else if dec.State == StateFailed && res.Outcome.Retryable() {
 		r.Reason = dec.Why
 	}
@@ -293,10 +291,12 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 	// is sent again under the same key, so the CRM replays its answer.
 	var err error
 	for try := 0; try < 3; try++ {
+		if try > 0 {
+			<-d.cfg.Clock.After(time.Duration(try) * 100 * time.Millisecond)
+		}
 		if err = d.outbox.Record(context.WithoutCancel(ctx), d.cfg.Owner, r); err == nil || errors.Is(err, ErrLeaseLost) {
 			break
 		}
-		time.Sleep(time.Duration(try+1) * 100 * time.Millisecond)
 	}
 	switch {
 	case errors.Is(err, ErrLeaseLost):
@@ -308,9 +308,6 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 	}
 	d.sent.Add(1)
 	d.log.Debug("attempt", "lead", l.ExternalID, "n", l.Attempts, "http", res.StatusCode, "state", dec.State, "delay", dec.Delay)
-	if d.cfg.OnRecord != nil {
-		d.cfg.OnRecord(r)
-	}
 }
 
 func (d *Dispatcher) release(l Lead) {
@@ -319,15 +316,6 @@ func (d *Dispatcher) release(l Lead) {
 	if err := d.outbox.Release(ctx, d.cfg.Owner, []int64{l.ID}); err != nil && !errors.Is(err, ErrLeaseLost) {
 		d.log.Error("release", "lead", l.ExternalID, "err", err)
 	}
-}
-
-func resetTimer(t *time.Timer, d time.Duration) {
-	t.Stop()
-	select {
-	case <-t.C:
-	default:
-	}
-	t.Reset(d)
 }
 
 func defaultOwner() string {

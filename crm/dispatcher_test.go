@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -12,14 +11,9 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
-)
-
-var _ crm.Outbox = (*store.DB)(nil)
-
-const (
-	testAPIKey = "test-api-key"
-	testHMAC   = "test-hmac-secret"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
 // world is a sandbox, a store and a client over loopback.
@@ -27,28 +21,12 @@ type world struct {
 	sb     *sandbox.Server
 	db     *store.DB
 	client *crm.Client
-	path   string
 }
 
 func newWorld(t *testing.T, sc sandbox.Config) *world {
 	t.Helper()
-	sc.APIKey, sc.HMACSecret = testAPIKey, []byte(testHMAC)
-	sb, err := sandbox.Start(sc, "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
-	path := filepath.Join(t.TempDir(), "leadwatch.db")
-	db, err := store.Open(context.Background(), path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	client, err := crm.NewClient(crm.ClientConfig{BaseURL: sb.URL, APIKey: testAPIKey, HMACSecret: []byte(testHMAC), Timeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &world{sb: sb, db: db, client: client, path: path}
+	sb := sandbox.StartTest(t, sc)
+	return &world{sb: sb, db: storetest.Open(t, store.Options{}), client: newClient(t, sb.URL)}
 }
 
 func lead(id, phone, country string) []byte {
@@ -89,13 +67,13 @@ func run(t *testing.T, outbox crm.Outbox, sender crm.Sender, cfg crm.DispatcherC
 	return d, stop
 }
 
-// waitFinal polls the store until every id is final or the deadline passes.
+// waitFinal polls the store until every id is final, for at most within.
 func waitFinal(t *testing.T, db *store.DB, ids []string, within time.Duration) map[string]crm.Lead {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	out := map[string]crm.Lead{}
-	for {
-		pending := 0
+	pending := 0
+	poll.UntilWithin(t, within, "every lead to be final", func() bool {
+		pending = 0
 		for _, id := range ids {
 			l, err := db.Lead(context.Background(), id)
 			if err != nil {
@@ -106,13 +84,102 @@ func waitFinal(t *testing.T, db *store.DB, ids []string, within time.Duration) m
 				pending++
 			}
 		}
-		if pending == 0 {
-			return out
+		return pending == 0
+	})
+	return out
+}
+
+// lead returns the lead with that id, failing the test if there is none.
+func (w *world) lead(t *testing.T, id string) crm.Lead {
+	t.Helper()
+	l, err := w.db.Lead(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// fakeClock is a crm.Clock that moves only when told (Advance), and
+// reports every wait the dispatcher starts (nextWait), so a test can step
+// a Run loop through its waits instead of sleeping through them.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []fakeTimer
+	waits  chan time.Duration // every After's duration, in call order
+}
+
+type fakeTimer struct {
+	at time.Time
+	ch chan time.Time
+}
+
+// newFakeClock returns a fakeClock at now. Tests that enqueue after
+// creating it start it ahead of the store's clock: the dispatcher claims
+// a queued lead only once its clock has reached the lead's enqueue time.
+func newFakeClock(now time.Time) *fakeClock {
+	return &fakeClock{now: now, waits: make(chan time.Duration, 4096)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	if d <= 0 {
+		ch <- c.now
+	} else {
+		c.timers = append(c.timers, fakeTimer{at: c.now.Add(d), ch: ch})
+	}
+	select {
+	case c.waits <- d:
+	default:
+		panic("fakeClock: more waits than a test should ever need")
+	}
+	return ch
+}
+
+// Advance moves the clock by d and fires every timer that is then due.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.timers[:0]
+	for _, tm := range c.timers {
+		if tm.at.After(c.now) {
+			kept = append(kept, tm)
+			continue
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d leads still not final after %s", pending, len(ids), within)
+		tm.ch <- c.now
+	}
+	c.timers = kept
+}
+
+// nextWait returns the duration of the next wait the dispatcher starts.
+func (c *fakeClock) nextWait(t *testing.T) time.Duration {
+	t.Helper()
+	select {
+	case d := <-c.waits:
+		return d
+	case <-time.After(poll.DefaultTimeout):
+		t.Fatal("the dispatcher started no wait")
+		return 0
+	}
+}
+
+// drainWaits forgets the waits started so far.
+func (c *fakeClock) drainWaits() {
+	for {
+		select {
+		case <-c.waits:
+		default:
+			return
 		}
-		time.Sleep(20 * time.Millisecond) // poll interval of a deadline poll
 	}
 }
 
@@ -229,11 +296,7 @@ func TestDispatcherChaos(t *testing.T) {
 // sender, so the CRM never sees the same key twice at once.
 func TestDispatcherSharedOutbox(t *testing.T) {
 	w := newWorld(t, sandbox.Config{Latency: 2 * time.Millisecond})
-	db2, err := store.Open(context.Background(), w.path, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db2.Close()
+	db2 := storetest.OpenPath(t, w.db.Path(), store.Options{})
 	const n = 300
 	ids := make([]string, n)
 	for i := range ids {
@@ -261,8 +324,13 @@ func TestDispatcherSharedOutbox(t *testing.T) {
 // the next idle check.
 func TestDispatcherWakesOnNotify(t *testing.T) {
 	w := newWorld(t, sandbox.Config{})
-	d, _ := run(t, w.db, w.client, crm.DispatcherConfig{IdleCheck: time.Hour, Policy: fastPolicy})
-	// Let Run reach its wait: an empty outbox, so it sleeps for the hour.
+	clk := newFakeClock(time.Now().Add(time.Minute))
+	d, _ := run(t, w.db, w.client, crm.DispatcherConfig{IdleCheck: time.Hour, Policy: fastPolicy, Clock: clk})
+	// Run reaches its wait: an empty outbox, so the hour's idle check; the
+	// clock never gets there.
+	if wait := clk.nextWait(t); wait != time.Hour {
+		t.Fatalf("first wait %s, want the idle check", wait)
+	}
 	w.enqueue(t, lead("late", "+380501112233", "UA"))
 	d.Notify()
 	waitFinal(t, w.db, []string{"late"}, 5*time.Second)
@@ -275,18 +343,11 @@ func TestDispatcherRetryScheduleSurvivesRestart(t *testing.T) {
 	w.enqueue(t, lead("r-1", "+380501112233", "UA"))
 	slow := crm.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Hour, MaxDelay: time.Hour, RateLimitedDelay: time.Hour}
 	_, stop := run(t, w.db, w.client, crm.DispatcherConfig{Policy: slow, Jitter: func() float64 { return 0.99 }})
-	deadline := time.Now().Add(5 * time.Second)
 	var l crm.Lead
-	for {
-		var err error
-		if l, err = w.db.Lead(context.Background(), "r-1"); err != nil {
-			t.Fatal(err)
-		}
-		if l.State == crm.StateRetryWait || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, "the first attempt's 503 to be recorded", func() bool {
+		l = w.lead(t, "r-1")
+		return l.State == crm.StateRetryWait
+	})
 	stop()
 	if l.State != crm.StateRetryWait || l.Attempts != 1 || l.LastHTTPStatus != 503 {
 		t.Fatalf("after one 503: %+v", l)
@@ -297,8 +358,7 @@ func TestDispatcherRetryScheduleSurvivesRestart(t *testing.T) {
 	// A restarted dispatcher whose clock is past the schedule sends it.
 	w.sb.Close()
 	w2 := newWorld(t, sandbox.Config{})
-	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
-	run(t, w.db, w2.client, crm.DispatcherConfig{Policy: fastPolicy, Now: later})
+	run(t, w.db, w2.client, crm.DispatcherConfig{Policy: fastPolicy, Clock: newFakeClock(time.Now().Add(2 * time.Hour))})
 	got := waitFinal(t, w.db, []string{"r-1"}, 5*time.Second)
 	if got["r-1"].State != crm.StateAccepted || got["r-1"].Attempts != 2 || got["r-1"].IdempotencyKey != l.IdempotencyKey {
 		t.Fatalf("after restart: %+v", got["r-1"])
@@ -315,10 +375,7 @@ func TestDispatcherShutdownReleases(t *testing.T) {
 	}
 	d, stop := run(t, w.db, w.client, crm.DispatcherConfig{Concurrency: 4, RateLimit: 0.01, Policy: fastPolicy})
 	// The first lead goes at once (burst 1); wait for it.
-	deadline := time.Now().Add(5 * time.Second)
-	for d.Sent() < 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, "the first lead to be sent", func() bool { return d.Sent() >= 1 })
 	stop()
 	if d.Sent() != 1 {
 		t.Fatalf("sent %d, want 1", d.Sent())
@@ -347,24 +404,27 @@ func TestDispatcherShutdownReleases(t *testing.T) {
 
 func TestDispatcherPause(t *testing.T) {
 	w := newWorld(t, sandbox.Config{})
-	d := crm.NewDispatcher(w.db, w.client, crm.DispatcherConfig{Policy: fastPolicy})
+	clk := newFakeClock(time.Now().Add(time.Minute))
+	d := crm.NewDispatcher(w.db, w.client, crm.DispatcherConfig{Policy: fastPolicy, Clock: clk})
 	d.SetPaused(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	w.enqueue(t, lead("p-1", "+380501112299", "UA"))
-	d.Notify()
-	// While paused the lead must stay queued; check across a few wakeups.
-	for range 5 {
-		d.Notify()
-		l, err := w.db.Lead(context.Background(), "p-1")
-		if err != nil {
-			t.Fatal(err)
+	// While paused the lead must stay queued, across wake-ups and idle
+	// checks: after each, Run has gone round its loop (it starts a new
+	// wait) and left the lead alone.
+	for i := range 6 {
+		clk.drainWaits()
+		if i%2 == 0 {
+			d.Notify()
+		} else {
+			clk.Advance(time.Second) // the idle check
 		}
-		if l.State != crm.StateQueued {
+		clk.nextWait(t)
+		if l := w.lead(t, "p-1"); l.State != crm.StateQueued {
 			t.Fatalf("paused dispatcher moved the lead to %s", l.State)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	d.SetPaused(false)
 	waitFinal(t, w.db, []string{"p-1"}, 5*time.Second)
@@ -373,12 +433,8 @@ func TestDispatcherPause(t *testing.T) {
 }
 
 func BenchmarkSubmitRoundTrip(b *testing.B) {
-	sb, err := sandbox.Start(sandbox.Config{APIKey: testAPIKey, HMACSecret: []byte(testHMAC)}, "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sb.Close()
-	c, _ := crm.NewClient(crm.ClientConfig{BaseURL: sb.URL, APIKey: testAPIKey, HMACSecret: []byte(testHMAC)})
+	sb := sandbox.StartTest(b, sandbox.Config{})
+	c := newClient(b, sb.URL)
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -392,12 +448,8 @@ func BenchmarkSubmitRoundTrip(b *testing.B) {
 }
 
 func BenchmarkSubmitParallel32(b *testing.B) {
-	sb, err := sandbox.Start(sandbox.Config{APIKey: testAPIKey, HMACSecret: []byte(testHMAC)}, "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sb.Close()
-	c, _ := crm.NewClient(crm.ClientConfig{BaseURL: sb.URL, APIKey: testAPIKey, HMACSecret: []byte(testHMAC)})
+	sb := sandbox.StartTest(b, sandbox.Config{})
+	c := newClient(b, sb.URL)
 	var mu sync.Mutex
 	n := 0
 	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0))) // 32 goroutines in all
@@ -424,12 +476,12 @@ type flakyOutbox struct {
 	*store.DB
 	mu       sync.Mutex
 	failures int
-	claims   []time.Time
+	claims   []time.Time // the dispatcher's time of each Claim
 }
 
 func (f *flakyOutbox) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]crm.Lead, error) {
 	f.mu.Lock()
-	f.claims = append(f.claims, time.Now())
+	f.claims = append(f.claims, now)
 	fail := len(f.claims) <= f.failures
 	f.mu.Unlock()
 	if fail {
@@ -444,18 +496,26 @@ func TestDispatcherBacksOffWhenClaimFails(t *testing.T) {
 	w := newWorld(t, sandbox.Config{})
 	w.enqueue(t, lead("busy-1", "+380501112244", "UA"))
 	fo := &flakyOutbox{DB: w.db, failures: 3}
-	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond})
+	clk := newFakeClock(time.Now())
+	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond, Clock: clk})
+	// After each failed claim Run waits 100 ms, 200 ms, 400 ms (not the
+	// 10 ms idle check), and claims again only when that much time passed.
+	for i, want := range []time.Duration{100, 200, 400} {
+		want *= time.Millisecond
+		if wait := clk.nextWait(t); wait != want {
+			t.Fatalf("wait after failed claim %d: %s, want %s", i+1, wait, want)
+		}
+		clk.Advance(want)
+	}
 	waitFinal(t, w.db, []string{"busy-1"}, 10*time.Second)
 	fo.mu.Lock()
 	defer fo.mu.Unlock()
 	if len(fo.claims) < 4 {
 		t.Fatalf("%d claims, want the 3 failures and a success", len(fo.claims))
 	}
-	// 100 ms, 200 ms, 400 ms between the failed tries (not the 10 ms idle
-	// check): each gap at least the backoff chosen.
 	for i, want := range []time.Duration{100, 200, 400} {
-		if gap := fo.claims[i+1].Sub(fo.claims[i]); gap < want*time.Millisecond {
-			t.Errorf("gap %d after a failed claim: %s, want ≥ %dms", i+1, gap, want)
+		if gap := fo.claims[i+1].Sub(fo.claims[i]); gap != want*time.Millisecond {
+			t.Errorf("gap %d after a failed claim: %s, want %dms", i+1, gap, want)
 		}
 	}
 	if d.Sent() != 1 {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // State is where a lead stands in the outbox.
@@ -116,25 +118,59 @@ type Attempt struct {
 	PrevPayload    []byte // resubmit with an edit: the payload before it
 }
 
-// ErrInvalidLead is wrapped by every error ParseLead returns.
+// ErrInvalidLead is wrapped by every error CheckLead returns.
 var ErrInvalidLead = errors.New("invalid lead")
+
+// DefaultMaxLeadBytes is CheckLead's size limit when LeadCheck.MaxBytes is
+// zero. A lead is a small JSON object; a multi-megabyte one is almost
+// always a mistake (a whole file on one line), and every retry would
+// resend it.
+const DefaultMaxLeadBytes = 1 << 20
 
 // LeadFields are the fields the outbox needs from a payload.
 type LeadFields struct {
 	ExternalID string
 	Phone      string
 	Country    string
+	// PhoneInvalid: the phone is not valid E.164. Without LeadCheck.Strict
+	// the lead is kept flagged and sent anyway: the CRM has the last word.
+	PhoneInvalid bool
 }
 
-// ParseLead checks that payload is one JSON object with string external_id
-// and phone, and returns those fields. It is the enqueue-time gate; the CRM
-// does the full validation.
-func ParseLead(payload []byte) (LeadFields, error) {
+// LeadCheck tunes CheckLead. The zero value is the lenient check with the
+// default size limit.
+type LeadCheck struct {
+	// Strict refuses a phone that is not valid E.164 instead of flagging
+	// it (LeadFields.PhoneInvalid).
+	Strict bool
+	// MaxBytes refuses larger payloads; DefaultMaxLeadBytes when zero or
+	// less.
+	MaxBytes int
+}
+
+// CheckLead is the one check a lead passes before it enters the outbox,
+// whoever offers it (a submit file, the editor, the store): the payload is
+// at most MaxBytes, exactly one JSON object, with a non-empty string
+// external_id free of control characters, a string phone, and country a
+// string when present. The phone's E.164 validity is judged with
+// libphonenumber's metadata: an invalid one is an error when Strict, else
+// only flagged. It returns the fields the outbox keeps; every error wraps
+// ErrInvalidLead. The CRM does the full validation.
+func CheckLead(payload []byte, opt LeadCheck) (LeadFields, error) {
 	var f LeadFields
+	limit := opt.MaxBytes
+	if limit <= 0 {
+		limit = DefaultMaxLeadBytes
+	}
+	if len(payload) > limit {
+		return f, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidLead, len(payload), limit)
+	}
 	trimmed := bytes.TrimSpace(payload)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return f, fmt.Errorf("%w: not a JSON object", ErrInvalidLead)
 	}
+	// Unmarshal refuses anything after the object, so a line holding two
+	// leads is not taken for the first one.
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &m); err != nil {
 		return f, fmt.Errorf("%w: %v", ErrInvalidLead, err)
@@ -171,7 +207,33 @@ func ParseLead(payload []byte) (LeadFields, error) {
 	if f.Country, err = str("country", false); err != nil {
 		return f, err
 	}
+	if !phoneValidE164(f.Phone) {
+		if opt.Strict {
+			return f, fmt.Errorf("%w: phone %q is not valid E.164", ErrInvalidLead, f.Phone)
+		}
+		f.PhoneInvalid = true
+	}
 	return f, nil
+}
+
+// phoneValidE164 reports whether phone is written in E.164 ("+" and up to
+// 15 digits, no spaces) and is a valid number for its country. The shape
+// is checked first: it is cheap, and libphonenumber would accept spaces,
+// dashes and national forms that the CRM refuses.
+func phoneValidE164(phone string) bool {
+	if len(phone) < 3 || len(phone) > 16 || phone[0] != '+' {
+		return false
+	}
+	for _, c := range phone[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	num, err := phonenumbers.Parse(phone, "")
+	if err != nil {
+		return false
+	}
+	return phonenumbers.IsValidNumber(num) && phonenumbers.Format(num, phonenumbers.E164) == phone
 }
 
 // NewIdempotencyKey makes a fresh key for a lead, in the seed's

@@ -7,30 +7,50 @@ import (
 	"time"
 )
 
-func TestParseLead(t *testing.T) {
+func TestCheckLead(t *testing.T) {
+	big := `{"external_id":"a","phone":"+380501234567","pad":"` + strings.Repeat("x", 100) + `"}`
 	tests := []struct {
-		name, body, err string
-		id              string
+		name, body string
+		opt        LeadCheck
+		err        string // "" = accepted
+		want       LeadFields
 	}{
-		{"Minimal", `{"external_id":"a","phone":"+380501234567"}`, "", "a"},
-		{"ExtraKeysKept", ` {"external_id":"a","phone":"x","any":{"deep":[1]}} `, "", "a"},
-		{"NotObject", `[1]`, "not a JSON object", ""},
-		{"Empty", ``, "not a JSON object", ""},
-		{"Truncated", `{"external_id":"a"`, "invalid lead", ""},
-		{"NoID", `{"phone":"+380501234567"}`, "external_id is required", ""},
-		{"NullID", `{"external_id":null,"phone":"1"}`, "external_id is required", ""},
-		{"EmptyID", `{"external_id":"","phone":"1"}`, "external_id is empty", ""},
-		{"NumberID", `{"external_id":5,"phone":"1"}`, "external_id must be a string", ""},
-		{"ControlInID", `{"external_id":"a\nb","phone":"1"}`, "control character", ""},
-		{"NoPhone", `{"external_id":"a"}`, "phone is required", ""},
-		{"CountryNotString", `{"external_id":"a","phone":"1","country":1}`, "country must be a string", ""},
+		{name: "Minimal", body: `{"external_id":"a","phone":"+380501234567"}`,
+			want: LeadFields{ExternalID: "a", Phone: "+380501234567"}},
+		{name: "ExtraKeysKept", body: ` {"external_id":"a","phone":"x","any":{"deep":[1]}} `,
+			want: LeadFields{ExternalID: "a", Phone: "x", PhoneInvalid: true}},
+		{name: "Country", body: `{"external_id":"a","phone":"+4915112345678","country":"DE"}`, opt: LeadCheck{Strict: true},
+			want: LeadFields{ExternalID: "a", Phone: "+4915112345678", Country: "DE"}},
+		{name: "NotObject", body: `[1]`, err: "not a JSON object"},
+		{name: "Empty", body: ``, err: "not a JSON object"},
+		{name: "Truncated", body: `{"external_id":"a"`, err: "invalid lead"},
+		{name: "TwoObjects", body: `{"external_id":"a","phone":"1"} {"external_id":"b","phone":"1"}`, err: "after top-level value"},
+		{name: "NoID", body: `{"phone":"+380501234567"}`, err: "external_id is required"},
+		{name: "NullID", body: `{"external_id":null,"phone":"1"}`, err: "external_id is required"},
+		{name: "EmptyID", body: `{"external_id":"","phone":"1"}`, err: "external_id is empty"},
+		{name: "NumberID", body: `{"external_id":5,"phone":"1"}`, err: "external_id must be a string"},
+		{name: "ControlInID", body: `{"external_id":"a\nb","phone":"1"}`, err: "control character"},
+		{name: "NoPhone", body: `{"external_id":"a"}`, err: "phone is required"},
+		{name: "CountryNotString", body: `{"external_id":"a","phone":"1","country":1}`, err: "country must be a string"},
+		// The phone: flagged when lenient, refused when strict.
+		{name: "PhoneSpacesFlagged", body: `{"external_id":"a","phone":"+49 151 1234"}`,
+			want: LeadFields{ExternalID: "a", Phone: "+49 151 1234", PhoneInvalid: true}},
+		{name: "PhoneSpacesStrict", body: `{"external_id":"a","phone":"+49 151 1234"}`, opt: LeadCheck{Strict: true},
+			err: `phone "+49 151 1234" is not valid E.164`},
+		{name: "PhoneNationalStrict", body: `{"external_id":"a","phone":"0501234567"}`, opt: LeadCheck{Strict: true}, err: "not valid E.164"},
+		{name: "PhoneUnassignedStrict", body: `{"external_id":"a","phone":"+999123456789"}`, opt: LeadCheck{Strict: true}, err: "not valid E.164"},
+		// The size limit: the default, and one set by the caller.
+		{name: "OverLimit", body: big, opt: LeadCheck{MaxBytes: 64}, err: "payload is 152 bytes, over the 64-byte limit"},
+		{name: "AtLimit", body: big, opt: LeadCheck{MaxBytes: len(big)}, want: LeadFields{ExternalID: "a", Phone: "+380501234567"}},
+		{name: "OverDefaultLimit", body: `{"external_id":"a","phone":"1","pad":"` + strings.Repeat("x", DefaultMaxLeadBytes) + `"}`,
+			err: "over the 1048576-byte limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, err := ParseLead([]byte(tt.body))
+			f, err := CheckLead([]byte(tt.body), tt.opt)
 			if tt.err == "" {
-				if err != nil || f.ExternalID != tt.id {
-					t.Fatalf("ParseLead = %+v, %v", f, err)
+				if err != nil || f != tt.want {
+					t.Fatalf("CheckLead = %+v, %v; want %+v", f, err, tt.want)
 				}
 				return
 			}

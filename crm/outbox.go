@@ -78,7 +78,7 @@ type EventQuery struct {
 type LeadDetail struct {
 	Lead      Lead
 	Attempts  []Attempt       // oldest first
-	Callbacks []CallbackEvent // oldest first
+	Callbacks []CallbackEvent // oldest first, raw bodies included
 }
 
 // Throughput counts attempts sent and callbacks stored per bucket, oldest

@@ -23,8 +23,9 @@ var (
 	// ErrNotResubmittable means the lead's state does not allow a resubmit.
 	ErrNotResubmittable = errors.New("lead cannot be resubmitted")
 
-	// ErrInvalid means the payload was refused at enqueue; the error also
-	// wraps crm.ErrInvalidLead when ParseLead gave the reason.
+	// ErrInvalid means the payload was refused at enqueue or resubmit. The
+	// error also wraps crm.ErrInvalidLead when crm.CheckLead gave the
+	// reason, which is every case but an edit that changes external_id.
 	ErrInvalid = errors.New("invalid lead")
 
 	// ErrBusy means another connection held the database locked past the

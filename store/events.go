@@ -11,23 +11,57 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 )
 
-// callbackCols is the column list scanCallback reads, in order.
-const callbackCols = `id, dedup_key, internal_id, external_id, event, status, reason, timestamp,
-	event_time, received_at, skew_ms, raw_body, secret_idx, lead_id`
+// callbackHeadCols is the column list scanCallbackHead reads, in order:
+// every column but the raw body. Lists (panes, tail, export) read only
+// these, so a page of callbacks costs its rows, not up to a megabyte of
+// body each; the detail view asks for the one body it shows (Callback).
+const callbackHeadCols = `id, dedup_key, internal_id, external_id, event, status, reason, timestamp,
+	event_time, received_at, skew_ms, secret_idx, lead_id`
 
+// callbackCols is callbackHeadCols and the raw body, as scanCallback
+// reads them.
+const callbackCols = callbackHeadCols + `, raw_body`
+
+// scanCallbackHead reads a row of callbackHeadCols; RawBody stays nil.
+func scanCallbackHead(s scanner) (crm.CallbackEvent, error) {
+	return scanCallbackRow(s, false)
+}
+
+// scanCallback reads a row of callbackCols.
 func scanCallback(s scanner) (crm.CallbackEvent, error) {
+	return scanCallbackRow(s, true)
+}
+
+func scanCallbackRow(s scanner, body bool) (crm.CallbackEvent, error) {
 	var (
 		ev                crm.CallbackEvent
 		eventTime, leadID sql.NullInt64
 		received, skew    int64
 	)
-	err := s.Scan(&ev.ID, &ev.DedupKey, &ev.InternalID, &ev.ExternalID, &ev.Event, &ev.Status, &ev.Reason,
-		&ev.Timestamp, &eventTime, &received, &skew, &ev.RawBody, &ev.SecretIdx, &leadID)
+	dest := []any{&ev.ID, &ev.DedupKey, &ev.InternalID, &ev.ExternalID, &ev.Event, &ev.Status, &ev.Reason,
+		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID}
+	if body {
+		dest = append(dest, &ev.RawBody)
+	}
+	err := s.Scan(dest...)
 	ev.EventTime = fromNullMS(eventTime)
 	ev.ReceivedAt = fromMS(received)
 	ev.Skew = time.Duration(skew) * time.Millisecond
 	ev.LeadID = leadID.Int64
 	return ev, err
+}
+
+// Callback returns the stored callback with that id, raw body included, or
+// ErrNotFound.
+func (db *DB) Callback(ctx context.Context, id int64) (crm.CallbackEvent, error) {
+	ev, err := scanCallback(db.reader.QueryRowContext(ctx, `SELECT `+callbackCols+` FROM callbacks WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return crm.CallbackEvent{}, fmt.Errorf("callback %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return crm.CallbackEvent{}, fmt.Errorf("callback %d: %w", id, mapErr(ctx, err))
+	}
+	return ev, nil
 }
 
 // SaveCallbacks implements callbacks.EventSink: the batch in one
@@ -148,11 +182,12 @@ func clampLimit(n int) int {
 
 // Callbacks implements ui.Source: stored callbacks newest first (by id),
 // only those after q.AfterID, filtered by a case-insensitive substring of
-// external_id, internal_id, event or status. Without a filter it is a walk
-// down the primary key; a filter scans until the page fills (a rare match
-// may read the whole table).
+// external_id, internal_id, event or status, without their raw bodies
+// (Callback has them). Without a filter it is a walk down the primary key;
+// a filter scans until the page fills (a rare match may read the whole
+// table).
 func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEvent, error) {
-	query := `SELECT ` + callbackCols + ` FROM callbacks WHERE id > ?`
+	query := `SELECT ` + callbackHeadCols + ` FROM callbacks WHERE id > ?`
 	args := []any{q.AfterID}
 	if q.Filter != "" {
 		p := likePattern(q.Filter)
@@ -166,28 +201,18 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 }
 
 // CallbacksAfter returns up to limit callbacks with an id above afterID,
-// oldest first: what `leadwatch tail` prints next.
+// oldest first, without their raw bodies: what `leadwatch tail` prints
+// next.
 func (db *DB) CallbacksAfter(ctx context.Context, afterID int64, limit int) ([]crm.CallbackEvent, error) {
-	return db.queryCallbacks(ctx, "callbacks after", `SELECT `+callbackCols+` FROM callbacks WHERE id > ? ORDER BY id LIMIT ?`,
+	return db.queryCallbacks(ctx, "callbacks after", `SELECT `+callbackHeadCols+` FROM callbacks WHERE id > ? ORDER BY id LIMIT ?`,
 		afterID, clampLimit(limit))
 }
 
+// queryCallbacks runs a list query of callbackHeadCols.
 func (db *DB) queryCallbacks(ctx context.Context, op, query string, args ...any) ([]crm.CallbackEvent, error) {
-	rows, err := db.reader.QueryContext(ctx, query, args...)
+	out, err := queryAll(ctx, db.reader, scanCallbackHead, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, mapErr(ctx, err))
-	}
-	defer rows.Close()
-	var out []crm.CallbackEvent
-	for rows.Next() {
-		ev, err := scanCallback(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", op, mapErr(ctx, err))
-		}
-		out = append(out, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", op, mapErr(ctx, err))
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return out, nil
 }
@@ -205,25 +230,19 @@ func (db *DB) Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, er
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, clampLimit(q.Limit))
-	rows, err := db.reader.QueryContext(ctx, query, args...)
+	out, err := queryAll(ctx, db.reader, scanRefusal, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("refusals: %w", mapErr(ctx, err))
-	}
-	defer rows.Close()
-	var out []crm.Refusal
-	for rows.Next() {
-		var (
-			r  crm.Refusal
-			at int64
-		)
-		if err := rows.Scan(&r.ID, &at, &r.RemoteAddr, &r.HTTPStatus, &r.Code, &r.Detail, &r.Head); err != nil {
-			return nil, fmt.Errorf("refusals: %w", mapErr(ctx, err))
-		}
-		r.At = fromMS(at)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("refusals: %w", mapErr(ctx, err))
+		return nil, fmt.Errorf("refusals: %w", err)
 	}
 	return out, nil
+}
+
+func scanRefusal(s scanner) (crm.Refusal, error) {
+	var (
+		r  crm.Refusal
+		at int64
+	)
+	err := s.Scan(&r.ID, &at, &r.RemoteAddr, &r.HTTPStatus, &r.Code, &r.Detail, &r.Head)
+	r.At = fromMS(at)
+	return r, err
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nyaruka/phonenumbers"
-
 	"github.com/leadwatch/leadwatch/crm"
 )
 
@@ -19,9 +17,6 @@ import (
 const leadCols = `id, external_id, payload, idempotency_key, state, crm_id, crm_status, reason,
 	phone_invalid, attempts, next_attempt_at, last_http_status, last_error, last_delay_ms,
 	last_delay_why, lease_owner, lease_expires_at, created_at, updated_at`
-
-// scanner is *sql.Row or *sql.Rows.
-type scanner interface{ Scan(dest ...any) error }
 
 func scanLead(s scanner) (crm.Lead, error) {
 	var (
@@ -81,39 +76,15 @@ type EnqueueOptions struct {
 	Strict bool
 }
 
-// phoneValidE164 reports whether phone is written in E.164 ("+" and up to
-// 15 digits, no spaces) and is a valid number for its country.
-func phoneValidE164(phone string) bool {
-	if len(phone) < 3 || len(phone) > 16 || phone[0] != '+' {
-		return false
-	}
-	for _, c := range phone[1:] {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	num, err := phonenumbers.Parse(phone, "")
+// checkPayload is the enqueue gate, crm.CheckLead under the store's size
+// limit. Its errors wrap both ErrInvalid and crm.ErrInvalidLead, with
+// crm's reason as the message.
+func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, error) {
+	f, err := crm.CheckLead(payload, crm.LeadCheck{Strict: strict, MaxBytes: db.opt.MaxPayload})
 	if err != nil {
-		return false
+		return f, &causeError{sentinel: ErrInvalid, cause: err}
 	}
-	return phonenumbers.IsValidNumber(num) && phonenumbers.Format(num, phonenumbers.E164) == phone
-}
-
-// checkPayload is the enqueue gate: size, crm.ParseLead, and the phone.
-// It returns the parsed fields and whether the phone is invalid.
-func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, bool, error) {
-	if len(payload) > db.opt.MaxPayload {
-		return crm.LeadFields{}, false, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalid, len(payload), db.opt.MaxPayload)
-	}
-	f, err := crm.ParseLead(payload)
-	if err != nil {
-		return f, false, &causeError{sentinel: ErrInvalid, cause: err}
-	}
-	bad := !phoneValidE164(f.Phone)
-	if bad && strict {
-		return f, true, fmt.Errorf("%w: phone %q is not valid E.164", ErrInvalid, f.Phone)
-	}
-	return f, bad, nil
+	return f, nil
 }
 
 // Enqueue commits a lead to the outbox, queued and due now, with a fresh
@@ -141,18 +112,17 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOp
 	leads = make([]crm.Lead, len(payloads))
 	errs = make([]error, len(payloads))
 	type item struct {
-		i       int
-		f       crm.LeadFields
-		badPhon bool
+		i int
+		f crm.LeadFields
 	}
 	var good []item
 	for i, p := range payloads {
-		f, bad, err := db.checkPayload(p, opt.Strict)
+		f, err := db.checkPayload(p, opt.Strict)
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		good = append(good, item{i, f, bad})
+		good = append(good, item{i, f})
 	}
 	if len(good) == 0 {
 		return leads, errs, nil
@@ -176,7 +146,7 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOp
 	for _, it := range good {
 		key := crm.NewIdempotencyKey(it.f.ExternalID, now)
 		l, err := scanLead(ins.QueryRowContext(ctx, it.f.ExternalID, payloads[it.i], key,
-			boolInt(it.badPhon), ms(now), ms(now), ms(now)))
+			boolInt(it.f.PhoneInvalid), ms(now), ms(now), ms(now)))
 		if errors.Is(err, sql.ErrNoRows) {
 			var state string
 			if err := tx.QueryRowContext(ctx, `SELECT state FROM leads WHERE external_id = ?`, it.f.ExternalID).Scan(&state); err != nil {
@@ -221,29 +191,44 @@ func (db *DB) States(ctx context.Context, externalIDs []string) (map[string]crm.
 			args[i] = id
 		}
 		q := `SELECT external_id, state FROM leads WHERE external_id IN (?` + strings.Repeat(",?", len(ids)-1) + `)`
-		rows, err := db.reader.QueryContext(ctx, q, args...)
+		pairs, err := queryAll(ctx, db.reader, scanIDState, q, args...)
 		if err != nil {
-			return nil, fmt.Errorf("states: %w", mapErr(ctx, err))
+			return nil, fmt.Errorf("states: %w", err)
 		}
-		for rows.Next() {
-			var id, st string
-			if err := rows.Scan(&id, &st); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("states: %w", mapErr(ctx, err))
-			}
-			out[id] = crm.State(st)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("states: %w", mapErr(ctx, err))
+		for _, p := range pairs {
+			out[p.id] = p.state
 		}
 	}
 	return out, nil
+}
+
+// idState is one row of States.
+type idState struct {
+	id    string
+	state crm.State
+}
+
+func scanIDState(s scanner) (idState, error) {
+	var p idState
+	var st string
+	err := s.Scan(&p.id, &st)
+	p.state = crm.State(st)
+	return p, err
 }
 
 // liveStates are the states Claim takes leads from (a function, so no
 // package-level variable can be changed by accident).
 func liveStates() [3]crm.State {
 	return [...]crm.State{crm.StateQueued, crm.StateRetryWait, crm.StateInFlight}
+}
+
+// due is a lead Claim may take: its id and due time.
+type due struct{ id, at int64 }
+
+func scanDue(s scanner) (due, error) {
+	var d due
+	err := s.Scan(&d.id, &d.at)
+	return d, err
 }
 
 // Claim implements crm.Outbox. In one write transaction it picks the due
@@ -266,7 +251,6 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 	}
 	defer tx.Rollback()
 
-	type due struct{ id, at int64 }
 	var cands []due
 	for _, st := range liveStates() {
 		bound := ms(now)
@@ -279,17 +263,11 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 		if err != nil {
 			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
 		}
-		for rows.Next() {
-			var d due
-			if err := rows.Scan(&d.id, &d.at); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
-			}
-			cands = append(cands, d)
-		}
-		if err := rows.Close(); err != nil {
+		ds, err := collect(rows, scanDue)
+		if err != nil {
 			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
 		}
+		cands = append(cands, ds...)
 	}
 	if len(cands) == 0 {
 		return nil, nil
@@ -436,14 +414,14 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 	var res crm.Resubmission
 	var badPhone bool
 	if payload != nil {
-		f, bad, err := db.checkPayload(payload, false)
+		f, err := db.checkPayload(payload, false)
 		if err != nil {
 			return res, fmt.Errorf("resubmit %s: %w", externalID, err)
 		}
 		if f.ExternalID != externalID {
 			return res, fmt.Errorf("resubmit %s: %w: the edit changes external_id to %q; enqueue it as a new lead instead", externalID, ErrInvalid, f.ExternalID)
 		}
-		badPhone = bad
+		badPhone = f.PhoneInvalid
 	}
 	tx, err := db.beginWrite(ctx)
 	if err != nil {

@@ -21,50 +21,40 @@ func (db *DB) Counts(ctx context.Context) (crm.Counts, error) {
 		return c, fmt.Errorf("counts: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT state, n FROM lead_counts`)
+	states, err := queryAll(ctx, tx, scanNamedCount, `SELECT state, n FROM lead_counts`)
 	if err != nil {
-		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+		return c, fmt.Errorf("counts: %w", err)
 	}
-	for rows.Next() {
-		var (
-			s string
-			n int
-		)
-		if err := rows.Scan(&s, &n); err != nil {
-			rows.Close()
-			return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
-		}
-		c.States[crm.State(s)] = n
+	for _, nc := range states {
+		c.States[crm.State(nc.name)] = nc.n
 	}
-	if err := rows.Close(); err != nil {
-		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT name, n FROM counters`)
+	counters, err := queryAll(ctx, tx, scanNamedCount, `SELECT name, n FROM counters`)
 	if err != nil {
-		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
+		return c, fmt.Errorf("counts: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			name string
-			n    int
-		)
-		if err := rows.Scan(&name, &n); err != nil {
-			return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
-		}
-		switch name {
+	for _, nc := range counters {
+		switch nc.name {
 		case "callbacks":
-			c.CallbacksVerified = n
+			c.CallbacksVerified = nc.n
 		case "callbacks_unmatched":
-			c.CallbacksUnmatched = n
+			c.CallbacksUnmatched = nc.n
 		case "refusals":
-			c.Refusals = n
+			c.Refusals = nc.n
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return c, fmt.Errorf("counts: %w", mapErr(ctx, err))
 	}
 	return c, nil
+}
+
+// namedCount is one row of a counter table.
+type namedCount struct {
+	name string
+	n    int
+}
+
+func scanNamedCount(s scanner) (namedCount, error) {
+	var nc namedCount
+	err := s.Scan(&nc.name, &nc.n)
+	return nc, err
 }
 
 // Leads implements ui.Source: one page of a pane. A pane of only
@@ -107,8 +97,7 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 		return nil, fmt.Errorf("leads: %w", err)
 	}
 	defer tx.Rollback()
-	type key struct{ at, id int64 }
-	var keys []key
+	var keys []leadKey
 	for _, s := range states {
 		args := append([]any{string(s)}, fargs...)
 		query := `SELECT COALESCE(` + keyCol + `, 0), id FROM leads WHERE state = ?` + filter + order + ` LIMIT ?`
@@ -118,21 +107,11 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 		} else {
 			args = append(args, offset+limit)
 		}
-		rows, err := tx.QueryContext(ctx, query, args...)
+		ks, err := queryAll(ctx, tx, scanLeadKey, query, args...)
 		if err != nil {
-			return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+			return nil, fmt.Errorf("leads: %w", err)
 		}
-		for rows.Next() {
-			var k key
-			if err := rows.Scan(&k.at, &k.id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
-			}
-			keys = append(keys, k)
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
-		}
+		keys = append(keys, ks...)
 	}
 	if len(states) > 1 {
 		sort.Slice(keys, func(i, j int) bool {
@@ -159,21 +138,13 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 		}
 		marks = append(marks, '?')
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+leadCols+` FROM leads WHERE id IN (`+string(marks)+`)`, args...)
+	page, err := queryAll(ctx, tx, scanLead, `SELECT `+leadCols+` FROM leads WHERE id IN (`+string(marks)+`)`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
+		return nil, fmt.Errorf("leads: %w", err)
 	}
-	defer rows.Close()
-	byID := make(map[int64]crm.Lead, len(keys))
-	for rows.Next() {
-		l, err := scanLead(rows)
-		if err != nil {
-			return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
-		}
+	byID := make(map[int64]crm.Lead, len(page))
+	for _, l := range page {
 		byID[l.ID] = l
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("leads: %w", mapErr(ctx, err))
 	}
 	out := make([]crm.Lead, 0, len(keys))
 	for _, k := range keys {
@@ -182,6 +153,15 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 		}
 	}
 	return out, nil
+}
+
+// leadKey orders a pane: the sort column's value and the id.
+type leadKey struct{ at, id int64 }
+
+func scanLeadKey(s scanner) (leadKey, error) {
+	var k leadKey
+	err := s.Scan(&k.at, &k.id)
+	return k, err
 }
 
 // dedupStates drops repeated states, keeping the first of each.
@@ -234,35 +214,13 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 	if err != nil {
 		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+attemptCols+` FROM attempts WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
+	d.Attempts, err = queryAll(ctx, tx, scanAttempt, `SELECT `+attemptCols+` FROM attempts WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
 	if err != nil {
-		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
 	}
-	for rows.Next() {
-		a, err := scanAttempt(rows)
-		if err != nil {
-			rows.Close()
-			return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
-		}
-		d.Attempts = append(d.Attempts, a)
-	}
-	if err := rows.Close(); err != nil {
-		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
-	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+callbackCols+` FROM callbacks WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
+	d.Callbacks, err = queryAll(ctx, tx, scanCallback, `SELECT `+callbackCols+` FROM callbacks WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
 	if err != nil {
-		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
-	}
-	defer rows.Close()
-	for rows.Next() {
-		ev, err := scanCallback(rows)
-		if err != nil {
-			return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
-		}
-		d.Callbacks = append(d.Callbacks, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))
+		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
 	}
 	return d, nil
 }
@@ -290,27 +248,30 @@ func (db *DB) Throughput(ctx context.Context, since time.Time, bucket time.Durat
 	}
 	t := crm.Throughput{Start: since, Bucket: bucket, Sent: make([]int, n), Callbacks: make([]int, n)}
 	from, width := since.Unix(), int64(bucket/time.Second)
-	rows, err := db.reader.QueryContext(ctx, `SELECT (sec - ?) / ?, SUM(sent), SUM(callbacks) FROM throughput
+	buckets, err := queryAll(ctx, db.reader, scanBucket, `SELECT (sec - ?) / ?, SUM(sent), SUM(callbacks) FROM throughput
 		WHERE sec >= ? AND sec < ? GROUP BY (sec - ?) / ?`,
 		from, width, from, from+int64(n)*width, from, width)
 	if err != nil {
-		return t, fmt.Errorf("throughput: %w", mapErr(ctx, err))
+		return t, fmt.Errorf("throughput: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var b int64
-		var sent, cbs int
-		if err := rows.Scan(&b, &sent, &cbs); err != nil {
-			return t, fmt.Errorf("throughput: %w", mapErr(ctx, err))
+	for _, b := range buckets {
+		if b.i >= 0 && b.i < int64(n) {
+			t.Sent[b.i], t.Callbacks[b.i] = b.sent, b.callbacks
 		}
-		if b >= 0 && b < int64(n) {
-			t.Sent[b], t.Callbacks[b] = sent, cbs
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return t, fmt.Errorf("throughput: %w", mapErr(ctx, err))
 	}
 	return t, nil
+}
+
+// bucket is one row of Throughput's query: the bucket's index and its sums.
+type bucket struct {
+	i               int64
+	sent, callbacks int
+}
+
+func scanBucket(s scanner) (bucket, error) {
+	var b bucket
+	err := s.Scan(&b.i, &b.sent, &b.callbacks)
+	return b, err
 }
 
 // exportBatch is how many rows an export reads per query. Exports page by
@@ -324,21 +285,9 @@ const exportBatch = 1000
 func (db *DB) ExportLeads(ctx context.Context, fn func(crm.Lead) error) error {
 	var after int64
 	for {
-		rows, err := db.reader.QueryContext(ctx, `SELECT `+leadCols+` FROM leads WHERE id > ? ORDER BY id LIMIT ?`, after, exportBatch)
+		batch, err := queryAll(ctx, db.reader, scanLead, `SELECT `+leadCols+` FROM leads WHERE id > ? ORDER BY id LIMIT ?`, after, exportBatch)
 		if err != nil {
-			return fmt.Errorf("export leads: %w", mapErr(ctx, err))
-		}
-		batch := make([]crm.Lead, 0, exportBatch)
-		for rows.Next() {
-			l, err := scanLead(rows)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("export leads: %w", mapErr(ctx, err))
-			}
-			batch = append(batch, l)
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("export leads: %w", mapErr(ctx, err))
+			return fmt.Errorf("export leads: %w", err)
 		}
 		for _, l := range batch {
 			if err := fn(l); err != nil {
@@ -353,12 +302,13 @@ func (db *DB) ExportLeads(ctx context.Context, fn func(crm.Lead) error) error {
 }
 
 // ExportCallbacks calls fn for every stored callback in id order,
-// streaming like ExportLeads.
+// streaming like ExportLeads, without the raw bodies (an export lists the
+// fields; Callback has the body).
 func (db *DB) ExportCallbacks(ctx context.Context, fn func(crm.CallbackEvent) error) error {
 	var after int64
 	for {
 		batch, err := db.queryCallbacks(ctx, "export callbacks",
-			`SELECT `+callbackCols+` FROM callbacks WHERE id > ? ORDER BY id LIMIT ?`, after, exportBatch)
+			`SELECT `+callbackHeadCols+` FROM callbacks WHERE id > ? ORDER BY id LIMIT ?`, after, exportBatch)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
 // maxRecordBatch bounds how many Records share one transaction.
@@ -18,10 +19,15 @@ var errClosed = errors.New("store is closed")
 
 // recordReq is one Record call waiting for the group commit.
 type recordReq struct {
-	ctx   context.Context
 	owner string
 	r     crm.AttemptResult
-	done  chan error // buffered: the committer never blocks on a caller
+}
+
+// newRecorder starts the group committer of Records. Its queue is
+// unbuffered: a Record waits in Submit while a commit runs, and the
+// committer takes every waiting one at once when it is free.
+func (db *DB) newRecorder() *groupcommit.Batcher[recordReq, error] {
+	return groupcommit.New(db.commitRecords, groupcommit.Options{MaxBatch: maxRecordBatch})
 }
 
 // Record implements crm.Outbox: the lead's new state and the attempt row in
@@ -46,70 +52,49 @@ func (db *DB) Record(ctx context.Context, owner string, r crm.AttemptResult) err
 	if db.readOnly {
 		return fmt.Errorf("record lead %d: %w: opened read-only", a.LeadID, ErrReadOnly)
 	}
-	req := recordReq{ctx: ctx, owner: owner, r: r, done: make(chan error, 1)}
-	select {
-	case db.records <- req:
-	case <-ctx.Done():
-		return fmt.Errorf("record lead %d: %w", a.LeadID, ctx.Err())
-	case <-db.closed:
-		return fmt.Errorf("record lead %d: %w", a.LeadID, errClosed)
+	call, err := db.records.Submit(ctx, recordReq{owner: owner, r: r})
+	if errors.Is(err, groupcommit.ErrClosed) {
+		err = errClosed
+	}
+	if err != nil {
+		return fmt.Errorf("record lead %d: %w", a.LeadID, err)
 	}
 	// Once taken, the request is answered within one transaction (bounded
 	// by the busy timeout); waiting for it even if ctx ends means the
 	// caller never mistakes a committed attempt for a lost one.
-	return <-req.done
-}
-
-// recordLoop is the group committer: it takes one waiting Record, then
-// every other already waiting, and commits them together.
-func (db *DB) recordLoop() {
-	defer db.loops.Done()
-	for {
-		var batch []recordReq
-		select {
-		case req := <-db.records:
-			batch = append(batch, req)
-		case <-db.closed:
-			return
-		}
-	drain:
-		for len(batch) < maxRecordBatch {
-			select {
-			case req := <-db.records:
-				batch = append(batch, req)
-			default:
-				break drain
-			}
-		}
-		db.commitRecords(batch)
+	res, err := call.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return fmt.Errorf("record lead %d: %w", a.LeadID, err)
 	}
+	return res
 }
 
-// commitRecords runs a batch and answers every request. When the batch
+// commitRecords is the group commit of a batch of Records: one
+// transaction, and per request nil or a lease lost. When the transaction
 // fails for a reason tied to one request rather than the database (busy,
 // full, read-only or shutting down apply to all), each request is retried
 // in its own transaction so one bad row does not fail its neighbours.
-func (db *DB) commitRecords(batch []recordReq) {
+func (db *DB) commitRecords(batch []recordReq) ([]error, error) {
 	results, err := db.runRecords(batch)
-	if err != nil && len(batch) > 1 && !errors.Is(err, ErrBusy) && !errors.Is(err, ErrDiskFull) &&
-		!errors.Is(err, ErrReadOnly) && db.bg.Err() == nil {
-		for _, req := range batch {
-			db.commitRecords([]recordReq{req})
-		}
-		return
+	if err == nil || len(batch) == 1 || errors.Is(err, ErrBusy) || errors.Is(err, ErrDiskFull) ||
+		errors.Is(err, ErrReadOnly) || db.bg.Err() != nil {
+		return results, err
 	}
+	results = make([]error, len(batch))
 	for i, req := range batch {
+		one, err := db.runRecords(batch[i : i+1])
 		if err != nil {
-			req.done <- fmt.Errorf("record lead %d: %w", req.r.Attempt.LeadID, err)
-		} else {
-			req.done <- results[i]
+			results[i] = fmt.Errorf("record lead %d: %w", req.r.Attempt.LeadID, err)
+			continue
 		}
+		results[i] = one[0]
 	}
+	return results, nil
 }
 
-// runRecords writes the batch in one transaction. results[i] is nil, a
-// lease lost, or the caller's context error; err is a failure of the whole
-// transaction, which then stored nothing.
+// runRecords writes the batch in one transaction. results[i] is nil or a
+// lease lost; err is a failure of the whole transaction, which then stored
+// nothing.
 func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
 	ctx := db.bg
 	tx, err := db.beginWrite(ctx)
@@ -121,10 +106,6 @@ func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
 	results = make([]error, len(batch))
 	wrote := false
 	for i, req := range batch {
-		if cerr := req.ctx.Err(); cerr != nil {
-			results[i] = fmt.Errorf("record lead %d: %w", req.r.Attempt.LeadID, cerr)
-			continue
-		}
 		lost, err := db.recordOne(ctx, tx, req.owner, req.r, now)
 		if err != nil {
 			return nil, err

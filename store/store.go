@@ -30,6 +30,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
 //go:embed migrations/*.sql
@@ -39,7 +42,7 @@ var migrationFS embed.FS
 const (
 	DefaultBusyTimeout = 5 * time.Second
 	DefaultMaxRefusals = 10000
-	DefaultMaxPayload  = 1 << 20 // 1 MiB; a lead is a small JSON object
+	DefaultMaxPayload  = crm.DefaultMaxLeadBytes
 	// MaxResponseBody caps the response body kept per attempt.
 	MaxResponseBody = 64 << 10
 )
@@ -54,9 +57,8 @@ type Options struct {
 	// MaxRefusals bounds the refusals table; the oldest are dropped.
 	// DefaultMaxRefusals when zero.
 	MaxRefusals int
-	// MaxPayload refuses leads whose payload is larger (ErrInvalid);
-	// DefaultMaxPayload when zero. A multi-megabyte "lead" is almost always
-	// a mistake (a whole file on one line), and every retry would resend it.
+	// MaxPayload refuses leads whose payload is larger (ErrInvalid); it is
+	// crm.CheckLead's LeadCheck.MaxBytes. DefaultMaxPayload when zero.
 	MaxPayload int
 	// Logger receives migrations and warnings; discarded when nil.
 	Logger *slog.Logger
@@ -79,16 +81,15 @@ type DB struct {
 	mu      sync.Mutex            // guards subs and nextSub
 	subs    map[int]chan struct{} // Watch channels, signalled after each commit
 	nextSub int
-	closed  chan struct{}  // closed by Close: stops watchers and the committer
+	closed  chan struct{}  // closed by Close: stops watchers
 	watches sync.WaitGroup // Watch pollers, each holding a reader connection
 	once    sync.Once      // Close runs once
 
 	hotW, hotR prepared // per-lead and per-callback statements, prepared once
 
-	records chan recordReq     // Record calls waiting for the group commit
-	loops   sync.WaitGroup     // the group committer
-	bg      context.Context    // the committer's context, ended by Close
-	stop    context.CancelFunc // ends bg
+	records *groupcommit.Batcher[recordReq, error] // Record's group commit
+	bg      context.Context                        // the committer's context, ended by Close
+	stop    context.CancelFunc                     // ends bg
 }
 
 // migration is one embedded schema change.
@@ -230,10 +231,8 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		db.reader.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	db.records = make(chan recordReq)
 	db.bg, db.stop = context.WithCancel(context.Background())
-	db.loops.Add(1)
-	go db.recordLoop()
+	db.records = db.newRecorder()
 	return db, nil
 }
 
@@ -356,7 +355,7 @@ func (db *DB) Close() error {
 	var err error
 	db.once.Do(func() {
 		close(db.closed)
-		db.loops.Wait() // a batch in progress finishes first
+		db.records.Close() // Records already taken are committed first
 		db.stop()
 		db.watches.Wait()
 		err = errors.Join(db.hotW.close(), db.hotR.close(), db.reader.Close(), db.writer.Close())

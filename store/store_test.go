@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -13,8 +14,6 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 )
-
-var _ crm.Outbox = (*DB)(nil)
 
 // testClock is an injectable clock tests move by hand.
 type testClock struct {
@@ -269,6 +268,12 @@ func TestEnqueue(t *testing.T) {
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				// An invalid lead is both the store's and crm's sentinel,
+				// whichever a caller knows.
+				if (errors.Is(err, ErrInvalid) || errors.Is(err, crm.ErrInvalidLead)) &&
+					!(errors.Is(err, ErrInvalid) && errors.Is(err, crm.ErrInvalidLead)) {
+					t.Fatalf("err = %v wraps only one of ErrInvalid and crm.ErrInvalidLead", err)
 				}
 				t.Logf("refused: %v", err)
 				return
@@ -792,6 +797,41 @@ func TestSaveCallbacks(t *testing.T) {
 			t.Fatalf("%% is a wildcard in filters: %d rows", len(like))
 		}
 	})
+	t.Run("ListsWithoutBodyDetailWithBody", func(t *testing.T) {
+		// Lists leave the raw body out; Callback(id) brings it back.
+		all, err := db.Callbacks(ctx, crm.EventQuery{Filter: "crm-1"})
+		if err != nil || len(all) != 1 {
+			t.Fatalf("callbacks = %+v, %v", all, err)
+		}
+		tail, err := db.CallbacksAfter(ctx, all[0].ID-1, 1)
+		if err != nil || len(tail) != 1 {
+			t.Fatalf("tail = %+v, %v", tail, err)
+		}
+		var exported []crm.CallbackEvent
+		if err := db.ExportCallbacks(ctx, func(ev crm.CallbackEvent) error {
+			exported = append(exported, ev)
+			return nil
+		}); err != nil || len(exported) != 5 {
+			t.Fatalf("export = %d, %v", len(exported), err)
+		}
+		for _, ev := range append(append(all, tail...), exported...) {
+			if ev.RawBody != nil {
+				t.Fatalf("list loaded the raw body of %d", ev.ID)
+			}
+		}
+		ev, err := db.Callback(ctx, all[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := all[0]
+		want.RawBody = byExt.RawBody
+		if !bytes.Equal(ev.RawBody, byExt.RawBody) || fmt.Sprint(ev) != fmt.Sprint(want) {
+			t.Fatalf("Callback = %+v\nwant       %+v", ev, want)
+		}
+		if _, err := db.Callback(ctx, 1<<40); !errors.Is(err, ErrNotFound) || !errors.Is(err, crm.ErrNotFound) {
+			t.Fatalf("missing callback: %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("EmptyDedupKeyRefusedWhole", func(t *testing.T) {
 		good := callback("crm-9", "", "lead.created", "new", ts)
 		if _, err := db.SaveCallbacks(ctx, []crm.CallbackEvent{good, {}}); err == nil {
@@ -1119,8 +1159,8 @@ func TestBadInput(t *testing.T) {
 	t.Run("FiveMiBLeadRefusedByDefault", func(t *testing.T) {
 		db, _ := MustOpen(t)
 		_, err := db.Enqueue(ctx, big("BIG", 5<<20), EnqueueOptions{})
-		if !errors.Is(err, ErrInvalid) {
-			t.Fatalf("err = %v, want ErrInvalid", err)
+		if !errors.Is(err, ErrInvalid) || !errors.Is(err, crm.ErrInvalidLead) {
+			t.Fatalf("err = %v, want ErrInvalid and crm.ErrInvalidLead", err)
 		}
 		t.Logf("refused: %v", err)
 		if _, err := db.Lead(ctx, "BIG"); !errors.Is(err, ErrNotFound) {
@@ -1341,8 +1381,8 @@ func TestRecordGroupCommit(t *testing.T) {
 	t.Run("AfterClose", func(t *testing.T) {
 		db2 := MustOpenPath(t, filepath.Join(t.TempDir(), "x.db"), Options{})
 		db2.Close()
-		if err := db2.Record(ctx, "w", crm.AttemptResult{Attempt: crm.Attempt{LeadID: 1, Outcome: crm.StateAccepted}}); err == nil {
-			t.Fatal("recorded after close")
+		if err := db2.Record(ctx, "w", crm.AttemptResult{Attempt: crm.Attempt{LeadID: 1, Outcome: crm.StateAccepted}}); !errors.Is(err, errClosed) {
+			t.Fatalf("Record after Close = %v, want %v", err, errClosed)
 		}
 	})
 }

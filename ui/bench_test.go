@@ -118,10 +118,10 @@ func BenchmarkDashboardRefresh(b *testing.B) {
 	m := New(Config{Source: db, Now: time.Now})
 	tm, _ := m.Update(tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
 	m = tm.(Model)
-	m.refreshing = false
+	m.cycle.running = false
 	for b.Loop() {
 		cmd := m.refresh()
-		m.refreshing = false
+		m.cycle.running = false
 		if msg := cmd().(snapshotMsg); msg.err != nil {
 			b.Fatal(msg.err)
 		}

@@ -14,17 +14,6 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 )
 
-// queryTimeout bounds one refresh or action, so a wedged store shows an
-// error in the status bar instead of a frozen dashboard.
-const queryTimeout = 5 * time.Second
-
-// Throughput window of the header sparklines: 30 buckets of 10 s, the
-// last five minutes.
-const (
-	sparkBucket  = 10 * time.Second
-	sparkBuckets = 30
-)
-
 // Messages. Every result of I/O comes back as one of these.
 type (
 	// tickMsg is the 1 s heartbeat: the clock for countdowns and the
@@ -45,6 +34,19 @@ type (
 	leadMsg struct {
 		purpose action
 		detail  crm.LeadDetail
+	}
+	// callbackMsg carries one callback with its raw body, which the
+	// list queries leave out, for the detail view.
+	callbackMsg struct {
+		id  int64
+		cb  crm.CallbackEvent
+		err error
+	}
+	// confirmedMsg is the confirm dialog's yes: resubmit this lead,
+	// with payload nil keeping the stored one.
+	confirmedMsg struct {
+		externalID string
+		payload    []byte
 	}
 	editorFileMsg struct {
 		path string
@@ -72,6 +74,12 @@ const (
 	actCopy
 )
 
+// resubmits reports whether the action ends in a resubmission, which
+// only a lead in a final state allows.
+func (a action) resubmits() bool {
+	return a == actResubmit || a == actEdit || a == actExternalEdit
+}
+
 func (e errMsg) Error() string { return e.err.Error() }
 
 func requestRefresh() tea.Msg { return refreshRequestMsg{} }
@@ -97,105 +105,6 @@ func tick(now func() time.Time, status func() Status) tea.Cmd {
 	})
 }
 
-// snapshotQuery is everything one refresh asks for, copied out of the
-// model before the Cmd runs. A nil pane query means the pane is not on
-// screen and is not asked for.
-type snapshotQuery struct {
-	now                    time.Time
-	retries, dups, rejects *crm.LeadQuery
-	events                 *crm.EventQuery
-	detailID               string
-	throughputSince        time.Time
-}
-
-// leadResult is one lead pane's rows.
-type leadResult struct {
-	q    crm.LeadQuery
-	rows []crm.Lead
-	ok   bool
-}
-
-// snapshotMsg is one refresh's result. Each part carries ok so a failing
-// query leaves its pane as it was while the others update: the dashboard
-// keeps running with what still works.
-type snapshotMsg struct {
-	q                      snapshotQuery
-	counts                 crm.Counts
-	countsOK               bool
-	tp                     crm.Throughput
-	tpOK                   bool
-	retries, dups, rejects leadResult
-	events                 []eventRow
-	eventsQ                crm.EventQuery
-	eventsOK               bool
-	detail                 crm.LeadDetail
-	detailOK               bool
-	err                    error
-}
-
-// loadSnapshot runs one refresh: Counts, Throughput and only the visible
-// rows of each pane on screen.
-func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
-	return func() tea.Msg {
-		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-		defer cancel()
-		msg := snapshotMsg{q: q}
-		var errs []error
-		fail := func(what string, err error) { errs = append(errs, fmt.Errorf("%s: %w", what, err)) }
-
-		if c, err := src.Counts(ctx); err != nil {
-			fail("counts", err)
-		} else {
-			msg.counts, msg.countsOK = c, true
-		}
-		if tp, err := src.Throughput(ctx, q.throughputSince, sparkBucket); err != nil {
-			fail("throughput", err)
-		} else {
-			msg.tp, msg.tpOK = tp, true
-		}
-		leads := func(name string, lq *crm.LeadQuery, out *leadResult) {
-			if lq == nil {
-				return
-			}
-			out.q = *lq
-			rows, err := src.Leads(ctx, *lq)
-			if err != nil {
-				fail(name, err)
-				return
-			}
-			out.rows, out.ok = rows, true
-		}
-		leads("retries", q.retries, &msg.retries)
-		leads("duplicates", q.dups, &msg.dups)
-		leads("rejections", q.rejects, &msg.rejects)
-		if q.events != nil {
-			msg.eventsQ = *q.events
-			cbs, err1 := src.Callbacks(ctx, *q.events)
-			refs, err2 := src.Refusals(ctx, *q.events)
-			if err1 != nil {
-				fail("callbacks", err1)
-			}
-			if err2 != nil {
-				fail("refusals", err2)
-			}
-			if err1 == nil || err2 == nil {
-				msg.events, msg.eventsOK = mergeEvents(cbs, refs, q.events.Limit), true
-			}
-		}
-		if q.detailID != "" {
-			if d, err := src.LeadDetail(ctx, q.detailID); err != nil {
-				fail("lead "+q.detailID, err)
-			} else {
-				msg.detail, msg.detailOK = d, true
-			}
-		}
-		if len(errs) > 0 {
-			msg.err = fmt.Errorf("refresh: %w", errors.Join(errs...))
-		}
-		return msg
-	}
-}
-
 // loadLead fetches one lead's whole story for an action: fresh state and
 // payload, since the row on screen may be seconds old.
 func loadLead(src Source, externalID string, purpose action) tea.Cmd {
@@ -208,6 +117,26 @@ func loadLead(src Source, externalID string, purpose action) tea.Cmd {
 		}
 		return leadMsg{purpose: purpose, detail: d}
 	}
+}
+
+// loadCallback fetches one callback whole: the events pane's rows come
+// without their raw bodies, which only the detail view draws.
+func loadCallback(src Source, id int64) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		cb, err := src.Callback(ctx, id)
+		if err != nil {
+			err = fmt.Errorf("load callback #%d: %w", id, err)
+		}
+		return callbackMsg{id: id, cb: cb, err: err}
+	}
+}
+
+// confirmResubmit reports the confirm dialog's yes to the root, which owns the
+// Source.
+func confirmResubmit(externalID string, payload []byte) tea.Cmd {
+	return func() tea.Msg { return confirmedMsg{externalID: externalID, payload: payload} }
 }
 
 // resubmit puts a lead back in the queue; payload nil keeps the stored

@@ -7,35 +7,72 @@ import (
 	"strings"
 
 	"github.com/charmbracelet/bubbles/cursor"
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textarea"
-	"github.com/charmbracelet/bubbles/viewport"
+	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/leadwatch/leadwatch/crm"
 )
 
-// overlay is what sits on top of the dashboard or detail view.
-type overlay int
-
-const (
-	overlayNone overlay = iota
-	overlayHelp
-	overlayConfirm
-	overlayEditor
-	overlayCurl
-)
+// confirmWidth caps the confirm dialog: it holds a few short lines.
+const confirmWidth = 80
 
 // confirmDialog asks before a resubmission. It defaults to No: enter on a
 // fresh dialog does nothing harmful.
 type confirmDialog struct {
+	st       *Styles
+	keys     confirmKeys
 	lead     crm.Lead
 	payload  []byte // nil: resubmit the stored payload unchanged
 	keepsKey bool
 	yes      bool
+	// back is where No returns: the editor the edit came from, with the
+	// edits, or nil (the dashboard).
+	back overlay
 }
 
-func newConfirm(lead crm.Lead, payload []byte) confirmDialog {
-	return confirmDialog{lead: lead, payload: payload, keepsKey: crm.KeepsKey(lead.State, lead.Payload, payload)}
+func newConfirm(st *Styles, keys confirmKeys, lead crm.Lead, payload []byte, back overlay) confirmDialog {
+	return confirmDialog{
+		st: st, keys: keys, lead: lead, payload: payload, back: back,
+		keepsKey: crm.KeepsKey(lead.State, lead.Payload, payload),
+	}
 }
+
+// Update answers the dialog: y, or enter on Yes, resubmits; n, esc, or
+// enter on No goes back.
+func (c confirmDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
+	k, ok := msg.(tea.KeyMsg)
+	if !ok {
+		return c, nil
+	}
+	yes := false
+	switch {
+	case key.Matches(k, c.keys.Yes):
+		yes = true
+	case key.Matches(k, c.keys.Toggle):
+		c.yes = !c.yes
+		return c, nil
+	case key.Matches(k, c.keys.Choose):
+		yes = c.yes
+	case key.Matches(k, c.keys.No), key.Matches(k, c.keys.Cancel):
+	default:
+		return c, nil
+	}
+	if !yes {
+		return c.back, nil
+	}
+	return nil, confirmResubmit(c.lead.ExternalID, c.payload)
+}
+
+func (c confirmDialog) resize(w, h int) overlay {
+	if c.back != nil {
+		c.back = c.back.resize(w, h)
+	}
+	return c
+}
+
+func (c confirmDialog) keyMap() help.KeyMap { return c.keys }
 
 // keyLine says which idempotency key the CRM will see and why
 // (PROTOCOL.md §1, decided by crm.KeepsKey).
@@ -49,7 +86,9 @@ func (c confirmDialog) keyLine() string {
 	return "a new key, since " + string(c.lead.State) + " is a final answer from the CRM"
 }
 
-func (c confirmDialog) view(st *Styles, w int) string {
+// View draws the question centred over the screen.
+func (c confirmDialog) View(w, h int, under func() string) string {
+	st, bw := c.st, min(dialogWidth(w), confirmWidth)
 	var b strings.Builder
 	b.WriteString(st.Bold.Render("Resubmit "+clean(c.lead.ExternalID)+"?") + "\n\n")
 	b.WriteString(st.Muted.Render("state      ") + st.State(c.lead.State).Render(string(c.lead.State)))
@@ -68,18 +107,23 @@ func (c confirmDialog) view(st *Styles, w int) string {
 		yes, no = st.ButtonOn.Render("[ Yes ]"), st.ButtonOff.Render("  No  ")
 	}
 	b.WriteString(yes + "   " + no)
-	body := pad(wrapHard(b.String(), w-4))
-	return st.box("Confirm", body, w, strings.Count(body, "\n")+3, true)
+	body := pad(wrapHard(b.String(), bw-4))
+	return overlayCenter(under(), st.box("Confirm", body, bw, strings.Count(body, "\n")+3, true), w, h)
 }
 
 // editorDialog edits a lead's payload as pretty JSON before resubmitting.
+// It fills the body: the payload needs the room more than the screen
+// under it does.
 type editorDialog struct {
-	lead crm.Lead
-	ta   textarea.Model
-	err  string
+	st      *Styles
+	keys    editorKeys
+	confirm confirmKeys // for the dialog ctrl+s opens
+	lead    crm.Lead
+	ta      textarea.Model
+	err     string
 }
 
-func newEditor(st *Styles, lead crm.Lead, text string) editorDialog {
+func newEditor(st *Styles, keys keyMap, lead crm.Lead, text string) editorDialog {
 	ta := textarea.New()
 	ta.Prompt = " "
 	// The textarea's own defaults carry colours; use the palette's.
@@ -104,38 +148,76 @@ func newEditor(st *Styles, lead crm.Lead, text string) editorDialog {
 	ta.Cursor.SetMode(cursor.CursorStatic)
 	ta.SetValue(text)
 	ta.Focus()
-	return editorDialog{lead: lead, ta: ta}
+	return editorDialog{st: st, keys: keys.Editor, confirm: keys.Confirm, lead: lead, ta: ta}
 }
 
-func (e *editorDialog) setSize(w, h int) {
-	if e.lead.ExternalID == "" {
-		return // never opened: a zero textarea cannot be sized
+// Update types into the payload; ctrl+s checks it and, when it is a
+// lead, asks before resubmitting; esc discards the edits.
+func (e editorDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
+	k, ok := msg.(tea.KeyMsg)
+	if !ok {
+		return e, nil
 	}
+	switch {
+	case key.Matches(k, e.keys.Cancel):
+		return nil, nil
+	case key.Matches(k, e.keys.Submit):
+		payload, err := e.check()
+		if err != nil {
+			e.err = err.Error()
+			return e, nil
+		}
+		e.err = ""
+		return newConfirm(e.st, e.confirm, e.lead, payload, e), nil
+	}
+	var cmd tea.Cmd
+	e.ta, cmd = e.ta.Update(k)
+	return e, cmd
+}
+
+func (e editorDialog) resize(w, h int) overlay { return e.sized(w, h) }
+
+// sized fits the editor to a w×h body.
+func (e editorDialog) sized(w, h int) editorDialog {
 	e.ta.SetWidth(max(w-2, 10))
 	e.ta.SetHeight(max(h-4, 1))
+	return e
 }
 
-// check validates the edited text: a JSON object with the lead fields the
-// outbox needs, for the same external_id. It returns the compact bytes to
-// send (the wire form of the original; indentation is for reading), or
-// nil when nothing changed.
-func (e editorDialog) check() (payload []byte, err error) {
-	text := strings.TrimSpace(e.ta.Value())
-	if !json.Valid([]byte(text)) {
-		var v any
-		err := json.Unmarshal([]byte(text), &v)
-		return nil, fmt.Errorf("not valid JSON: %v", err)
+func (e editorDialog) keyMap() help.KeyMap { return e.keys }
+
+// recheck shows check's verdict at once, for text that came from
+// $EDITOR: it is judged before anything can be sent.
+func (e editorDialog) recheck() editorDialog {
+	e.err = ""
+	if _, err := e.check(); err != nil {
+		e.err = err.Error()
 	}
-	fields, err := crm.ParseLead([]byte(text))
+	return e
+}
+
+// check validates the edited text with crm.CheckLead, the check every
+// lead passes on its way into the outbox, and keeps the external_id: it
+// names the lead being resubmitted. It returns the compact bytes to send
+// (the wire form of the original; indentation is for reading), or nil
+// when nothing changed.
+func (e editorDialog) check() (payload []byte, err error) {
+	text := []byte(strings.TrimSpace(e.ta.Value()))
+	fields, err := crm.CheckLead(text, crm.LeadCheck{})
 	if err != nil {
+		if !json.Valid(text) {
+			// In an editor a stray character is the likely cause: say
+			// so before the lead's rules.
+			return nil, fmt.Errorf("not valid JSON: %w", err)
+		}
 		return nil, err
 	}
 	if fields.ExternalID != e.lead.ExternalID {
 		return nil, fmt.Errorf("external_id must stay %q (it names the lead)", e.lead.ExternalID)
 	}
 	var buf bytes.Buffer
-	if err := json.Compact(&buf, []byte(text)); err != nil {
-		return nil, err
+	if err := json.Compact(&buf, text); err != nil {
+		return nil, fmt.Errorf("compact payload: %w", err)
 	}
 	// Unchanged means the same JSON, whatever the spacing of the stored
 	// bytes: a failed lead then keeps its key and its exact payload.
@@ -146,35 +228,13 @@ func (e editorDialog) check() (payload []byte, err error) {
 	return buf.Bytes(), nil
 }
 
-func (e editorDialog) view(st *Styles, w, h int) string {
-	msg := st.Muted.Render("ctrl+s checks this is a JSON lead, then asks before resubmitting · esc discards")
+// View draws the editor over the whole body; the screen under it does
+// not show.
+func (e editorDialog) View(w, h int, _ func() string) string {
+	msg := e.st.Muted.Render("ctrl+s checks this is a JSON lead, then asks before resubmitting · esc discards")
 	if e.err != "" {
-		msg = st.StatusErr.Render("✗ " + clean(e.err))
+		msg = e.st.StatusErr.Render("✗ " + clean(e.err))
 	}
 	body := e.ta.View() + "\n\n" + msg
-	return st.box("Edit payload of "+clean(e.lead.ExternalID), body, w, h, true)
-}
-
-// curlDialog shows the copied curl command, so it can be selected by hand
-// where OSC 52 does not reach (tmux without set-clipboard, some SSH
-// setups).
-type curlDialog struct {
-	text   string
-	status string
-	vp     viewport.Model
-}
-
-func newCurlDialog(text string) curlDialog {
-	return curlDialog{text: strings.TrimRight(text, "\n"), vp: viewport.New(0, 0)}
-}
-
-func (c *curlDialog) setSize(w, h int) {
-	c.vp.Width = max(w-4, 1)
-	c.vp.Height = max(min(h-4, strings.Count(c.text, "\n")+1), 1)
-	c.vp.SetContent(wrapHard(cleanBlock(c.text), c.vp.Width))
-}
-
-func (c curlDialog) view(st *Styles, w int) string {
-	body := pad(c.vp.View() + "\n\n" + c.status)
-	return st.box("curl — secrets come from the environment", body, w, c.vp.Height+4, true)
+	return e.st.box("Edit payload of "+clean(e.lead.ExternalID), body, w, h, true)
 }

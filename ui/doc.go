@@ -62,7 +62,18 @@
 // re-arms after each signal), by a pane moving its window or filter, and
 // by the 1 s tick when the sparkline's bucket rolls over (or every tick
 // when there is no change channel). The tick also moves countdowns and
-// reads Config.Status.
+// reads Config.Status. Rows carry what a pane draws; the detail view
+// loads the rest when it opens (a lead's story, a callback's raw body).
+//
+// # Code
+//
+// Model is a root that routes. It holds the four panes as typed fields
+// and reaches them through Model.pane, an accessor returning the pane
+// interface, so focus, filter, selection and refresh are written once.
+// The refresh cycle (in-flight query, coalescing, pacing, the parked
+// change listener) is refreshCycle; the header, tab bar, status bar and
+// table are components drawn with View(width); the help, confirm, editor
+// and curl dialogs are overlays that take every key while open.
 //
 // Config.Status, Config.Pause and Config.Clipboard are called from Cmd
 // goroutines, so they must be safe for concurrent use. main should run

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
 
@@ -39,17 +38,19 @@ type resubmitCall struct {
 // fakeSource is a deterministic ui.Source: a handful of leads, callbacks
 // and refusals in memory, recording what the dashboard asks of it.
 type fakeSource struct {
-	mu        sync.Mutex
-	leads     []crm.Lead
-	attempts  map[string][]crm.Attempt
-	callbacks []crm.CallbackEvent
-	refusals  []crm.Refusal
-	countsErr error
-	leadsErr  error
+	mu          sync.Mutex
+	leads       []crm.Lead
+	attempts    map[string][]crm.Attempt
+	callbacks   []crm.CallbackEvent
+	refusals    []crm.Refusal
+	countsErr   error
+	leadsErr    error
+	callbackErr error
 
-	leadQueries  []crm.LeadQuery
-	eventQueries []crm.EventQuery
-	resubmits    []resubmitCall
+	leadQueries   []crm.LeadQuery
+	eventQueries  []crm.EventQuery
+	callbackLoads []int64
+	resubmits     []resubmitCall
 }
 
 func lead(id int64, ext string, st crm.State, mod func(*crm.Lead)) crm.Lead {
@@ -181,10 +182,26 @@ func (f *fakeSource) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.Cal
 	for i := len(f.callbacks) - 1; i >= 0; i-- {
 		c := f.callbacks[i]
 		if q.Filter == "" || containsFold(q.Filter, c.ExternalID, c.InternalID, c.Event, c.Status) {
+			c.RawBody = nil // as the store: rows never carry the body
 			out = append(out, c)
 		}
 	}
 	return window(out, 0, q.Limit), nil
+}
+
+func (f *fakeSource) Callback(ctx context.Context, id int64) (crm.CallbackEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.callbackLoads = append(f.callbackLoads, id)
+	if f.callbackErr != nil {
+		return crm.CallbackEvent{}, f.callbackErr
+	}
+	for _, c := range f.callbacks {
+		if c.ID == id {
+			return c, nil
+		}
+	}
+	return crm.CallbackEvent{}, crm.ErrNotFound
 }
 
 func (f *fakeSource) Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, error) {
@@ -297,120 +314,3 @@ func window[T any](rows []T, offset, limit int) []T {
 }
 
 var _ Source = (*fakeSource)(nil)
-
-// harness is a model under test with everything it calls recorded.
-type harness struct {
-	src     *fakeSource
-	status  Status
-	pauses  []bool
-	clip    []string
-	changes chan struct{}
-}
-
-func newHarness() *harness {
-	return &harness{
-		src:     newFakeSource(),
-		status:  Status{ListenerAddr: "127.0.0.1:8081", Healthy: true, BaseURL: "https://user:pw@crm.example.test/api?token=x", MaxAttempts: 8},
-		changes: make(chan struct{}, 1),
-	}
-}
-
-func (h *harness) config() Config {
-	return Config{
-		Source:    h.src,
-		Changes:   h.changes,
-		Status:    func() Status { return h.status },
-		Pause:     func(p bool) { h.pauses = append(h.pauses, p) },
-		Now:       fixedNow,
-		Clipboard: func(s string) error { h.clip = append(h.clip, s); return nil },
-	}
-}
-
-// drive feeds msgs to m and runs every Cmd that comes back, feeding their
-// messages too, until the model settles. Tests never feed tickMsg or
-// changeMsg here: those re-arm Cmds that wait on a timer or channel.
-func drive(t *testing.T, m Model, msgs ...tea.Msg) Model {
-	t.Helper()
-	queue := msgs
-	for steps := 0; len(queue) > 0; steps++ {
-		if steps > 500 {
-			t.Fatal("the message loop does not settle")
-		}
-		msg := queue[0]
-		queue = queue[1:]
-		if _, ok := msg.(tea.QuitMsg); ok {
-			continue
-		}
-		next, cmd := m.Update(msg)
-		m = next.(Model)
-		queue = append(queue, runCmd(t, cmd)...)
-	}
-	return m
-}
-
-// runCmd runs cmd (and the Cmds of a batch) with a deadline, so a Cmd that
-// blocks fails the test instead of hanging it.
-func runCmd(t *testing.T, cmd tea.Cmd) []tea.Msg {
-	t.Helper()
-	if cmd == nil {
-		return nil
-	}
-	done := make(chan tea.Msg, 1)
-	go func() { done <- cmd() }()
-	select {
-	case msg := <-done:
-		switch msg := msg.(type) {
-		case nil:
-			return nil
-		case tea.BatchMsg:
-			var out []tea.Msg
-			for _, c := range msg {
-				out = append(out, runCmd(t, c)...)
-			}
-			return out
-		}
-		return []tea.Msg{msg}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a Cmd blocked")
-	}
-	return nil
-}
-
-// keyMsg builds the key message bubbletea would send for a key name.
-func keyMsg(k string) tea.KeyMsg {
-	switch k {
-	case "tab":
-		return tea.KeyMsg{Type: tea.KeyTab}
-	case "shift+tab":
-		return tea.KeyMsg{Type: tea.KeyShiftTab}
-	case "enter":
-		return tea.KeyMsg{Type: tea.KeyEnter}
-	case "esc":
-		return tea.KeyMsg{Type: tea.KeyEsc}
-	case "ctrl+s":
-		return tea.KeyMsg{Type: tea.KeyCtrlS}
-	case "ctrl+c":
-		return tea.KeyMsg{Type: tea.KeyCtrlC}
-	case "down":
-		return tea.KeyMsg{Type: tea.KeyDown}
-	case "home":
-		return tea.KeyMsg{Type: tea.KeyHome}
-	}
-	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(k)}
-}
-
-// press sends keys one by one.
-func press(t *testing.T, m Model, keys ...string) Model {
-	t.Helper()
-	for _, k := range keys {
-		m = drive(t, m, keyMsg(k))
-	}
-	return m
-}
-
-// sized returns a model of h's config after a resize and the first
-// refresh.
-func (h *harness) sized(t *testing.T, w, ht int) Model {
-	t.Helper()
-	return drive(t, New(h.config()), tea.WindowSizeMsg{Width: w, Height: ht})
-}

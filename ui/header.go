@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 
 	"github.com/leadwatch/leadwatch/crm"
@@ -31,25 +32,50 @@ func stateLabel(st crm.State, short bool) string {
 	return strings.ReplaceAll(string(st), "_", " ")
 }
 
+// header is the top three lines: who we talk to and whether it works;
+// the outbox by state; callbacks and throughput. The counts and
+// throughput come with each refresh; the status is what main reported
+// last, given by the root.
+type header struct {
+	st         *Styles
+	status     Status
+	counts     crm.Counts
+	haveCounts bool
+	tp         crm.Throughput
+}
+
+// Update takes a refresh's counts and throughput, each only when its
+// query worked, so a failing one keeps the last numbers on screen.
+func (h header) Update(msg tea.Msg) header {
+	if s, ok := msg.(snapshotMsg); ok {
+		if s.countsOK {
+			h.counts, h.haveCounts = s.counts, true
+		}
+		if s.tpOK {
+			h.tp = s.tp
+		}
+	}
+	return h
+}
+
 // countsLine is the outbox by state, every state coloured the same way
 // everywhere.
-func (m Model) countsLine(short bool, sep string) string {
-	st := m.st
+func (h header) countsLine(short bool, sep string) string {
+	st := h.st
 	counts := make([]string, 0, len(crm.States))
 	for _, state := range crm.States {
 		n := "–"
-		if m.haveCounts {
-			n = fmt.Sprint(m.counts.States[state])
+		if h.haveCounts {
+			n = fmt.Sprint(h.counts.States[state])
 		}
 		counts = append(counts, st.State(state).Render(n)+" "+st.Muted.Render(stateLabel(state, short)))
 	}
 	return strings.Join(counts, st.Border.Render(sep))
 }
 
-// headerView is three lines: who we talk to and whether it works; the
-// outbox by state; callbacks and throughput.
-func (m Model) headerView() string {
-	st, s := m.st, m.status
+// View draws the three lines width cells wide.
+func (h header) View(width int) string {
+	st, s := h.st, h.status
 	sep := st.Border.Render(" │ ")
 
 	var listener string
@@ -75,44 +101,44 @@ func (m Model) headerView() string {
 	// narrow terminal cuts.
 	line1 := st.AppName.Render("leadwatch") + sep + sending + sep + listener + sep + crmURL
 
-	line2 := m.countsLine(false, " · ")
-	if lipgloss.Width(line2) > m.width {
-		line2 = m.countsLine(true, " ")
+	line2 := h.countsLine(false, " · ")
+	if lipgloss.Width(line2) > width {
+		line2 = h.countsLine(true, " ")
 	}
 
-	c := m.counts
+	c := h.counts
 	cb := st.Muted.Render("callbacks ") +
 		st.Good.Render(fmt.Sprintf("✓ %d verified", c.CallbacksVerified)) + st.Border.Render(" · ") +
-		m.nonZero(c.Refusals, st.Bad).Render(fmt.Sprintf("✗ %d refused", c.Refusals)) + st.Border.Render(" · ") +
-		m.nonZero(c.CallbacksUnmatched, st.Warn).Render(fmt.Sprintf("? %d unmatched", c.CallbacksUnmatched))
-	if !m.haveCounts {
+		h.nonZero(c.Refusals, st.Bad).Render(fmt.Sprintf("✗ %d refused", c.Refusals)) + st.Border.Render(" · ") +
+		h.nonZero(c.CallbacksUnmatched, st.Warn).Render(fmt.Sprintf("? %d unmatched", c.CallbacksUnmatched))
+	if !h.haveCounts {
 		cb = st.Muted.Render("callbacks –")
 	}
 	// Two sparklines share what is left of the line.
-	room := m.width - lipgloss.Width(cb) - 4
+	room := width - lipgloss.Width(cb) - 4
 	sw := min(sparkBuckets, max((room-2*len("sent  9999/min  "))/2, 0))
 	spark := ""
 	if sw >= 6 {
-		spark = "    " + m.spark("sent", m.tp.Sent, sw, st.SparkSent) + "  " + m.spark("callbacks", m.tp.Callbacks, sw, st.SparkCB)
+		spark = "    " + h.spark("sent", h.tp.Sent, sw, st.SparkSent) + "  " + h.spark("callbacks", h.tp.Callbacks, sw, st.SparkCB)
 	}
 	line3 := cb + spark
 
-	return fit(line1, m.width) + "\n" + fit(line2, m.width) + "\n" + fit(line3, m.width)
+	return fit(line1, width) + "\n" + fit(line2, width) + "\n" + fit(line3, width)
 }
 
-func (m Model) nonZero(n int, s lipgloss.Style) lipgloss.Style {
+func (h header) nonZero(n int, s lipgloss.Style) lipgloss.Style {
 	if n == 0 {
-		return m.st.Muted
+		return h.st.Muted
 	}
 	return s
 }
 
 // spark draws one sparkline with its label and the last minute's total.
-func (m Model) spark(label string, vals []int, w int, s lipgloss.Style) string {
+func (h header) spark(label string, vals []int, w int, s lipgloss.Style) string {
 	perMin := 0
 	per := int(time.Minute / sparkBucket)
 	for i := max(len(vals)-per, 0); i < len(vals); i++ {
 		perMin += vals[i]
 	}
-	return m.st.Muted.Render(label+" ") + s.Render(sparkline(vals, w)) + " " + fmt.Sprintf("%d/min", perMin)
+	return h.st.Muted.Render(label+" ") + s.Render(sparkline(vals, w)) + " " + fmt.Sprintf("%d/min", perMin)
 }

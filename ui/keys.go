@@ -1,6 +1,9 @@
 package ui
 
-import "github.com/charmbracelet/bubbles/key"
+import (
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+)
 
 // globalKeys work in every view where the user is not typing.
 type globalKeys struct {
@@ -8,6 +11,29 @@ type globalKeys struct {
 	ForceQuit key.Binding // works even while typing
 	Help      key.Binding
 	Pause     key.Binding
+}
+
+// leadKeys act on a lead, from the dashboard (the selected row) and from
+// its detail view alike.
+type leadKeys struct {
+	Resubmit           key.Binding
+	Edit, ExternalEdit key.Binding
+	Copy               key.Binding
+}
+
+// action is the action k asks of a lead, if it is one of these keys.
+func (l leadKeys) action(k tea.KeyMsg) (action, bool) {
+	switch {
+	case key.Matches(k, l.Resubmit):
+		return actResubmit, true
+	case key.Matches(k, l.Edit):
+		return actEdit, true
+	case key.Matches(k, l.ExternalEdit):
+		return actExternalEdit, true
+	case key.Matches(k, l.Copy):
+		return actCopy, true
+	}
+	return 0, false
 }
 
 // dashboardKeys drive the four panes.
@@ -19,12 +45,30 @@ type dashboardKeys struct {
 	Open               key.Binding
 	Filter             key.Binding
 	ClearFilter        key.Binding
-	Resubmit           key.Binding
-	Edit, ExternalEdit key.Binding
-	Copy               key.Binding
-	Pane1, Pane2       key.Binding
-	Pane3, Pane4       key.Binding
-	global             globalKeys
+	leadKeys
+	Pane1, Pane2 key.Binding
+	Pane3, Pane4 key.Binding
+	global       globalKeys
+}
+
+// pane is the pane a key focuses, relative to from: the next, the
+// previous, or one by number.
+func (k dashboardKeys) pane(msg tea.KeyMsg, from paneID) (paneID, bool) {
+	switch {
+	case key.Matches(msg, k.NextPane):
+		return from + 1, true
+	case key.Matches(msg, k.PrevPane):
+		return from - 1, true
+	case key.Matches(msg, k.Pane1):
+		return paneRetries, true
+	case key.Matches(msg, k.Pane2):
+		return paneDuplicates, true
+	case key.Matches(msg, k.Pane3):
+		return paneRejections, true
+	case key.Matches(msg, k.Pane4):
+		return paneEvents, true
+	}
+	return from, false
 }
 
 // ShortHelp implements help.KeyMap: the keys that matter on the dashboard.
@@ -44,14 +88,12 @@ func (k dashboardKeys) FullHelp() [][]key.Binding {
 
 // detailKeys drive the detail view of one lead or event.
 type detailKeys struct {
-	Up, Down           key.Binding
-	PageUp, PageDown   key.Binding
-	Top, Bottom        key.Binding
-	Back               key.Binding
-	Resubmit           key.Binding
-	Edit, ExternalEdit key.Binding
-	Copy               key.Binding
-	global             globalKeys
+	Up, Down         key.Binding
+	PageUp, PageDown key.Binding
+	Top, Bottom      key.Binding
+	Back             key.Binding
+	leadKeys
+	global globalKeys
 }
 
 // ShortHelp implements help.KeyMap.
@@ -148,47 +190,43 @@ func newKeyMap() keyMap {
 	pgDown := b([]string{"pgdown", "ctrl+d", " "}, "pgdn/ctrl+d", "page down")
 	top := b([]string{"g", "home"}, "g", "top")
 	bottom := b([]string{"G", "end"}, "G", "bottom")
-	resubmit := b([]string{"r"}, "r", "resubmit")
-	edit := b([]string{"e"}, "e", "edit & resubmit")
-	extEdit := b([]string{"E"}, "E", "edit in $EDITOR")
-	cp := b([]string{"c"}, "c", "copy as curl")
+	lead := leadKeys{
+		Resubmit:     b([]string{"r"}, "r", "resubmit"),
+		Edit:         b([]string{"e"}, "e", "edit & resubmit"),
+		ExternalEdit: b([]string{"E"}, "E", "edit in $EDITOR"),
+		Copy:         b([]string{"c"}, "c", "copy as curl"),
+	}
 	return keyMap{
 		Global: g,
 		Dashboard: dashboardKeys{
-			NextPane:     b([]string{"tab"}, "tab", "next pane"),
-			PrevPane:     b([]string{"shift+tab"}, "shift+tab", "previous pane"),
-			Up:           up,
-			Down:         down,
-			PageUp:       pgUp,
-			PageDown:     pgDown,
-			Top:          top,
-			Bottom:       bottom,
-			Open:         b([]string{"enter"}, "enter", "details"),
-			Filter:       b([]string{"/"}, "/", "filter pane"),
-			ClearFilter:  b([]string{"esc"}, "esc", "clear filter"),
-			Resubmit:     resubmit,
-			Edit:         edit,
-			ExternalEdit: extEdit,
-			Copy:         cp,
-			Pane1:        b([]string{"1"}, "1", "retries"),
-			Pane2:        b([]string{"2"}, "2", "duplicates"),
-			Pane3:        b([]string{"3"}, "3", "rejections"),
-			Pane4:        b([]string{"4"}, "4", "events"),
-			global:       g,
+			NextPane:    b([]string{"tab"}, "tab", "next pane"),
+			PrevPane:    b([]string{"shift+tab"}, "shift+tab", "previous pane"),
+			Up:          up,
+			Down:        down,
+			PageUp:      pgUp,
+			PageDown:    pgDown,
+			Top:         top,
+			Bottom:      bottom,
+			Open:        b([]string{"enter"}, "enter", "details"),
+			Filter:      b([]string{"/"}, "/", "filter pane"),
+			ClearFilter: b([]string{"esc"}, "esc", "clear filter"),
+			leadKeys:    lead,
+			Pane1:       b([]string{"1"}, "1", "retries"),
+			Pane2:       b([]string{"2"}, "2", "duplicates"),
+			Pane3:       b([]string{"3"}, "3", "rejections"),
+			Pane4:       b([]string{"4"}, "4", "events"),
+			global:      g,
 		},
 		Detail: detailKeys{
-			Up:           up,
-			Down:         down,
-			PageUp:       pgUp,
-			PageDown:     pgDown,
-			Top:          top,
-			Bottom:       bottom,
-			Back:         b([]string{"esc", "backspace"}, "esc", "back"),
-			Resubmit:     resubmit,
-			Edit:         edit,
-			ExternalEdit: extEdit,
-			Copy:         cp,
-			global:       g,
+			Up:       up,
+			Down:     down,
+			PageUp:   pgUp,
+			PageDown: pgDown,
+			Top:      top,
+			Bottom:   bottom,
+			Back:     b([]string{"esc", "backspace"}, "esc", "back"),
+			leadKeys: lead,
+			global:   g,
 		},
 		Confirm: confirmKeys{
 			Yes:    b([]string{"y", "Y"}, "y", "yes"),

@@ -56,13 +56,7 @@ func mergeEvents(cbs []crm.CallbackEvent, refs []crm.Refusal, limit int) []event
 // no offset, so the pane always shows the newest rows: a tail, not a
 // scroller.
 type eventPane struct {
-	st   *Styles
-	keys dashboardKeys
-
-	width, height int
-	focused       bool
-	now           time.Time
-	total         int // verified + refused, from Counts; -1 unknown
+	paneFrame
 
 	filter string
 	rows   []eventRow
@@ -71,14 +65,29 @@ type eventPane struct {
 }
 
 func newEventPane(st *Styles, keys dashboardKeys) eventPane {
-	return eventPane{st: st, keys: keys, total: -1}
+	return eventPane{paneFrame: newPaneFrame(st, keys)}
 }
-
-func (p eventPane) limit() int { return max(p.height-3, 1) }
 
 // query is what the pane asks for, of callbacks and of refusals alike.
 func (p eventPane) query() crm.EventQuery {
 	return crm.EventQuery{Filter: p.filter, Limit: p.limit()}
+}
+
+func (p *eventPane) ask(q *snapshotQuery) {
+	eq := p.query()
+	q.events = &eq
+}
+
+// take applies a refresh: verified plus refused callbacks, and the rows.
+// A tail never needs a second query.
+func (p *eventPane) take(s snapshotMsg) bool {
+	if s.countsOK {
+		p.total = s.counts.CallbacksVerified + s.counts.Refusals
+	}
+	if s.eventsOK {
+		p.setRows(s.eventsQ, s.events)
+	}
+	return false
 }
 
 func (p eventPane) selected() (eventRow, bool) {
@@ -88,11 +97,28 @@ func (p eventPane) selected() (eventRow, bool) {
 	return p.rows[p.cursor], true
 }
 
+// selection points at the callback's lead when it matched one; an
+// unmatched callback or a refusal has only itself to show.
+func (p eventPane) selection() (selection, bool) {
+	r, ok := p.selected()
+	switch {
+	case !ok:
+		return selection{}, false
+	case r.ref != nil:
+		ref := *r.ref
+		return selection{ref: &ref}, true
+	case r.cb.LeadID != 0 && r.cb.ExternalID != "":
+		return selection{leadID: r.cb.ExternalID}, true
+	}
+	cb := *r.cb
+	return selection{cb: &cb}, true
+}
+
 // Update moves the cursor within the visible rows.
-func (p eventPane) Update(msg tea.Msg) (eventPane, tea.Cmd) {
+func (p *eventPane) Update(msg tea.Msg) tea.Cmd {
 	k, ok := msg.(tea.KeyMsg)
 	if !ok {
-		return p, nil
+		return nil
 	}
 	last := max(len(p.rows)-1, 0)
 	switch {
@@ -105,8 +131,10 @@ func (p eventPane) Update(msg tea.Msg) (eventPane, tea.Cmd) {
 	case key.Matches(k, p.keys.PageDown), key.Matches(k, p.keys.Bottom):
 		p.cursor = last
 	}
-	return p, nil
+	return nil
 }
+
+func (p eventPane) filterText() string { return p.filter }
 
 func (p *eventPane) setFilter(f string) {
 	if f != p.filter {
@@ -170,7 +198,7 @@ func (p eventPane) cells(r eventRow) []cell {
 
 // View draws the pane at its size.
 func (p eventPane) View() string {
-	title := p.id().title()
+	title := paneEvents.title()
 	if p.total >= 0 {
 		title += fmt.Sprintf(" (%d)", p.total)
 	}
@@ -178,10 +206,8 @@ func (p eventPane) View() string {
 	for i, r := range p.rows {
 		rows[i] = p.cells(r)
 	}
-	return p.st.table(tableView{
-		title: title, cols: eventColumns(), rows: rows, loaded: p.loaded, filter: p.filter,
-		empty: "no callback yet", cursor: p.cursor, focused: p.focused, width: p.width, height: p.height,
-	})
+	return table{
+		st: p.st, title: title, cols: eventColumns(), rows: rows, loaded: p.loaded, filter: p.filter,
+		empty: "no callback yet", cursor: p.cursor, focused: p.focused, height: p.height,
+	}.View(p.width)
 }
-
-func (p eventPane) id() paneID { return paneEvents }

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -18,16 +17,10 @@ import (
 // duplicates, or rejections. It holds only the rows it shows; moving past
 // the window changes the offset and asks the root for a refresh.
 type leadPane struct {
-	id     paneID
-	states []crm.State
-	st     *Styles
-	keys   dashboardKeys
-
-	width, height int
-	focused       bool
-	now           time.Time
-	maxAttempts   int
-	total         int // leads in these states, from Counts; -1 unknown
+	paneFrame
+	id          paneID
+	states      []crm.State
+	maxAttempts int // retry.max_attempts, for "n/max"; 0 unknown
 
 	filter    string
 	rows      []crm.Lead
@@ -38,16 +31,29 @@ type leadPane struct {
 }
 
 func newLeadPane(id paneID, st *Styles, keys dashboardKeys, states ...crm.State) leadPane {
-	return leadPane{id: id, states: states, st: st, keys: keys, total: -1}
+	return leadPane{paneFrame: newPaneFrame(st, keys), id: id, states: states}
 }
-
-// limit is how many rows fit: the frame and the column header take three
-// lines. It is the Limit of the pane's query.
-func (p leadPane) limit() int { return max(p.height-3, 1) }
 
 // query is what the pane asks the Source for.
 func (p leadPane) query() crm.LeadQuery {
 	return crm.LeadQuery{States: slices.Clone(p.states), Filter: p.filter, Limit: p.limit(), Offset: p.offset}
+}
+
+func (p *leadPane) ask(q *snapshotQuery) {
+	lq := p.query()
+	q.leads[p.id] = &lq
+}
+
+// take applies a refresh: the total of the pane's states and its rows.
+func (p *leadPane) take(s snapshotMsg) bool {
+	if s.countsOK {
+		p.total = 0
+		for _, st := range p.states {
+			p.total += s.counts.States[st]
+		}
+	}
+	r := s.leads[p.id]
+	return r.ok && p.setRows(r.q, r.rows)
 }
 
 // more reports whether rows may exist past the window.
@@ -69,12 +75,17 @@ func (p leadPane) selected() (crm.Lead, bool) {
 	return p.rows[p.cursor], true
 }
 
+func (p leadPane) selection() (selection, bool) {
+	l, ok := p.selected()
+	return selection{leadID: l.ExternalID}, ok
+}
+
 // Update moves the cursor. Keys are the only messages a pane gets; data
-// arrives through setRows from the root, which owns the refresh cycle.
-func (p leadPane) Update(msg tea.Msg) (leadPane, tea.Cmd) {
+// arrives through take from the root, which owns the refresh cycle.
+func (p *leadPane) Update(msg tea.Msg) tea.Cmd {
 	k, ok := msg.(tea.KeyMsg)
 	if !ok {
-		return p, nil
+		return nil
 	}
 	lim, before := p.limit(), p.offset
 	switch {
@@ -113,10 +124,12 @@ func (p leadPane) Update(msg tea.Msg) (leadPane, tea.Cmd) {
 	}
 	if p.offset != before {
 		p.keepIndex = true
-		return p, requestRefresh
+		return requestRefresh
 	}
-	return p, nil
+	return nil
 }
+
+func (p leadPane) filterText() string { return p.filter }
 
 // setFilter changes the filter and starts again from the top.
 func (p *leadPane) setFilter(f string) {
@@ -238,10 +251,10 @@ func (p leadPane) View() string {
 	for i, l := range p.rows {
 		rows[i] = p.cells(l)
 	}
-	return p.st.table(tableView{
-		title: title, cols: p.columns(), rows: rows, loaded: p.loaded, filter: p.filter,
-		empty: p.emptyText(), cursor: p.cursor, focused: p.focused, width: p.width, height: p.height,
-	})
+	return table{
+		st: p.st, title: title, cols: p.columns(), rows: rows, loaded: p.loaded, filter: p.filter,
+		empty: p.emptyText(), cursor: p.cursor, focused: p.focused, height: p.height,
+	}.View(p.width)
 }
 
 func (p leadPane) emptyText() string {

@@ -8,12 +8,16 @@ import (
 )
 
 // Source is what the dashboard reads and changes. The store satisfies it;
-// model tests use a small fake.
+// model tests use a small fake. List queries return what a row draws;
+// the detail view fetches the rest (LeadDetail, Callback) when it opens.
 type Source interface {
 	Counts(ctx context.Context) (crm.Counts, error)
 	Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error)
 	Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEvent, error)
 	Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, error)
+	// Callback is one callback with its raw body, which Callbacks leaves
+	// out; crm.ErrNotFound when there is none.
+	Callback(ctx context.Context, id int64) (crm.CallbackEvent, error)
 	LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail, error)
 	Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error)
 	Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error)

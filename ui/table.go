@@ -6,31 +6,6 @@ import (
 	"github.com/charmbracelet/lipgloss"
 )
 
-// paneID names one of the four panes; the order is the tab order.
-type paneID int
-
-const (
-	paneRetries paneID = iota
-	paneDuplicates
-	paneRejections
-	paneEvents
-	paneCount
-)
-
-func (id paneID) title() string {
-	switch id {
-	case paneRetries:
-		return "Pending retries"
-	case paneDuplicates:
-		return "Duplicates"
-	case paneRejections:
-		return "Rejections"
-	case paneEvents:
-		return "Status events"
-	}
-	return "?"
-}
-
 // column is one column of a pane: a fixed width, or flex (width 0) to
 // take what is left.
 type column struct {
@@ -121,45 +96,47 @@ func (s *Styles) emptyBody(header, msg string) string {
 	return header + "\n" + s.Muted.Render("  "+msg)
 }
 
-// tableView is one pane's table as drawn: its rows' cells (only the rows
-// on screen) and what to say when there are none.
-type tableView struct {
-	title         string
-	cols          []column
-	rows          [][]cell
-	loaded        bool
-	filter        string
-	empty         string // said when there are no rows and no filter
-	cursor        int
-	focused       bool
-	width, height int
+// table is a pane's rows as drawn: a box holding the column header and
+// only the rows on screen, or a line saying why there are none. Panes
+// build one per frame from their state; it keeps none of its own.
+type table struct {
+	st      *Styles
+	title   string
+	cols    []column
+	rows    [][]cell
+	loaded  bool
+	filter  string
+	empty   string // said when there are no rows and no filter
+	cursor  int
+	focused bool
+	height  int
 }
 
-// table draws a pane: a box holding the header and the rows, or a line
-// saying why there are none.
-func (s *Styles) table(v tableView) string {
-	title := v.title
-	if v.filter != "" {
-		title += " · /" + clean(v.filter)
+// View draws the table width cells wide.
+func (t table) View(width int) string {
+	s := t.st
+	title := t.title
+	if t.filter != "" {
+		title += " · /" + clean(t.filter)
 	}
-	iw := v.width - 2
-	ws := widths(v.cols, iw)
-	header := s.tableHeader(v.cols, ws)
+	iw := width - 2
+	ws := widths(t.cols, iw)
+	header := s.tableHeader(t.cols, ws)
 	var body string
 	switch {
-	case !v.loaded:
+	case !t.loaded:
 		body = s.emptyBody(header, "loading…")
-	case len(v.rows) == 0 && v.filter != "":
-		body = s.emptyBody(header, "no match for /"+clean(v.filter)+" — esc clears")
-	case len(v.rows) == 0:
-		body = s.emptyBody(header, v.empty)
+	case len(t.rows) == 0 && t.filter != "":
+		body = s.emptyBody(header, "no match for /"+clean(t.filter)+" — esc clears")
+	case len(t.rows) == 0:
+		body = s.emptyBody(header, t.empty)
 	default:
-		lines := make([]string, 0, len(v.rows)+1)
+		lines := make([]string, 0, len(t.rows)+1)
 		lines = append(lines, header)
-		for i, cells := range v.rows {
-			lines = append(lines, s.tableRow(cells, ws, iw, i == v.cursor, v.focused))
+		for i, cells := range t.rows {
+			lines = append(lines, s.tableRow(cells, ws, iw, i == t.cursor, t.focused))
 		}
 		body = strings.Join(lines, "\n")
 	}
-	return s.box(title, body, v.width, v.height, v.focused)
+	return s.box(title, body, width, t.height, t.focused)
 }

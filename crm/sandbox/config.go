@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -85,12 +84,24 @@ type Config struct {
 	HTTPClient *http.Client     // sends callbacks; nil = a client with DefaultCallbackTimeout
 }
 
+// FlagSet is what RegisterFlags needs of a flag set. The standard
+// library's *flag.FlagSet and spf13/pflag's *pflag.FlagSet both have it,
+// so the sandbox binds its knobs to either without depending on a flag
+// library.
+type FlagSet interface {
+	StringVar(p *string, name, value, usage string)
+	Int64Var(p *int64, name string, value int64, usage string)
+	Float64Var(p *float64, name string, value float64, usage string)
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+	Func(name, usage string, fn func(string) error)
+}
+
 // RegisterFlags defines the sandbox's fault and callback flags on fs, bound
 // to c's fields, with c's current values as the flags' defaults. Durations
 // left at 0 keep meaning "the default" (and DemoFaults may still fill them),
 // so the flags do not write the defaults into c. Secrets are not flags: they
 // come from the environment, so they never show in a process list.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+func (c *Config) RegisterFlags(fs FlagSet) {
 	fs.StringVar(&c.CallbackURL, "callback-url", c.CallbackURL, "`URL` to POST signed status callbacks to (empty: none)")
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "seed of the fault randomness (same seed, same faults)")
 	fs.Float64Var(&c.FailRate, "fail-rate", c.FailRate, "share of requests answered 503 (0..1)")
@@ -98,35 +109,22 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryAfter, "retry-after", c.RetryAfter, "Retry-After of injected 429s, whole seconds rounded up (0: 1s)")
 	fs.Float64Var(&c.DropRate, "drop-rate", c.DropRate, "share of requests whose connection is closed without an answer (0..1)")
 	fs.DurationVar(&c.Latency, "latency", c.Latency, "latency added to each lead/status request")
-	fs.Var((*countryList)(&c.BlockCountries), "block-countries", "comma-separated ISO alpha-2 `codes` whose leads are rejected (geo_not_allowed), e.g. US,KP")
+	// Codes are trimmed and upper-cased, empty items skipped, and an
+	// unknown code is an error, so a typo does not silently block nothing.
+	fs.Func("block-countries", "comma-separated ISO alpha-2 `codes` whose leads are rejected (geo_not_allowed), e.g. US,KP",
+		func(v string) error {
+			codes, err := ParseCountries(v)
+			if err != nil {
+				return err
+			}
+			c.BlockCountries = codes
+			return nil
+		})
 	fs.DurationVar(&c.StatusDelay, "status-delay", c.StatusDelay, "delay between a lead's status changes (0: 2s)")
 	fs.Float64Var(&c.CallbackDupRate, "callback-dup-rate", c.CallbackDupRate, "share of callbacks delivered twice (0..1)")
 	fs.Float64Var(&c.CallbackBadSigRate, "callback-bad-sig-rate", c.CallbackBadSigRate, "share of callbacks first sent with a bad signature (0..1)")
 	fs.Float64Var(&c.CallbackStaleRate, "callback-stale-rate", c.CallbackStaleRate, "share of callbacks first sent with a stale X-Timestamp (0..1)")
 	fs.Float64Var(&c.CallbackReorderRate, "callback-reorder-rate", c.CallbackReorderRate, "share of callbacks delivered after the next change's (0..1)")
-}
-
-// countryList is the flag.Value of --block-countries.
-type countryList []string
-
-// String joins the codes as the flag takes them.
-func (l *countryList) String() string {
-	if l == nil {
-		return ""
-	}
-	return strings.Join(*l, ",")
-}
-
-// Set parses "XX,YY": codes are trimmed and upper-cased, empty items are
-// skipped, and an unknown code is an error so a typo does not silently
-// block nothing.
-func (l *countryList) Set(v string) error {
-	codes, err := ParseCountries(v)
-	if err != nil {
-		return err
-	}
-	*l = codes
-	return nil
 }
 
 // ParseCountries parses a comma-separated list of ISO 3166-1 alpha-2 codes
@@ -147,23 +145,49 @@ func ParseCountries(v string) ([]string, error) {
 	return codes, nil
 }
 
-// Validate reports the first thing wrong with c: anything ValidateFaults
-// reports, or a missing secret.
+// The secrets a Config may lack. Validate's error wraps each one missing,
+// so that a caller can say where its users set them (leadwatch names its
+// config keys and environment variables).
+var (
+	ErrNoAPIKey         = errors.New("no API key to check requests with")
+	ErrNoHMACSecret     = errors.New("no HMAC secret to check request signatures with")
+	ErrNoCallbackSecret = errors.New("no secret to sign callbacks with")
+)
+
+// Validate reports what is wrong with c: anything ValidateFaults reports,
+// or else every secret missing (errors.Is finds each).
 func (c Config) Validate() error {
 	if err := c.ValidateFaults(); err != nil {
 		return err
 	}
+	var missing missingSecrets
 	if c.APIKey == "" {
-		return errors.New("the sandbox needs an API key (CARTELCRM_API_KEY)")
+		missing = append(missing, ErrNoAPIKey)
 	}
 	if len(c.HMACSecret) == 0 {
-		return errors.New("the sandbox needs an HMAC secret (CARTELCRM_HMAC_SECRET)")
+		missing = append(missing, ErrNoHMACSecret)
 	}
 	if c.CallbackURL != "" && len(c.CallbackSecret) == 0 {
-		return errors.New("callbacks need a secret to sign them (CALLBACK_SECRET)")
+		missing = append(missing, ErrNoCallbackSecret)
+	}
+	if len(missing) > 0 {
+		return missing
 	}
 	return nil
 }
+
+// missingSecrets is Validate's error: one line, unlike errors.Join.
+type missingSecrets []error
+
+func (m missingSecrets) Error() string {
+	parts := make([]string, len(m))
+	for i, err := range m {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (m missingSecrets) Unwrap() []error { return m }
 
 // ValidateFaults checks what the flags set, secrets aside, so a command
 // line can be judged before the environment is read: rates outside [0,1],

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"flag"
 	"io"
 	"math"
@@ -111,7 +112,7 @@ func TestValidate(t *testing.T) {
 		{"CallbackWithoutSecret", func(c *Config) {
 			c.CallbackURL = "http://127.0.0.1:1/cb"
 			c.CallbackSecret = nil
-		}, "CALLBACK_SECRET"},
+		}, "secret to sign callbacks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,7 +135,7 @@ func TestValidateNeverShowsSecrets(t *testing.T) {
 	c.FailRate = 2
 	c.CallbackURL = "nope"
 	for _, err := range []error{c.Validate()} {
-		for _, secret := range []string{testAPIKey, testHMACSecret, testCallbackSecret} {
+		for _, secret := range []string{TestAPIKey, TestHMACSecret, TestCallbackSecret} {
 			if strings.Contains(err.Error(), secret) {
 				t.Errorf("error %q shows a secret", err)
 			}
@@ -264,7 +265,8 @@ func TestValidateFaultsIgnoresSecrets(t *testing.T) {
 	if err := (Config{FailRate: 2}).ValidateFaults(); err == nil || !strings.Contains(err.Error(), "fail-rate") {
 		t.Fatalf("bad rate: %v", err)
 	}
-	if err := (Config{FailRate: 0.2}).Validate(); err == nil || !strings.Contains(err.Error(), "CARTELCRM_API_KEY") {
-		t.Fatalf("Validate without secrets: %v", err)
+	err := (Config{FailRate: 0.2}).Validate()
+	if !errors.Is(err, ErrNoAPIKey) || !errors.Is(err, ErrNoHMACSecret) {
+		t.Fatalf("Validate without secrets: %v, want both missing secrets named at once", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/poll"
 )
 
 func TestAuthLead(t *testing.T) {
@@ -21,7 +22,7 @@ func TestAuthLead(t *testing.T) {
 	cfg.Now = fixedClock()
 	now := cfg.Now()
 	_, srv := startSandbox(t, cfg)
-	secret := []byte(testHMACSecret)
+	secret := []byte(TestHMACSecret)
 
 	tests := []struct {
 		name     string
@@ -31,7 +32,7 @@ func TestAuthLead(t *testing.T) {
 	}{
 		{"NoAuthorization", func(r *http.Request, _ []byte) { r.Header.Del("Authorization") }, 401, crm.ErrCodeUnauthorized},
 		{"WrongKey", func(r *http.Request, _ []byte) { r.Header.Set("Authorization", "Bearer nope") }, 401, crm.ErrCodeUnauthorized},
-		{"BasicScheme", func(r *http.Request, _ []byte) { r.Header.Set("Authorization", "Basic "+testAPIKey) }, 401, crm.ErrCodeUnauthorized},
+		{"BasicScheme", func(r *http.Request, _ []byte) { r.Header.Set("Authorization", "Basic "+TestAPIKey) }, 401, crm.ErrCodeUnauthorized},
 		{"KeyPrefixOnly", func(r *http.Request, _ []byte) { r.Header.Set("Authorization", "Bearer test-api") }, 401, crm.ErrCodeUnauthorized},
 		{"WrongKeyAndBadSignatureIsUnauthorized", func(r *http.Request, _ []byte) {
 			r.Header.Set("Authorization", "Bearer nope")
@@ -62,14 +63,14 @@ func TestAuthLead(t *testing.T) {
 		{"UpperCaseHex", func(r *http.Request, body []byte) {
 			r.Header.Set(crm.HeaderSignature, "sha256="+strings.ToUpper(crm.Digest(secret, body)))
 		}, 200, ""},
-		{"LowerCaseBearer", func(r *http.Request, _ []byte) { r.Header.Set("Authorization", "bearer "+testAPIKey) }, 200, ""},
+		{"LowerCaseBearer", func(r *http.Request, _ []byte) { r.Header.Set("Authorization", "bearer "+TestAPIKey) }, 200, ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body := leadJSON(fmt.Sprintf("auth-%d", i), fmt.Sprintf("+3805012345%02d", i), nil)
 			req := leadRequest(t, srv.URL, body, fmt.Sprintf("auth-key-%d", i), now)
 			tt.mutate(req, body)
-			a := mustSend(t, srv.Client(), req)
+			a := mustSend(t, timeoutClient(), req)
 			if a.code != tt.wantCode {
 				t.Fatalf("answer %s, want code %d", a, tt.wantCode)
 			}
@@ -96,7 +97,7 @@ func TestAuthStatus(t *testing.T) {
 	cfg.Now = fixedClock()
 	now := cfg.Now()
 	_, srv := startSandbox(t, cfg)
-	if a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON("st-1", "+4915112345678", nil), "k", now)); a.code != 200 {
+	if a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON("st-1", "+4915112345678", nil), "k", now)); a.code != 200 {
 		t.Fatalf("submit: %s", a)
 	}
 	tests := []struct {
@@ -110,14 +111,14 @@ func TestAuthStatus(t *testing.T) {
 		{"TimestampStale", func(r *http.Request) { setTS(r, now.Add(-10*time.Minute)) }, 401, crm.ErrCodeTimestampRange},
 		{"NoSignature", func(r *http.Request) { r.Header.Del(crm.HeaderSignature) }, 403, crm.ErrCodeBadSignature},
 		{"SignedOverNonEmptyBody", func(r *http.Request) {
-			r.Header.Set(crm.HeaderSignature, crm.Sign([]byte(testHMACSecret), []byte("{}")))
+			r.Header.Set(crm.HeaderSignature, crm.Sign([]byte(TestHMACSecret), []byte("{}")))
 		}, 403, crm.ErrCodeBadSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := statusRequest(t, srv.URL, "st-1", now)
 			tt.mutate(req)
-			a := mustSend(t, srv.Client(), req)
+			a := mustSend(t, timeoutClient(), req)
 			if a.code != tt.wantCode {
 				t.Fatalf("answer %s, want code %d", a, tt.wantCode)
 			}
@@ -178,7 +179,7 @@ func TestRequestErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := mustSend(t, srv.Client(), tt.req())
+			a := mustSend(t, timeoutClient(), tt.req())
 			if a.code != tt.wantCode {
 				t.Fatalf("answer %s, want code %d", a, tt.wantCode)
 			}
@@ -191,7 +192,7 @@ func TestRequestErrors(t *testing.T) {
 	// Request errors are not stored under the key: the same key with a
 	// good body is then processed.
 	t.Run("NotStored", func(t *testing.T) {
-		a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, good, "bad-1", now))
+		a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, good, "bad-1", now))
 		if r := leadResp(t, a); a.code != 200 || r.Status != crm.StatusAccepted || r.Replay {
 			t.Fatalf("answer %s, want a fresh accepted", a)
 		}
@@ -246,7 +247,7 @@ func TestValidation(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, []byte(tt.body), fmt.Sprintf("val-%d", i), now))
+			a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, []byte(tt.body), fmt.Sprintf("val-%d", i), now))
 			r := leadResp(t, a)
 			if tt.wantReason == "" {
 				if a.code != 200 || r.Status != crm.StatusAccepted {
@@ -267,7 +268,7 @@ func TestValidation(t *testing.T) {
 func TestAcceptedAnswer(t *testing.T) {
 	t.Parallel()
 	sb, srv := startSandbox(t, testConfig())
-	a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON("acc-1", "+380501234567", nil), "acc-key", time.Now()))
+	a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON("acc-1", "+380501234567", nil), "acc-key", time.Now()))
 	if a.code != 200 {
 		t.Fatalf("answer %s", a)
 	}
@@ -299,7 +300,7 @@ func TestIdempotency(t *testing.T) {
 	t.Parallel()
 	sb, srv := startSandbox(t, testConfig())
 	now := time.Now()
-	c := srv.Client()
+	c := timeoutClient()
 
 	first := func(t *testing.T, body []byte, key string) answer {
 		t.Helper()
@@ -381,18 +382,18 @@ func TestInProgress(t *testing.T) {
 	body := leadJSON("slow-1", "+380501234567", nil)
 
 	firstDone := make(chan answer, 1)
-	go func() { firstDone <- send(srv.Client(), leadRequest(t, srv.URL, body, "slow-key", now)) }()
+	go func() { firstDone <- send(timeoutClient(), leadRequest(t, srv.URL, body, "slow-key", now)) }()
 	// The first request is in flight once it sits in its latency.
-	waitFor(t, "the first request to be in flight", func() bool { return sb.Stats().InFlight == 1 })
+	poll.Until(t, "the first request to be in flight", func() bool { return sb.Stats().InFlight == 1 })
 
 	t.Run("SameBody", func(t *testing.T) {
-		a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, body, "slow-key", now))
+		a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, body, "slow-key", now))
 		if a.code != http.StatusConflict || errCode(t, a) != crm.ErrCodeRequestInProgress {
 			t.Fatalf("answer %s, want 409 request_in_progress", a)
 		}
 	})
 	t.Run("OtherBody", func(t *testing.T) {
-		a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON("slow-2", "+380501234568", nil), "slow-key", now))
+		a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON("slow-2", "+380501234568", nil), "slow-key", now))
 		if a.code != http.StatusUnprocessableEntity || errCode(t, a) != crm.ErrCodeKeyReused {
 			t.Fatalf("answer %s, want 422 idempotency_key_reused", a)
 		}
@@ -408,7 +409,7 @@ func TestInProgress(t *testing.T) {
 		t.Fatalf("first answer %s, want accepted", a)
 	}
 	t.Run("AfterwardsReplay", func(t *testing.T) {
-		a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, body, "slow-key", now))
+		a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, body, "slow-key", now))
 		if r := leadResp(t, a); a.code != 200 || !r.Replay {
 			t.Fatalf("answer %s, want the replay", a)
 		}
@@ -422,7 +423,7 @@ func TestDuplicate(t *testing.T) {
 	t.Parallel()
 	sb, srv := startSandbox(t, testConfig())
 	now := time.Now()
-	a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON("dup-1", "+380501234567", nil), "dup-key-0", now))
+	a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON("dup-1", "+380501234567", nil), "dup-key-0", now))
 	orig := leadResp(t, a)
 	if orig.ID == nil {
 		t.Fatalf("answer %s", a)
@@ -436,7 +437,7 @@ func TestDuplicate(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, []byte(tt.body), fmt.Sprintf("dup-key-%d", i+1), now))
+			a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, []byte(tt.body), fmt.Sprintf("dup-key-%d", i+1), now))
 			r := leadResp(t, a)
 			if a.code != http.StatusConflict || r.Status != crm.StatusDuplicate {
 				t.Fatalf("answer %s, want 409 duplicate", a)
@@ -469,7 +470,7 @@ func TestGeoRejected(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body := leadJSON(fmt.Sprintf("geo-%d", i), fmt.Sprintf("+38050123450%d", i), map[string]any{"country": tt.country})
-			a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, body, fmt.Sprintf("geo-key-%d", i), now))
+			a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, body, fmt.Sprintf("geo-key-%d", i), now))
 			r := leadResp(t, a)
 			if !tt.rejected {
 				if r.Status != crm.StatusAccepted {
@@ -483,7 +484,7 @@ func TestGeoRejected(t *testing.T) {
 		})
 	}
 	// A rejected lead is not stored: it is unknown to the status endpoint.
-	if a := mustSend(t, srv.Client(), statusRequest(t, srv.URL, "geo-0", now)); a.code != 404 {
+	if a := mustSend(t, timeoutClient(), statusRequest(t, srv.URL, "geo-0", now)); a.code != 404 {
 		t.Errorf("status of a rejected lead: %s, want 404", a)
 	}
 	if st := sb.Stats(); st.Rejected != 3 || st.Accepted != 1 {
@@ -511,7 +512,7 @@ func TestStatus(t *testing.T) {
 	}
 	crmIDs := make(map[string]string)
 	for i, tc := range ids {
-		a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON(tc.id, fmt.Sprintf("+3805012345%02d", i), nil), "st-key-"+strconv.Itoa(i), now))
+		a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON(tc.id, fmt.Sprintf("+3805012345%02d", i), nil), "st-key-"+strconv.Itoa(i), now))
 		r := leadResp(t, a)
 		if r.Status != crm.StatusAccepted {
 			t.Fatalf("submit %q: %s", tc.id, a)
@@ -520,7 +521,7 @@ func TestStatus(t *testing.T) {
 	}
 	for _, tc := range ids {
 		t.Run("Known"+tc.name, func(t *testing.T) {
-			a := mustSend(t, srv.Client(), statusRequest(t, srv.URL, tc.id, now))
+			a := mustSend(t, timeoutClient(), statusRequest(t, srv.URL, tc.id, now))
 			if a.code != 200 {
 				t.Fatalf("answer %s", a)
 			}
@@ -546,7 +547,7 @@ func TestStatus(t *testing.T) {
 		})
 	}
 	t.Run("Unknown", func(t *testing.T) {
-		a := mustSend(t, srv.Client(), statusRequest(t, srv.URL, "no-such-lead", now))
+		a := mustSend(t, timeoutClient(), statusRequest(t, srv.URL, "no-such-lead", now))
 		if a.code != 404 || errCode(t, a) != crm.ErrCodeNotFound {
 			t.Fatalf("answer %s, want 404 not_found", a)
 		}
@@ -554,7 +555,7 @@ func TestStatus(t *testing.T) {
 	t.Run("UnknownNearMiss", func(t *testing.T) {
 		// "camp/2026" is a prefix of the known "camp/2026/lead 1": ids
 		// match exactly, never by prefix or path segment.
-		a := mustSend(t, srv.Client(), statusRequest(t, srv.URL, "camp/2026", now))
+		a := mustSend(t, timeoutClient(), statusRequest(t, srv.URL, "camp/2026", now))
 		if a.code != 404 {
 			t.Fatalf("answer %s, want 404", a)
 		}
@@ -564,11 +565,11 @@ func TestStatus(t *testing.T) {
 func TestStatsEndpoint(t *testing.T) {
 	t.Parallel()
 	sb, srv := startSandbox(t, testConfig())
-	mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON("stats-1", "+380501234567", nil), "s-1", time.Now()))
+	mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON("stats-1", "+380501234567", nil), "s-1", time.Now()))
 
 	t.Run("Loopback", func(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+PathStats, nil)
-		a := mustSend(t, srv.Client(), req)
+		a := mustSend(t, timeoutClient(), req)
 		if a.code != 200 {
 			t.Fatalf("answer %s", a)
 		}
@@ -753,7 +754,7 @@ func TestFaultsOnStatus(t *testing.T) {
 	cfg := testConfig()
 	cfg.FailRate = 1
 	_, srv := startSandbox(t, cfg)
-	a := mustSend(t, srv.Client(), statusRequest(t, srv.URL, "x", time.Now()))
+	a := mustSend(t, timeoutClient(), statusRequest(t, srv.URL, "x", time.Now()))
 	if a.code != 503 {
 		t.Fatalf("answer %s, want 503", a)
 	}
@@ -780,7 +781,7 @@ func TestNoLeadCreatedTwice(t *testing.T) {
 			if i%3 != 0 {
 				key = fmt.Sprintf("race-%d", i)
 			}
-			answers[i] = send(srv.Client(), leadRequest(t, srv.URL, body, key, now))
+			answers[i] = send(timeoutClient(), leadRequest(t, srv.URL, body, key, now))
 		})
 	}
 	close(start)
@@ -819,7 +820,7 @@ func TestClosedAnswers503(t *testing.T) {
 	t.Parallel()
 	sb, srv := startSandbox(t, testConfig())
 	sb.Close()
-	a := mustSend(t, srv.Client(), leadRequest(t, srv.URL, leadJSON("closed", "+380501234567", nil), "closed", time.Now()))
+	a := mustSend(t, timeoutClient(), leadRequest(t, srv.URL, leadJSON("closed", "+380501234567", nil), "closed", time.Now()))
 	if a.code != 503 {
 		t.Fatalf("answer %s, want 503", a)
 	}
@@ -835,9 +836,9 @@ func TestCloseDuringLatency(t *testing.T) {
 	sb, srv := startSandbox(t, cfg)
 	done := make(chan answer, 1)
 	go func() {
-		done <- send(srv.Client(), leadRequest(t, srv.URL, leadJSON("late", "+380501234567", nil), "late", time.Now()))
+		done <- send(timeoutClient(), leadRequest(t, srv.URL, leadJSON("late", "+380501234567", nil), "late", time.Now()))
 	}()
-	waitFor(t, "the request to be in flight", func() bool { return sb.Stats().InFlight == 1 })
+	poll.Until(t, "the request to be in flight", func() bool { return sb.Stats().InFlight == 1 })
 	sb.Close()
 	select {
 	case a := <-done:

@@ -14,26 +14,20 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
-)
-
-// Credentials of the tests; constants, so no test can change them for
-// another.
-const (
-	testAPIKey         = "test-api-key"
-	testHMACSecret     = "test-hmac-secret"
-	testCallbackSecret = "test-callback-secret"
+	"github.com/leadwatch/leadwatch/internal/poll"
 )
 
 // waitTimeout bounds every wait of the tests: generous, because a wait
 // that succeeds returns at once.
-const waitTimeout = 10 * time.Second
+const waitTimeout = poll.DefaultTimeout
 
-// testConfig is a sandbox config with the test credentials and no faults.
+// testConfig is a sandbox config with the test credentials (StartTest's)
+// and no faults.
 func testConfig() Config {
 	return Config{
-		APIKey:           testAPIKey,
-		HMACSecret:       []byte(testHMACSecret),
-		CallbackSecret:   []byte(testCallbackSecret),
+		APIKey:           TestAPIKey,
+		HMACSecret:       []byte(TestHMACSecret),
+		CallbackSecret:   []byte(TestCallbackSecret),
 		StatusDelay:      5 * time.Millisecond,
 		CallbackBackoff:  2 * time.Millisecond,
 		CallbackAttempts: 5,
@@ -47,20 +41,12 @@ func fixedClock() func() time.Time {
 	return func() time.Time { return t0 }
 }
 
-// startSandbox serves a new Sandbox for cfg on a loopback httptest server
-// and closes both at the end of the test.
-func startSandbox(tb testing.TB, cfg Config) (*Sandbox, *httptest.Server) {
+// startSandbox serves a new Sandbox for cfg on loopback (StartTest) and
+// returns it with its server, both closed at the end of the test.
+func startSandbox(tb testing.TB, cfg Config) (*Sandbox, *Server) {
 	tb.Helper()
-	if err := cfg.Validate(); err != nil {
-		tb.Fatalf("config: %v", err)
-	}
-	sb := New(cfg)
-	srv := httptest.NewServer(sb.Handler())
-	tb.Cleanup(func() {
-		srv.Close()
-		sb.Close()
-	})
-	return sb, srv
+	srv := StartTest(tb, cfg)
+	return srv.Sandbox, srv
 }
 
 // leadJSON builds a lead body. extra fields are added as given.
@@ -83,12 +69,12 @@ func leadRequest(tb testing.TB, baseURL string, body []byte, key string, ts time
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	req.Header.Set("Authorization", "Bearer "+TestAPIKey)
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set(crm.HeaderIdempotencyKey, key)
 	}
-	crm.SignRequest(req, []byte(testHMACSecret), body, ts)
+	crm.SignRequest(req, []byte(TestHMACSecret), body, ts)
 	return req
 }
 
@@ -99,8 +85,8 @@ func statusRequest(tb testing.TB, baseURL, externalID string, ts time.Time) *htt
 	if err != nil {
 		tb.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testAPIKey)
-	crm.SignRequest(req, []byte(testHMACSecret), nil, ts)
+	req.Header.Set("Authorization", "Bearer "+TestAPIKey)
+	crm.SignRequest(req, []byte(TestHMACSecret), nil, ts)
 	return req
 }
 
@@ -167,18 +153,6 @@ func deref(p *string) string {
 	return *p
 }
 
-// waitFor polls cond until it holds or waitTimeout passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // waitIdle waits for every lifecycle and delivery of sb to end.
 func waitIdle(tb testing.TB, sb *Sandbox) {
 	tb.Helper()
@@ -229,7 +203,7 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 		rc.record(w, arrival{code: http.StatusUnauthorized, why: err.Error()})
 		return
 	}
-	if _, err := crm.VerifySignature(r.Header.Get(crm.HeaderSignature), body, [][]byte{[]byte(testCallbackSecret)}); err != nil {
+	if _, err := crm.VerifySignature(r.Header.Get(crm.HeaderSignature), body, [][]byte{[]byte(TestCallbackSecret)}); err != nil {
 		rc.record(w, arrival{code: http.StatusForbidden, why: err.Error()})
 		return
 	}

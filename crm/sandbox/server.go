@@ -24,14 +24,16 @@ type Server struct {
 }
 
 // Start validates cfg, listens on addr ("127.0.0.1:0" picks a free port)
-// and serves a new Sandbox there until Close.
+// and serves a new Sandbox there until Close. Its errors are Validate's or
+// the listener's, without a "sandbox" prefix: the caller knows what it
+// started and says so once.
 func Start(cfg Config, addr string) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("sandbox config: %w", err)
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox listen: %w", err)
+		return nil, err
 	}
 	sb := New(cfg)
 	srv := &http.Server{
@@ -48,7 +50,9 @@ func Start(cfg Config, addr string) (*Server, error) {
 			sb.log.Error("sandbox: serve", "err", err)
 		}
 	}()
-	sb.log.Info("sandbox: listening", "url", s.URL)
+	// Debug, not info: the caller announces where it serves (the sandbox
+	// command on stdout), and saying it twice is noise.
+	sb.log.Debug("sandbox: listening", "url", s.URL)
 	return s, nil
 }
 

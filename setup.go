@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/leadwatch/leadwatch/config"
+	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/store"
+)
+
+// load reads the configuration chain and applies --db; warnings go to
+// stderr.
+func (o storeFlags) load(e env) (config.Config, error) {
+	cfg, warnings, err := config.Load(o.configPath, e.getenv)
+	if err != nil {
+		return cfg, err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(e.stderr, "leadwatch: warning: %s\n", w)
+	}
+	if o.dbPath != "" {
+		cfg.Store.Path = o.dbPath
+	}
+	return cfg, nil
+}
+
+// loadForServices loads the configuration of a command that runs the
+// sender and the listener: --listen overrides callbacks.listen, and every
+// setting they need must be there (all missing ones named at once).
+func (o storeFlags) loadForServices(e env, listen string) (config.Config, error) {
+	cfg, err := o.load(e)
+	if err != nil {
+		return cfg, err
+	}
+	if listen != "" {
+		cfg.Callbacks.Listen = listen
+	}
+	return cfg, cfg.Validate(config.NeedSender | config.NeedListener)
+}
+
+// openDB loads the configuration and opens its database, which must
+// exist: these commands act on a store, and a mistyped --db must be an
+// error, not a new empty store. readOnly is for commands that only read.
+func (o storeFlags) openDB(ctx context.Context, e env, readOnly bool) (*store.DB, error) {
+	cfg, err := o.load(e)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(cfg.Store.Path); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return openStore(ctx, cfg, store.Options{Logger: discardLog(), ReadOnly: readOnly})
+}
+
+// openStore opens the configured database. store.Open's errors name the
+// store and its path already.
+func openStore(ctx context.Context, cfg config.Config, opt store.Options) (*store.DB, error) {
+	return store.Open(ctx, cfg.Store.Path, opt)
+}
+
+// newClient is the CartelCRM client the configuration describes.
+func newClient(cfg config.Config) (*crm.Client, error) {
+	c, err := crm.NewClient(crm.ClientConfig{
+		BaseURL:    cfg.CRM.BaseURL,
+		APIKey:     string(cfg.CRM.APIKey.Reveal()),
+		HMACSecret: cfg.CRM.HMACSecret.Reveal(),
+		Timeout:    cfg.CRM.Timeout.D(),
+		MaxConns:   max(64, cfg.CRM.Concurrency),
+	})
+	if err != nil {
+		return nil, configError(err)
+	}
+	return c, nil
+}
+
+func retryPolicy(cfg config.Config) crm.RetryPolicy {
+	return crm.RetryPolicy{
+		MaxAttempts:      cfg.Retry.MaxAttempts,
+		BaseDelay:        cfg.Retry.BaseDelay.D(),
+		MaxDelay:         cfg.Retry.MaxDelay.D(),
+		RateLimitedDelay: cfg.Retry.RateLimitedDelay.D(),
+	}
+}
+
+// configError names the configuration keys, with their environment
+// variables, behind the errors of crm and the sandbox about a missing
+// setting: those packages know settings, not where leadwatch's users set
+// them. Other errors pass unchanged.
+func configError(err error) error {
+	var missing []string
+	for _, m := range []struct {
+		err error
+		key string
+	}{
+		{crm.ErrNoBaseURL, "crm.base_url"},
+		{crm.ErrNoAPIKey, "crm.api_key"},
+		{crm.ErrNoHMACSecret, "crm.hmac_secret"},
+		{sandbox.ErrNoAPIKey, "crm.api_key"},
+		{sandbox.ErrNoHMACSecret, "crm.hmac_secret"},
+		{sandbox.ErrNoCallbackSecret, "callbacks.secrets"},
+	} {
+		if errors.Is(err, m.err) {
+			missing = append(missing, m.key)
+		}
+	}
+	if len(missing) == 0 {
+		return err
+	}
+	return &config.ValidationError{Missing: missing}
+}

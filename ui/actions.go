@@ -1,0 +1,209 @@
+package ui
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// Key routing and the actions keys start. Every handler calls what
+// changes m before returning it: Go leaves the order of "return m, f()"
+// unspecified when f changes m.
+
+// handleKey routes a key: quit-now first, then the overlay on top, then
+// the filter input, then global keys, then the screen and its focused
+// pane. Exactly one part sees each key.
+func (m Model) handleKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	if key.Matches(k, m.keys.Global.ForceQuit) {
+		return m, tea.Quit
+	}
+	if m.tooSmall() {
+		if key.Matches(k, m.keys.Global.Quit) {
+			return m, tea.Quit
+		}
+		return m, nil
+	}
+	if m.overlay != nil {
+		var cmd tea.Cmd
+		m.overlay, cmd = m.overlay.Update(k)
+		return m, cmd
+	}
+	if m.filter.active {
+		return m.filterKey(k)
+	}
+
+	g := m.keys.Global
+	switch {
+	case key.Matches(k, g.Quit):
+		return m, tea.Quit
+	case key.Matches(k, g.Help):
+		var full help.KeyMap = m.keys.Dashboard
+		title := "Keys · dashboard"
+		if m.detail.shown {
+			full, title = m.keys.Detail, "Keys · detail"
+		}
+		m.overlay = newHelpDialog(m.st, m.keys.Modal, full, title)
+		return m, nil
+	case key.Matches(k, g.Pause):
+		if m.cfg.Pause == nil {
+			m.bar.say("pausing is not available here")
+			return m, nil
+		}
+		want := !m.status.Paused
+		m.status.Paused = want // show it now; the next tick confirms
+		m.setStatus(m.status)
+		return m, setPaused(m.cfg.Pause, want)
+	}
+	if m.detail.shown {
+		return m.detailKey(k)
+	}
+	return m.dashboardKey(k)
+}
+
+func (m Model) dashboardKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	d := m.keys.Dashboard
+	if focus, ok := d.pane(k, m.focus); ok {
+		if focus == m.focus {
+			return m, nil
+		}
+		m.setFocus(focus)
+		if !m.grid {
+			cmd := m.refresh() // the tab that came up has not been read
+			return m, cmd
+		}
+		return m, nil
+	}
+	if a, ok := d.action(k); ok {
+		return m.act(a)
+	}
+	p := m.focused()
+	switch {
+	case key.Matches(k, d.Filter):
+		cmd := m.filter.start(p.filterText())
+		return m, cmd
+	case key.Matches(k, d.ClearFilter):
+		if p.filterText() != "" {
+			p.setFilter("")
+			cmd := m.refresh()
+			return m, cmd
+		}
+		m.bar.clear()
+		return m, nil
+	case key.Matches(k, d.Open):
+		return m.open()
+	}
+	cmd := p.Update(k)
+	return m, cmd
+}
+
+func (m Model) detailKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	if key.Matches(k, m.keys.Detail.Back) {
+		m.detail.close()
+		cmd := m.refresh()
+		return m, cmd
+	}
+	if id := m.detail.leadID(); id != "" {
+		if a, ok := m.keys.Detail.action(k); ok {
+			return m, loadLead(m.cfg.Source, id, a)
+		}
+	}
+	var cmd tea.Cmd
+	m.detail, cmd = m.detail.Update(k)
+	return m, cmd
+}
+
+// filterKey types into the filter and copies it into the focused pane
+// as it changes: each keystroke re-queries, and the refresh cycle
+// coalesces.
+func (m Model) filterKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
+	var cmd tea.Cmd
+	m.filter, cmd = m.filter.Update(k)
+	if p := m.focused(); m.filter.value() != p.filterText() {
+		p.setFilter(m.filter.value())
+		cmd = tea.Batch(cmd, m.refresh())
+	}
+	return m, cmd
+}
+
+// open shows the detail of the selected row: a lead's story loads fresh;
+// an unmatched callback shows its row while its body loads; a refusal
+// has everything in its row.
+func (m Model) open() (tea.Model, tea.Cmd) {
+	s, ok := m.focused().selection()
+	switch {
+	case !ok:
+		return m, nil
+	case s.ref != nil:
+		m.detail.openRefusal(*s.ref)
+		return m, nil
+	case s.cb != nil:
+		m.detail.openCallback(*s.cb)
+		return m, loadCallback(m.cfg.Source, s.cb.ID)
+	}
+	m.detail.openLead(s.leadID)
+	return m, loadLead(m.cfg.Source, s.leadID, actOpen)
+}
+
+// act starts an action on the selected lead by loading it fresh.
+func (m Model) act(a action) (tea.Model, tea.Cmd) {
+	s, ok := m.focused().selection()
+	if !ok || s.leadID == "" {
+		m.bar.say("select a lead first (this row matches no lead)")
+		return m, nil
+	}
+	return m, loadLead(m.cfg.Source, s.leadID, a)
+}
+
+// handleLead continues an action once its lead is loaded.
+func (m Model) handleLead(msg leadMsg) (tea.Model, tea.Cmd) {
+	m.detail.setLead(msg.detail)
+	lead := msg.detail.Lead
+	if msg.purpose.resubmits() && !lead.State.Resubmittable() {
+		m.bar.fail(fmt.Errorf("%s is %s: only failed, rejected, validation_error or duplicate leads can be resubmitted", lead.ExternalID, lead.State))
+		return m, nil
+	}
+	switch msg.purpose {
+	case actResubmit:
+		m.overlay = newConfirm(m.st, m.keys.Confirm, lead, nil, nil)
+	case actEdit:
+		m.overlay = m.editor(lead, editableJSON(lead.Payload))
+	case actExternalEdit:
+		return m, writeEditorFile(lead)
+	case actCopy:
+		text := strings.TrimRight(curlCommand(lead, m.status.BaseURL), "\n")
+		c := newCurlDialog(m.st, m.keys.Modal, text)
+		c.status = m.st.Muted.Render("copying…")
+		m.overlay = c.sized(m.width, m.bodyHeight())
+		return m, copyText(m.cfg.Clipboard, text)
+	}
+	return m, nil
+}
+
+// editor is the payload editor for lead at the body's size.
+func (m Model) editor(lead crm.Lead, text string) editorDialog {
+	return newEditor(m.st, m.keys, lead, text).sized(m.width, m.bodyHeight())
+}
+
+// externalEdit runs the $EDITOR round trip: the temp file is written,
+// the editor exits, and what it left lands in the built-in editor, so
+// the result is checked and shown before anything is sent.
+func (m Model) externalEdit(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case editorFileMsg:
+		return m, runEditor(msg.path, msg.lead)
+	case editorClosedMsg:
+		if msg.err != nil {
+			m.bar.fail(fmt.Errorf("editor: %w (nothing resubmitted)", msg.err))
+			return m, removeFile(msg.path)
+		}
+		return m, readEditorFile(msg.path, msg.lead)
+	case editorReadMsg:
+		m.overlay = m.editor(msg.lead, string(msg.payload)).recheck()
+	}
+	return m, nil
+}

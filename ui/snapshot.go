@@ -1,0 +1,120 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/leadwatch/leadwatch/crm"
+)
+
+// queryTimeout bounds one refresh or action, so a wedged store shows an
+// error in the status bar instead of a frozen dashboard.
+const queryTimeout = 5 * time.Second
+
+// Throughput window of the header sparklines: 30 buckets of 10 s, the
+// last five minutes.
+const (
+	sparkBucket  = 10 * time.Second
+	sparkBuckets = 30
+)
+
+// snapshotQuery is everything one refresh asks for, copied out of the
+// model before the Cmd runs. A nil pane query means the pane is not on
+// screen and is not asked for.
+type snapshotQuery struct {
+	now             time.Time
+	leads           [paneCount]*crm.LeadQuery // by pane; the events pane asks with events
+	events          *crm.EventQuery
+	detailID        string
+	throughputSince time.Time
+}
+
+// leadResult is one lead pane's rows.
+type leadResult struct {
+	q    crm.LeadQuery
+	rows []crm.Lead
+	ok   bool
+}
+
+// snapshotMsg is one refresh's result. Each part carries ok so a failing
+// query leaves its pane as it was while the others update: the dashboard
+// keeps running with what still works.
+type snapshotMsg struct {
+	q        snapshotQuery
+	counts   crm.Counts
+	countsOK bool
+	tp       crm.Throughput
+	tpOK     bool
+	leads    [paneCount]leadResult // by pane, as asked
+	events   []eventRow
+	eventsQ  crm.EventQuery
+	eventsOK bool
+	detail   crm.LeadDetail
+	detailOK bool
+	err      error
+}
+
+// loadSnapshot runs one refresh: Counts, Throughput and only the visible
+// rows of each pane on screen.
+func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		msg := snapshotMsg{q: q}
+		var errs []error
+		fail := func(what string, err error) { errs = append(errs, fmt.Errorf("%s: %w", what, err)) }
+
+		if c, err := src.Counts(ctx); err != nil {
+			fail("counts", err)
+		} else {
+			msg.counts, msg.countsOK = c, true
+		}
+		if tp, err := src.Throughput(ctx, q.throughputSince, sparkBucket); err != nil {
+			fail("throughput", err)
+		} else {
+			msg.tp, msg.tpOK = tp, true
+		}
+		for id, lq := range q.leads {
+			if lq == nil {
+				continue
+			}
+			out := &msg.leads[id]
+			out.q = *lq
+			rows, err := src.Leads(ctx, *lq)
+			if err != nil {
+				fail(paneID(id).name(), err)
+				continue
+			}
+			out.rows, out.ok = rows, true
+		}
+		if q.events != nil {
+			msg.eventsQ = *q.events
+			cbs, err1 := src.Callbacks(ctx, *q.events)
+			refs, err2 := src.Refusals(ctx, *q.events)
+			if err1 != nil {
+				fail("callbacks", err1)
+			}
+			if err2 != nil {
+				fail("refusals", err2)
+			}
+			if err1 == nil || err2 == nil {
+				msg.events, msg.eventsOK = mergeEvents(cbs, refs, q.events.Limit), true
+			}
+		}
+		if q.detailID != "" {
+			if d, err := src.LeadDetail(ctx, q.detailID); err != nil {
+				fail("lead "+q.detailID, err)
+			} else {
+				msg.detail, msg.detailOK = d, true
+			}
+		}
+		if len(errs) > 0 {
+			msg.err = fmt.Errorf("refresh: %w", errors.Join(errs...))
+		}
+		return msg
+	}
+}
