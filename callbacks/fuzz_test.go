@@ -103,7 +103,7 @@ func splitValues(s string) []string {
 	return strings.Split(s, "\x00")
 }
 
-// validTimestamp and validSignature restate PROTOCOL.md §3, rows 1 and 2,
+// validTimestamp and validSignature restate docs/protocol.md §3, rows 1 and 2,
 // without crm's helpers, so a bug there cannot hide a bug here.
 func validTimestamp(vals []string) bool {
 	if len(vals) != 1 {

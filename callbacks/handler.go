@@ -1,13 +1,13 @@
 // Package callbacks is the HTTP listener that receives CartelCRM's signed
-// status callbacks (PROTOCOL.md §3). It checks, in the protocol's order, the
+// status callbacks (docs/protocol.md §3). It checks, in the protocol's order, the
 // body size, the timestamp window, the HMAC signature over the raw body and
 // the payload, then stores the event durably through an EventSink before it
 // answers 200. Concurrent events are group-committed: one sink transaction
-// per batch, each request waiting for its own batch (DESIGN.md, durability
+// per batch, each request waiting for its own batch (docs/architecture.md, durability
 // rule 2). Every refusal is recorded, off the request path and bounded, so
 // that bad traffic can neither slow the answers down nor fill the store.
 //
-// Where PROTOCOL.md is silent, the listener decides:
+// Where docs/protocol.md is silent, the listener decides:
 //   - Two X-Timestamp (or two X-Signature) headers are refused as
 //     timestamp_out_of_range (bad_signature): which value was meant would
 //     be a guess, even when both are valid.
@@ -241,7 +241,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveCallback runs the checks of PROTOCOL.md §3 in the table's order.
+// serveCallback runs the checks of docs/protocol.md §3 in the table's order.
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header()["Allow"] = allowPost
@@ -416,7 +416,7 @@ func (a answer) write(w http.ResponseWriter) {
 	w.Write(a.body) //nolint:errcheck // the client may be gone; nothing to do about it
 }
 
-// The answers of PROTOCOL.md §3 and the header values they share. They are
+// The answers of docs/protocol.md §3 and the header values they share. They are
 // never modified.
 var (
 	ansOK               = newAnswer(http.StatusOK, `{"ok":true}`)

@@ -7,7 +7,7 @@ import (
 )
 
 // CallbackEvent is one verified status callback from CartelCRM
-// (PROTOCOL.md §3).
+// (docs/protocol.md §3).
 type CallbackEvent struct {
 	ID         int64
 	DedupKey   string // "{internal_id}:{event}:{timestamp}"
@@ -37,7 +37,7 @@ type Refusal struct {
 	Head       []byte // the first bytes of the body
 }
 
-// Callback answer codes (PROTOCOL.md §3).
+// Callback answer codes (docs/protocol.md §3).
 const (
 	CodeBodyTooLarge     = "body_too_large"
 	CodeTimestampRange   = "timestamp_out_of_range"

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Outcome is the classification of one submission attempt (PROTOCOL.md §1,
+// Outcome is the classification of one submission attempt (docs/protocol.md §1,
 // "Outcome of one attempt"). State is the final state the attempt settles,
 // or StateRetryWait when it should be tried again.
 type Outcome struct {

@@ -36,7 +36,7 @@ type ClientConfig struct {
 	Now              func() time.Time
 }
 
-// Client speaks PROTOCOL.md §1–2 to CartelCRM. It is safe for concurrent
+// Client speaks docs/protocol.md §1–2 to CartelCRM. It is safe for concurrent
 // use and reuses connections.
 type Client struct {
 	base      *url.URL
@@ -140,7 +140,7 @@ type Result struct {
 }
 
 // Submit sends body, exactly these bytes, signed, under idempotencyKey
-// (PROTOCOL.md §1) and classifies the answer. It never returns an error of
+// (docs/protocol.md §1) and classifies the answer. It never returns an error of
 // its own: a failure to get an answer is a retryable Outcome with Err set.
 func (c *Client) Submit(ctx context.Context, body []byte, idempotencyKey string) Result {
 	start := time.Now()
@@ -167,7 +167,7 @@ type StatusError struct {
 // Error describes the answer, e.g. "HTTP 401 unauthorized".
 func (e *StatusError) Error() string { return describe(e.HTTPStatus, e.Code) }
 
-// Status asks the CRM for a lead's status (PROTOCOL.md §2). An unknown lead
+// Status asks the CRM for a lead's status (docs/protocol.md §2). An unknown lead
 // is ErrNotFound.
 func (c *Client) Status(ctx context.Context, externalID string) (StatusResponse, error) {
 	var sr StatusResponse

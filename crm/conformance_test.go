@@ -27,7 +27,7 @@ func newClient(tb testing.TB, url string, mod ...func(*crm.ClientConfig)) *crm.C
 }
 
 // TestClientAgainstSandbox drives the real client against the real sandbox
-// for each answer of PROTOCOL.md §4 and checks the §1 classification.
+// for each answer of docs/protocol.md §4 and checks the §1 classification.
 func TestClientAgainstSandbox(t *testing.T) {
 	sb := sandbox.StartTest(t, sandbox.Config{BlockCountries: []string{"RU", "KP"}})
 	c := newClient(t, sb.URL)

@@ -245,7 +245,7 @@ func NewIdempotencyKey(externalID string, now time.Time) string {
 	return externalID + "-" + strconv.FormatInt(now.UnixMilli(), 10) + "-" + hex.EncodeToString(b[:])
 }
 
-// KeepsKey applies PROTOCOL.md §1's key rule to a resubmission: an unchanged
+// KeepsKey applies docs/protocol.md §1's key rule to a resubmission: an unchanged
 // payload of a failed lead keeps its key (the CRM may have it in flight or
 // stored); a final outcome or an edited payload gets a new key.
 func KeepsKey(state State, oldPayload, newPayload []byte) bool {

@@ -94,6 +94,6 @@ type Throughput struct {
 type Resubmission struct {
 	Lead    Lead // as it now stands (queued)
 	OldKey  string
-	KeyKept bool // PROTOCOL.md §1: unchanged payload of a failed lead
+	KeyKept bool // docs/protocol.md §1: unchanged payload of a failed lead
 	Edited  bool
 }

@@ -1,4 +1,4 @@
-// Package crm speaks the CartelCRM protocol (PROTOCOL.md): request signing
+// Package crm speaks the CartelCRM protocol (docs/protocol.md): request signing
 // and verification, the HTTP client, the classification of each attempt's
 // outcome, the retry policy, and the Dispatcher that drains the outbox.
 //
@@ -38,7 +38,7 @@ type LeadResponse struct {
 	Replay     bool     `json:"replay,omitempty"`
 }
 
-// StatusResponse is CartelCRM's answer to a status lookup (PROTOCOL.md §2).
+// StatusResponse is CartelCRM's answer to a status lookup (docs/protocol.md §2).
 type StatusResponse struct {
 	ExternalID string    `json:"external_id"`
 	ID         string    `json:"id"`

@@ -71,7 +71,7 @@ func (p RetryPolicy) Decide(attempt int, o Outcome, jitter float64) Decision {
 	if o.HasRetryAfter {
 		// A 429's Retry-After is the CRM's rate limit and is honoured (up
 		// to MaxRetryAfter); on a 5xx it is a hint, kept within the
-		// backoff's own cap, max_delay (PROTOCOL.md §1).
+		// backoff's own cap, max_delay (docs/protocol.md §1).
 		limit := MaxRetryAfter
 		if !o.RateLimited {
 			limit = p.MaxDelay

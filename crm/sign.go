@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Header names of the protocol (PROTOCOL.md §1, §3).
+// Header names of the protocol (docs/protocol.md §1, §3).
 const (
 	HeaderSignature      = "X-Signature"
 	HeaderTimestamp      = "X-Timestamp"
@@ -114,7 +114,7 @@ func SignRequest(req *http.Request, secret, body []byte, now time.Time) {
 }
 
 // NewSignedCallback builds a callback POST to url carrying body, signed with
-// secret at time now, as CartelCRM sends it (PROTOCOL.md §3). The sandbox
+// secret at time now, as CartelCRM sends it (docs/protocol.md §3). The sandbox
 // uses it, and so can other packages' tests, so that nobody copies the
 // algorithm.
 func NewSignedCallback(url string, body, secret []byte, now time.Time) (*http.Request, error) {

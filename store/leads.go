@@ -88,7 +88,7 @@ func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, error) 
 }
 
 // Enqueue commits a lead to the outbox, queued and due now, with a fresh
-// idempotency key committed alongside (DESIGN.md durability rule 1).
+// idempotency key committed alongside (docs/architecture.md durability rule 1).
 // payload is stored byte for byte: it is what will be signed and sent.
 // Errors: ErrInvalid (with the reason), ErrDuplicate (naming the id and its
 // state), or a store failure.
@@ -405,7 +405,7 @@ func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 // Resubmit puts a lead in a resubmittable state (failed, rejected,
 // validation_error, duplicate) back in the queue, due now with its attempt
 // count reset, optionally with an edited payload (nil keeps it). The key
-// follows PROTOCOL.md §1 (crm.KeepsKey): an unchanged failed lead keeps its
+// follows docs/protocol.md §1 (crm.KeepsKey): an unchanged failed lead keeps its
 // key, anything else gets a new one. The edit must pass the enqueue gate
 // and keep the external_id (ErrInvalid). A history row of kind resubmit
 // records what changed, with the previous payload when edited. Other

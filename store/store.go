@@ -10,8 +10,8 @@
 //
 // Every SQL statement of leadwatch lives in this package and keeps to plain
 // transactions, unique keys and integer timestamps, so a PostgreSQL backend
-// can later implement the same methods (DESIGN.md, "Growing past one
-// machine").
+// can later implement the same methods (docs/architecture.md, "Adding a store
+// backend").
 package store
 
 import (

@@ -75,7 +75,7 @@ func (c confirmDialog) resize(w, h int) overlay {
 func (c confirmDialog) keyMap() help.KeyMap { return c.keys }
 
 // keyLine says which idempotency key the CRM will see and why
-// (PROTOCOL.md §1, decided by crm.KeepsKey).
+// (docs/protocol.md §1, decided by crm.KeepsKey).
 func (c confirmDialog) keyLine() string {
 	switch {
 	case c.keepsKey:

@@ -10,7 +10,7 @@ import (
 
 // BenchmarkSubmit measures accepted leads per second over loopback with
 // keep-alive connections, so the sandbox is known not to be the bottleneck
-// of the sender's budget (DESIGN.md: 2,000 leads/s at concurrency 32).
+// of the sender's budget (docs/architecture.md: 2,000 leads/s at concurrency 32).
 func BenchmarkSubmit(b *testing.B) {
 	cfg := testConfig()
 	cfg.StatusDelay = time.Hour // lifecycles wait; only submission is measured

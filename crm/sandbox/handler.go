@@ -102,7 +102,7 @@ func allow(w http.ResponseWriter, r *http.Request, method string) bool {
 	return false
 }
 
-// serveLead answers one lead submission (PROTOCOL.md §1, §4).
+// serveLead answers one lead submission (docs/protocol.md §1, §4).
 func (s *Sandbox) serveLead(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	s.n.requests.Add(1)
@@ -245,7 +245,7 @@ func dupResponse(id, reason string) crm.LeadResponse {
 	return crm.LeadResponse{ID: &id, Status: crm.StatusDuplicate, Reason: &reason}
 }
 
-// serveStatus answers a status lookup (PROTOCOL.md §2).
+// serveStatus answers a status lookup (docs/protocol.md §2).
 func (s *Sandbox) serveStatus(w http.ResponseWriter, r *http.Request, externalID string) {
 	s.n.requests.Add(1)
 	if s.isClosed() {

@@ -171,7 +171,7 @@ type arrival struct {
 }
 
 // receiver is a callback listener for tests: it verifies each callback
-// with crm's helpers and answers as PROTOCOL.md §3 does (401, 403, 400,
+// with crm's helpers and answers as docs/protocol.md §3 does (401, 403, 400,
 // then 200 with a replay flag for a dedup key seen before). refuse, when
 // set, can override the answer of a verified callback (n counts the
 // arrivals of that dedup key, from 1).

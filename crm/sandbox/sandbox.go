@@ -1,4 +1,4 @@
-// Package sandbox is a fake CartelCRM (PROTOCOL.md §4), used by --demo, by
+// Package sandbox is a fake CartelCRM (docs/protocol.md §4), used by --demo, by
 // "leadwatch sandbox" and by every test that needs the other end of the wire.
 //
 // It serves the lead and status endpoints with the protocol's checks and

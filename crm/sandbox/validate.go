@@ -54,7 +54,7 @@ type validLead struct {
 	Country    string
 }
 
-// validate applies PROTOCOL.md §4's rules in field order and returns the
+// validate applies docs/protocol.md §4's rules in field order and returns the
 // first failure as a reason of the form "<field>: <what is wrong>", so the
 // reason always starts with the field's name.
 func (in leadInput) validate() (validLead, string) {
@@ -119,7 +119,7 @@ func (in leadInput) str(key string, required bool) (string, string) {
 }
 
 // isE164 reports whether s is "+" followed by 8 to 15 ASCII digits, the rule
-// PROTOCOL.md §4 fixes. It deliberately checks no numbering plan: the sandbox
+// docs/protocol.md §4 fixes. It deliberately checks no numbering plan: the sandbox
 // should refuse exactly what the protocol says and nothing more.
 func isE164(s string) bool {
 	if len(s) < 9 || len(s) > 16 || s[0] != '+' {
