@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/leadwatch/leadwatch/crm"
 )
 
 // DefaultFile is read from the working directory when --config is not
@@ -102,6 +104,13 @@ type Callbacks struct {
 	Secrets   []Secret `toml:"secrets"`
 	Tolerance Duration `toml:"tolerance"`
 	MaxBody   int64    `toml:"max_body"`
+	// MaxConns caps open connections; 0 means as many as the open-file
+	// limit allows with headroom for the store and the sender, and a
+	// larger value is lowered to that.
+	MaxConns int `toml:"max_conns"`
+	// MaxBodyBytesInFlight caps the bytes of request bodies being read at
+	// once (at least max_body).
+	MaxBodyBytesInFlight int64 `toml:"max_body_bytes_in_flight"`
 }
 
 // Store is the [store] table.
@@ -124,10 +133,11 @@ func Default() Config {
 			RateLimitedDelay: Duration(30 * time.Second),
 		},
 		Callbacks: Callbacks{
-			Listen:    ":8080",
-			Path:      "/cartelcrm/callback",
-			Tolerance: Duration(300 * time.Second),
-			MaxBody:   1 << 20,
+			Listen:               ":8080",
+			Path:                 "/cartelcrm/callback",
+			Tolerance:            Duration(300 * time.Second),
+			MaxBody:              1 << 20,
+			MaxBodyBytesInFlight: 16 << 20,
 		},
 		Store: Store{Path: "leadwatch.db"},
 	}
@@ -376,7 +386,7 @@ func (c Config) Validate(need Need) error {
 		if c.CRM.BaseURL != "" {
 			u, err := url.Parse(c.CRM.BaseURL)
 			invalid(err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "",
-				"crm.base_url must be an absolute http(s) URL, not %q", RedactURL(c.CRM.BaseURL))
+				"crm.base_url must be an absolute http(s) URL, not %q", crm.RedactURL(c.CRM.BaseURL))
 		}
 		invalid(c.CRM.Concurrency < 1, "crm.concurrency must be at least 1, not %d", c.CRM.Concurrency)
 		invalid(c.CRM.RateLimit < 0, "crm.rate_limit must not be negative, not %g", c.CRM.RateLimit)
@@ -389,23 +399,15 @@ func (c Config) Validate(need Need) error {
 		invalid(!strings.HasPrefix(c.Callbacks.Path, "/"), "callbacks.path must start with /, not %q", c.Callbacks.Path)
 		invalid(c.Callbacks.Tolerance <= 0, "callbacks.tolerance must be positive, not %s", c.Callbacks.Tolerance.D())
 		invalid(c.Callbacks.MaxBody <= 0, "callbacks.max_body must be positive, not %d", c.Callbacks.MaxBody)
+		invalid(c.Callbacks.MaxConns < 0, "callbacks.max_conns must not be negative (0: as many as the open-file limit allows), not %d", c.Callbacks.MaxConns)
+		invalid(c.Callbacks.MaxBodyBytesInFlight < c.Callbacks.MaxBody,
+			"callbacks.max_body_bytes_in_flight must be at least callbacks.max_body (%d), not %d", c.Callbacks.MaxBody, c.Callbacks.MaxBodyBytesInFlight)
 	}
 	invalid(c.Store.Path == "", "store.path is empty: set it in [store], LEADWATCH_DB or --db")
 	if len(e.Missing) == 0 && len(e.Invalid) == 0 {
 		return nil
 	}
 	return &e
-}
-
-// RedactURL is raw without credentials, query or fragment, fit for a log
-// line or an error: a base URL may carry user:password or a token.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
-	return u.String()
 }
 
 // CallbackSecrets returns the callback secrets as bytes.

@@ -49,7 +49,8 @@ func TestExampleFileSetsEveryKey(t *testing.T) {
 		t.Fatalf("config.example.toml lacks keys: %v", missing)
 	}
 	def := Default()
-	if c.Retry != def.Retry || c.Callbacks.Tolerance != def.Callbacks.Tolerance || c.CRM.Timeout != def.CRM.Timeout || c.Callbacks.MaxBody != def.Callbacks.MaxBody {
+	if c.Retry != def.Retry || c.Callbacks.Tolerance != def.Callbacks.Tolerance || c.CRM.Timeout != def.CRM.Timeout || c.Callbacks.MaxBody != def.Callbacks.MaxBody ||
+		c.Callbacks.MaxConns != def.Callbacks.MaxConns || c.Callbacks.MaxBodyBytesInFlight != def.Callbacks.MaxBodyBytesInFlight {
 		t.Errorf("example values differ from defaults: %+v vs %+v", c, def)
 	}
 }
@@ -245,7 +246,43 @@ func TestBaseURLChecked(t *testing.T) {
 	if err := c.Validate(NeedSender); err != nil {
 		t.Fatalf("good URL: %v", err)
 	}
-	if got := RedactURL("http://%zz"); got != "(unparsable URL)" {
-		t.Errorf("RedactURL of garbage = %q", got)
+}
+
+func TestListenerBounds(t *testing.T) {
+	valid := func(c *Config) {
+		c.Callbacks.Secrets = []Secret{"s"}
+	}
+	tests := []struct {
+		name string
+		mod  func(c *Config)
+		want string // "" = valid
+	}{
+		{"Defaults", func(*Config) {}, ""},
+		{"MaxConnsSet", func(c *Config) { c.Callbacks.MaxConns = 5000 }, ""},
+		{"MaxConnsNegative", func(c *Config) { c.Callbacks.MaxConns = -1 }, "callbacks.max_conns must not be negative (0: as many as the open-file limit allows), not -1"},
+		{"BudgetBelowMaxBody", func(c *Config) { c.Callbacks.MaxBodyBytesInFlight = 1000 },
+			"callbacks.max_body_bytes_in_flight must be at least callbacks.max_body (1048576), not 1000"},
+		{"BudgetEqualsMaxBody", func(c *Config) { c.Callbacks.MaxBodyBytesInFlight = c.Callbacks.MaxBody }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			valid(&c)
+			tt.mod(&c)
+			err := c.Validate(NeedListener)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate = %v", err)
+			case tt.want != "" && (err == nil || err.Error() != tt.want):
+				t.Fatalf("Validate = %v, want %s", err, tt.want)
+			}
+		})
+	}
+	c := Default()
+	if _, err := c.LoadFile(writeFile(t, "[callbacks]\nmax_conns = 300\nmax_body_bytes_in_flight = 4194304\n", 0o600)); err != nil {
+		t.Fatal(err)
+	}
+	if c.Callbacks.MaxConns != 300 || c.Callbacks.MaxBodyBytesInFlight != 4<<20 {
+		t.Errorf("loaded %+v", c.Callbacks)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -277,7 +278,7 @@ func (s *jsonScanner) array(depth int) error {
 // str skips a string token starting at its opening quote and reports
 // whether it holds an escape. Like encoding/json it takes any byte but a
 // control character, the quote and the backslash literally, invalid UTF-8
-// included (decoding turns that into U+FFFD).
+// included (unquote keeps those bytes).
 func (s *jsonScanner) str() (escaped bool, err error) {
 	s.i++ // '"'
 	for s.i < len(s.b) {
@@ -394,16 +395,80 @@ func scalar(tok []byte, key string, required bool) (string, error) {
 	return "", fmt.Errorf("%w: %s must be a string or a number", ErrInvalidPayload, key)
 }
 
-// unquote decodes a string token the scanner accepted. The common case,
-// no escape and valid UTF-8, is the bytes between the quotes; anything
-// else goes through encoding/json, so escapes and invalid UTF-8 come out
-// as they always have.
+// unquote decodes a string token the scanner accepted. Unlike
+// encoding/json it is injective: bytes that are not valid UTF-8 are kept as
+// they were sent, and an escaped surrogate that is not half of a pair is
+// written as its three-byte generalized UTF-8 form, where encoding/json
+// turns both into U+FFFD (so "\xff" and "\xfe" would be one id, one
+// dedup key). A well-formed string decodes exactly as encoding/json does.
 func unquote(tok []byte) (string, error) {
 	inner := tok[1 : len(tok)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+	if bytes.IndexByte(inner, '\\') < 0 {
 		return string(inner), nil
 	}
-	var s string
-	err := json.Unmarshal(tok, &s)
-	return s, err
+	out := make([]byte, 0, len(inner))
+	for i := 0; i < len(inner); {
+		c := inner[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		// The scanner has checked every escape, so the bytes are there.
+		switch e := inner[i+1]; e {
+		case 'u':
+			r := hex4(inner[i+2 : i+6])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if r < 0xdc00 && i+6 <= len(inner) && inner[i] == '\\' && inner[i+1] == 'u' {
+					if lo := hex4(inner[i+2 : i+6]); lo >= 0xdc00 && lo <= 0xdfff {
+						out = utf8.AppendRune(out, utf16.DecodeRune(r, lo))
+						i += 6
+						continue
+					}
+				}
+				out = append(out, 0xe0|byte(r>>12), 0x80|byte(r>>6)&0x3f, 0x80|byte(r)&0x3f)
+				continue
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			out = append(out, unescape(e))
+			i += 2
+		}
+	}
+	return string(out), nil
+}
+
+// unescape is the byte a one-letter JSON escape stands for.
+func unescape(e byte) byte {
+	switch e {
+	case 'b':
+		return '\b'
+	case 'f':
+		return '\f'
+	case 'n':
+		return '\n'
+	case 'r':
+		return '\r'
+	case 't':
+		return '\t'
+	}
+	return e // '"', '\\', '/'
+}
+
+// hex4 reads four hex digits the scanner has checked.
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h {
+		switch {
+		case c >= 'a':
+			c -= 'a' - 10
+		case c >= 'A':
+			c -= 'A' - 10
+		default:
+			c -= '0'
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }

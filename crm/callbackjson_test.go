@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // TestScanCallbackDuplicates: a field ParseCallback reads, named twice at
@@ -114,13 +115,14 @@ func TestParseCallbackSyntax(t *testing.T) {
 }
 
 // TestParseCallbackValues: the fields as read, escapes and odd bytes
-// decoded as encoding/json decodes them.
+// decoded as encoding/json decodes them, but for bytes that are not UTF-8,
+// which are kept as sent.
 func TestParseCallbackValues(t *testing.T) {
 	ev, err := ParseCallback([]byte("{\"internal_id\":\"c\\u00e9-1\",\"event\":\"e\\n\",\"timestamp\":-1.50e3,\"status\":\"\xff\",\"reason\":7,\"external_id\":{}}"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.InternalID != "cé-1" || ev.Event != "e\n" || ev.Timestamp != "-1.50e3" || ev.Status != "\uFFFD" || ev.Reason != "7" || ev.ExternalID != "" {
+	if ev.InternalID != "cé-1" || ev.Event != "e\n" || ev.Timestamp != "-1.50e3" || ev.Status != "\xff" || ev.Reason != "7" || ev.ExternalID != "" {
 		t.Fatalf("%+v", ev)
 	}
 	if ev.DedupKey != "cé-1:e\n:-1.50e3" {
@@ -160,12 +162,73 @@ func FuzzParseCallback(f *testing.F) {
 			}
 			return
 		}
+		if !wellFormedStrings(body) {
+			// encoding/json turns invalid UTF-8 and lone surrogates into
+			// U+FFFD; ParseCallback keeps them apart on purpose
+			// (TestParseCallbackKeepsIllFormedStringsApart).
+			return
+		}
 		if got.InternalID != want.InternalID || got.Event != want.Event || got.Timestamp != want.Timestamp ||
 			got.ExternalID != want.ExternalID || got.Status != want.Status || got.Reason != want.Reason ||
 			got.DedupKey != want.DedupKey || !got.EventTime.Equal(want.EventTime) || !bytes.Equal(got.RawBody, body) {
 			t.Fatalf("ParseCallback = %+v\nreference     %+v", got, want)
 		}
 	})
+}
+
+// wellFormedStrings reports whether body is valid UTF-8 with no escaped
+// surrogate, where ParseCallback and encoding/json decode alike.
+func wellFormedStrings(body []byte) bool {
+	if !utf8.Valid(body) {
+		return false
+	}
+	lower := bytes.ToLower(body)
+	for _, p := range []string{`\ud8`, `\ud9`, `\uda`, `\udb`, `\udc`, `\udd`, `\ude`, `\udf`} {
+		if bytes.Contains(lower, []byte(p)) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestParseCallbackKeepsIllFormedStringsApart: ids that encoding/json
+// would both decode to U+FFFD stay two ids (and two dedup keys), while
+// escapes of well-formed text decode as usual.
+func TestParseCallbackKeepsIllFormedStringsApart(t *testing.T) {
+	id := func(t *testing.T, raw string) string {
+		t.Helper()
+		ev, err := ParseCallback([]byte(`{"internal_id":` + raw + `,"event":"e","timestamp":1}`))
+		if err != nil {
+			t.Fatalf("ParseCallback(%q): %v", raw, err)
+		}
+		return ev.InternalID
+	}
+	apart := [][2]string{
+		{"\"\xff\"", "\"\xfe\""},
+		{`"\ud800"`, `"\udbff"`},
+		{`"\udc00"`, `"\ufffd"`},
+		{"\"a\xff\"", `"a\ud800"`},
+		{`"\ud800\u0041"`, `"\ud800A\u0000"`},
+	}
+	for _, p := range apart {
+		if a, b := id(t, p[0]), id(t, p[1]); a == b {
+			t.Errorf("%s and %s both decode to %q", p[0], p[1], a)
+		}
+	}
+	same := [][2]string{
+		{`"a\u0062"`, `"ab"`},
+		{`"\ud83d\ude00"`, `"😀"`},
+		{`"\/\"\\\b\f\n\r\t"`, `"/\"\\\b\f\n\r\t"`},
+		{`"\u00e9"`, `"é"`},
+	}
+	for _, p := range same {
+		if a, b := id(t, p[0]), id(t, p[1]); a != b {
+			t.Errorf("%s = %q, %s = %q: want the same id", p[0], a, p[1], b)
+		}
+	}
+	if got := id(t, "\"\xff\""); got != "\xff" {
+		t.Errorf("invalid UTF-8 kept as %q, want the byte as sent", got)
+	}
 }
 
 // refParseCallback is ParseCallback the slow way, as it was written before

@@ -77,7 +77,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("%w: it does not parse as a URL", ErrBadBaseURL)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%w: %q", ErrBadBaseURL, safeURL(u))
+		return nil, fmt.Errorf("%w: %q", ErrBadBaseURL, RedactURL(cfg.BaseURL))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 15 * time.Second
@@ -120,14 +120,18 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}, nil
 }
 
-// safeURL is u without the parts that may carry credentials: userinfo,
-// query and fragment.
-func safeURL(u *url.URL) string {
-	v := *u
-	v.User = nil
-	v.RawQuery, v.ForceQuery = "", false
-	v.Fragment, v.RawFragment = "", ""
-	return v.String()
+// RedactURL is raw without the parts that may carry credentials:
+// userinfo, query and fragment. It is how any URL from the configuration
+// is quoted in an error or a log line.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User = nil
+	u.RawQuery, u.ForceQuery = "", false
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
 }
 
 // Result is one submission attempt: what was answered and what it means.

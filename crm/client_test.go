@@ -217,3 +217,18 @@ func TestSubmitHostileAnswers(t *testing.T) {
 		}
 	})
 }
+
+// TestRedactURL: what may carry credentials is gone, the rest stays, and
+// garbage is not quoted at all.
+func TestRedactURL(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"https://user:pw@crm.example:8443/api/v1?token=abc#frag", "https://crm.example:8443/api/v1"},
+		{"http://crm.example/", "http://crm.example/"},
+		{"http://%zz", "(unparsable URL)"},
+		{"http://user:pw@[::1", "(unparsable URL)"},
+	} {
+		if got := RedactURL(tt.in); got != tt.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

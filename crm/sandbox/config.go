@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/leadwatch/leadwatch/crm"
 )
 
 // Defaults applied by New to zero-valued Config fields.
@@ -235,7 +237,7 @@ func (c Config) ValidateFaults() error {
 	if c.CallbackURL != "" {
 		u, err := url.Parse(c.CallbackURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("callback-url must be an absolute http(s) URL, not %q", c.CallbackURL)
+			return fmt.Errorf("callback-url must be an absolute http(s) URL, not %q", crm.RedactURL(c.CallbackURL))
 		}
 	}
 	return nil

@@ -270,3 +270,19 @@ func TestValidateFaultsIgnoresSecrets(t *testing.T) {
 		t.Fatalf("Validate without secrets: %v, want both missing secrets named at once", err)
 	}
 }
+
+// TestValidateRedactsCallbackURL: a callback URL that is refused is quoted
+// without the credentials or token it may carry.
+func TestValidateRedactsCallbackURL(t *testing.T) {
+	c := testConfig()
+	c.CallbackURL = "ftp://user:hunter2@example.test/cb?token=t0ps3cret#frag"
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "callback-url") {
+		t.Fatalf("Validate = %v, want a callback-url error", err)
+	}
+	for _, secret := range []string{"hunter2", "t0ps3cret", "user", "frag"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error %q shows %q", err, secret)
+		}
+	}
+}
