@@ -44,7 +44,16 @@ type batcher struct {
 	evs  []crm.CallbackEvent
 	slot []int  // per event of the batch: its index into evs
 	dup  []bool // per event of the batch: a replay of an earlier one in it
-	seen map[string]int
+	seen map[dedupKey]int
+}
+
+// dedupKey is an event's identity: its three parts compared one by one,
+// never the joined CallbackEvent.DedupKey, in which ("a:b", "c") and
+// ("a", "b:c") are the same string although they are two events.
+type dedupKey struct{ internalID, event, timestamp string }
+
+func keyOf(ev *crm.CallbackEvent) dedupKey {
+	return dedupKey{ev.InternalID, ev.Event, ev.Timestamp}
 }
 
 func newBatcher(max int) *batcher {
@@ -52,7 +61,7 @@ func newBatcher(max int) *batcher {
 		evs:  make([]crm.CallbackEvent, 0, max),
 		slot: make([]int, 0, max),
 		dup:  make([]bool, 0, max),
-		seen: make(map[string]int, max),
+		seen: make(map[dedupKey]int, max),
 	}
 }
 
@@ -67,18 +76,20 @@ func (h *Handler) commitBatch(b *batcher, batch []crm.CallbackEvent) ([]bool, er
 	b.slot = b.slot[:0]
 	b.dup = b.dup[:0]
 	clear(b.seen)
-	for _, ev := range batch {
+	for i := range batch {
+		ev := &batch[i]
 		if len(batch) > 1 {
-			if j, ok := b.seen[ev.DedupKey]; ok {
+			k := keyOf(ev)
+			if j, ok := b.seen[k]; ok {
 				b.slot = append(b.slot, j)
 				b.dup = append(b.dup, true)
 				continue
 			}
-			b.seen[ev.DedupKey] = len(b.evs)
+			b.seen[k] = len(b.evs)
 		}
 		b.slot = append(b.slot, len(b.evs))
 		b.dup = append(b.dup, false)
-		b.evs = append(b.evs, ev)
+		b.evs = append(b.evs, *ev)
 	}
 	defer clear(b.evs) // let the bodies be collected
 
@@ -104,7 +115,7 @@ func (h *Handler) save(evs []crm.CallbackEvent) (fresh []bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			fresh, err = nil, fmt.Errorf("sink panicked: %v", p)
-			h.log.Error("group commit failed; answering 503", "events", len(evs), "err", err)
+			h.rlog.Error("commit", "group commit failed; answering 503", "events", len(evs), "err", err)
 		}
 	}()
 	fresh, err = h.sink.SaveCallbacks(ctx, evs)
@@ -112,7 +123,7 @@ func (h *Handler) save(evs []crm.CallbackEvent) (fresh []bool, err error) {
 		err = fmt.Errorf("sink answered %d results for %d events", len(fresh), len(evs))
 	}
 	if err != nil {
-		h.log.Error("group commit failed; answering 503", "events", len(evs), "err", err)
+		h.rlog.Error("commit", "group commit failed; answering 503", "events", len(evs), "err", err)
 		return nil, err
 	}
 	return fresh, nil

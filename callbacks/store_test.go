@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -137,6 +136,100 @@ func TestWithStore(t *testing.T) {
 	}
 }
 
+// TestDedupByParts: the listener and the store tell events apart by
+// internal_id, event and timestamp one by one, whether they arrive apart
+// or in one group commit; the joined "internal_id:event:timestamp" is only
+// how a key is shown. A number and the string of its digits are one value.
+func TestDedupByParts(t *testing.T) {
+	bodies := []string{
+		`{"internal_id":"a:b","event":"c","timestamp":1}`,
+		`{"internal_id":"a","event":"b:c","timestamp":1}`, // joins into the same "a:b:c:1"
+		`{"internal_id":"n","event":"e","timestamp":1}`,
+		`{"internal_id":"n","event":"e","timestamp":"1"}`, // the digits of the number above
+	}
+	want := []string{wantOK, wantOK, wantOK, wantReplay}
+
+	t.Run("Apart", func(t *testing.T) {
+		db := storetest.Open(t, store.Options{})
+		srv, _ := newTestListener(t, db, nil)
+		// Ids that are not UTF-8, or lone surrogates, which a decoder
+		// that substitutes U+FFFD would make one id.
+		odd := []string{
+			"{\"internal_id\":\"\xff\",\"event\":\"e\",\"timestamp\":1}",
+			"{\"internal_id\":\"\xfe\",\"event\":\"e\",\"timestamp\":1}",
+			`{"internal_id":"\ud800","event":"e","timestamp":1}`,
+			`{"internal_id":"\udbff","event":"e","timestamp":1}`,
+		}
+		all := append(slices.Clone(bodies), odd...)
+		for i, b := range all {
+			w := wantOK
+			if i < len(want) {
+				w = want[i]
+			}
+			if res := postSigned(t, srv.Client(), srv.URL+callbacks.DefaultPath, []byte(b), testSecrets[0]); res.body != w {
+				t.Errorf("%q: answer %d %s, want %s", b, res.status, res.body, w)
+			}
+		}
+		if n := len(allCallbacks(t, db)); n != 3+len(odd) {
+			t.Errorf("%d callbacks stored, want %d", n, 3+len(odd))
+		}
+	})
+
+	t.Run("OneBatch", func(t *testing.T) {
+		// The first commit is held until every other request waits in
+		// the queue, so they all go into the next batch together.
+		db := storetest.Open(t, store.Options{})
+		sink := &heldSink{DB: db, release: make(chan struct{})}
+		srv, h := newTestListener(t, sink, nil)
+		url := srv.URL + callbacks.DefaultPath
+		first := make(chan response, 1)
+		go func() { first <- postSigned(t, srv.Client(), url, callbackBody(1, "hold"), testSecrets[0]) }()
+		poll.Until(t, "the first commit to start", func() bool { return sink.started.Load() })
+		got := make([]chan response, len(bodies))
+		for i, b := range bodies {
+			got[i] = make(chan response, 1)
+			go func() { got[i] <- postSigned(t, srv.Client(), url, []byte(b), testSecrets[0]) }()
+		}
+		poll.Until(t, "every request queued behind the held commit", func() bool { return h.Stats().Pending == uint64(len(bodies)) })
+		close(sink.release)
+		if res := <-first; res.body != wantOK {
+			t.Fatalf("held callback: answer %d %s", res.status, res.body)
+		}
+		// Which of the last two is first in the batch is up to the
+		// scheduler; one of them is fresh, the other its replay.
+		answers := make([]string, len(bodies))
+		for i := range bodies {
+			answers[i] = (<-got[i]).body
+		}
+		if answers[0] != wantOK || answers[1] != wantOK {
+			t.Errorf("the two events that join alike: answers %s and %s, want both %s", answers[0], answers[1], wantOK)
+		}
+		if pair := []string{answers[2], answers[3]}; !slices.Contains(pair, wantOK) || !slices.Contains(pair, wantReplay) {
+			t.Errorf("1 and \"1\": answers %s, want one fresh and one replay", pair)
+		}
+		if st := h.Stats(); st.Batches != 2 {
+			t.Errorf("%d commits, want 2 (the held one and one for the rest)", st.Batches)
+		}
+		if n := len(allCallbacks(t, db)); n != 4 {
+			t.Errorf("%d callbacks stored, want 4 (the held one and three)", n)
+		}
+	})
+}
+
+// heldSink is the store, whose first SaveCallbacks waits for release.
+type heldSink struct {
+	*store.DB
+	started atomic.Bool
+	release chan struct{}
+}
+
+func (s *heldSink) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]bool, error) {
+	if !s.started.Swap(true) {
+		<-s.release
+	}
+	return s.DB.SaveCallbacks(ctx, evs)
+}
+
 func mustRequest(tb testing.TB, method, url string) *http.Request {
 	tb.Helper()
 	req, err := http.NewRequest(method, url, nil)
@@ -144,107 +237,6 @@ func mustRequest(tb testing.TB, method, url string) *http.Request {
 		tb.Fatal(err)
 	}
 	return req
-}
-
-// BenchmarkListener measures verified, durably stored callbacks per second
-// over real loopback HTTP, against the real store (synchronous=FULL), at
-// several concurrencies. Each load goroutine has its own client and
-// keep-alive connection and signs unique callbacks; one in ten repeats a
-// recent one (a replay).
-//
-//	go test -run '^$' -bench BenchmarkListener -benchtime 20000x ./callbacks/
-func BenchmarkListener(b *testing.B) {
-	for _, c := range []int{1, 32, 128} {
-		b.Run("c="+strconv.Itoa(c), func(b *testing.B) {
-			db := storetest.Open(b, store.Options{})
-			h, err := callbacks.NewHandler(callbacks.Config{Secrets: testSecrets}, db)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv := callbacks.NewServer("", h)
-			go srv.Serve(ln)
-			defer srv.Close()
-			url := "http://" + ln.Addr().String() + callbacks.DefaultPath
-
-			b.ResetTimer()
-			lat, elapsed, failed := generateLoad(url, c, b.N)
-			b.StopTimer()
-			if failed > 0 {
-				b.Fatalf("%d of %d requests failed", failed, b.N)
-			}
-			slices.Sort(lat)
-			st := h.Stats()
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "callbacks/s")
-			b.ReportMetric(ms(lat[len(lat)/2]), "p50_ms")
-			b.ReportMetric(ms(lat[(len(lat)*99)/100]), "p99_ms")
-			if b.N >= 100 && st.Replays == 0 {
-				b.Errorf("no replays among %d callbacks: the duplicates are not duplicates", b.N)
-			}
-			if st.Batches > 0 {
-				b.ReportMetric(float64(st.Verified+st.Replays)/float64(st.Batches), "events/commit")
-			}
-		})
-	}
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// generateLoad sends n signed callbacks from c goroutines and returns each
-// one's latency, the wall time, and how many were not answered 200.
-func generateLoad(url string, c, n int) (lat []time.Duration, elapsed time.Duration, failed int64) {
-	var next, fails atomic.Int64
-	lats := make([][]time.Duration, c)
-	run := rand.Int64()
-	var wg sync.WaitGroup
-	start := time.Now()
-	for w := range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client := &http.Client{
-				Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
-				Timeout:   30 * time.Second,
-			}
-			defer client.CloseIdleConnections()
-			buf := make([]byte, 0, 512)
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				k := i
-				if i%10 == 9 {
-					k = i - 5 // a re-delivery of a recent callback
-				}
-				// A re-delivery has the same body, so the same dedup key.
-				buf = fmt.Appendf(buf[:0], `{"internal_id":"crm-%d-%d","external_id":"lead-%d","event":"status_changed","status":"interested","reason":null,"timestamp":%d,"extra":{"campaign":"launch","sub_id":"s-%d"}}`,
-					run, k, k, start.Unix(), k%97)
-				body := bytes.Clone(buf)
-				req, _ := crm.NewSignedCallback(url, body, testSecrets[0], time.Now())
-				t0 := time.Now()
-				res, err := client.Do(req)
-				if err == nil {
-					io.Copy(io.Discard, res.Body)
-					res.Body.Close()
-				}
-				lats[w] = append(lats[w], time.Since(t0))
-				if err != nil || res.StatusCode != 200 {
-					fails.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed = time.Since(start)
-	for _, l := range lats {
-		lat = append(lat, l...)
-	}
-	return lat, elapsed, fails.Load()
 }
 
 // TestCrashRecovery runs the listener as a real process, sends signed

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,67 +66,75 @@ func (db *DB) Callback(ctx context.Context, id int64) (crm.CallbackEvent, error)
 }
 
 // SaveCallbacks implements callbacks.EventSink: the batch in one
-// transaction (the listener's group commit), each event inserted unless its
-// dedup key is already stored (fresh[i] false: a replay). A fresh event is
-// linked to its lead — by external_id, else by the lead's CRM id — and its
-// status becomes the lead's CRM status unless a newer event's already is.
-// Events matching no lead are kept unlinked (a later Record that learns the
-// CRM id links them). On error nothing of the batch is stored.
-func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]bool, error) {
+// transaction (the listener's group commit), each event inserted unless an
+// event with the same internal_id, event and timestamp is already stored
+// (fresh[i] false: a replay). The three are compared part by part, byte for
+// byte: ("a:b", "c") and ("a", "b:c") are two events although their joined
+// DedupKey is the same; the joined form is only what is shown and exported.
+// A fresh event is linked to its lead — by external_id, else by the lead's
+// CRM id — and its status becomes the lead's CRM status unless a newer
+// event's already is. Events matching no lead are kept unlinked (a later
+// Record that learns the CRM id links them). On error nothing of the batch
+// is stored.
+func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) (_ []bool, err error) {
+	// A failure before the commit (a full disk at an INSERT) is health
+	// news too; commit itself notes its own result.
+	defer func() { db.noteFailure(err) }()
 	fresh := make([]bool, len(evs))
 	if len(evs) == 0 {
 		return fresh, nil
+	}
+	for i := range evs {
+		if ev := &evs[i]; ev.InternalID == "" || ev.Event == "" || ev.Timestamp == "" {
+			return nil, fmt.Errorf("save callbacks: event %d has no dedup key (internal_id, event and timestamp are required)", i)
+		}
 	}
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("save callbacks: %w", err)
 	}
 	defer tx.Rollback()
-	byExt := db.hotW.in(ctx, tx, sqlLeadByExtID)
-	byCRM := db.hotW.in(ctx, tx, sqlLeadByCRMID)
-	ins := db.hotW.in(ctx, tx, sqlInsertCallbck)
-
+	// The insert triggers stay off for this transaction's rows; they are
+	// counted below, once for the batch (migration 004).
+	var maxID int64
+	if err := db.hotW.in(ctx, tx, sqlGateClose).QueryRowContext(ctx).Scan(&maxID); err != nil {
+		return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
+	}
 	now := db.now()
-	for i, ev := range evs {
-		if ev.DedupKey == "" {
-			return nil, fmt.Errorf("save callbacks: event %d has no dedup key", i)
+	unmatched := 0
+	args := make([]any, 0, min(len(evs), insertChunks[0])*insertCallbackCols)
+	for done := 0; done < len(evs); {
+		// The largest prepared chunk that fits what is left.
+		c := 0
+		for insertChunks[c] > len(evs)-done {
+			c++
 		}
-		var lead sql.NullInt64
-		if ev.ExternalID != "" {
-			if err := byExt.QueryRowContext(ctx, ev.ExternalID).Scan(&lead); err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
+		chunk := evs[done : done+insertChunks[c]]
+		args = args[:0]
+		for i := range chunk {
+			ev := &chunk[i]
+			received := ev.ReceivedAt
+			if received.IsZero() {
+				received = now
 			}
-		}
-		if !lead.Valid && ev.InternalID != "" {
-			if err := byCRM.QueryRowContext(ctx, ev.InternalID).Scan(&lead); err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
+			raw := ev.RawBody
+			if raw == nil {
+				raw = []byte{}
 			}
+			args = append(args, maxID+1+int64(done+i), ev.InternalID, ev.Event, ev.Timestamp,
+				ev.InternalID, ev.ExternalID, ev.Event, ev.Status, ev.Reason, ev.Timestamp,
+				nullMS(ev.EventTime), ms(received), ev.Skew.Milliseconds(), raw, ev.SecretIdx,
+				ev.ExternalID, ev.InternalID)
 		}
-		received := ev.ReceivedAt
-		if received.IsZero() {
-			received = now
-		}
-		raw := ev.RawBody
-		if raw == nil {
-			raw = []byte{}
-		}
-		res, err := ins.ExecContext(ctx, ev.DedupKey, ev.InternalID, ev.ExternalID, ev.Event, ev.Status, ev.Reason,
-			ev.Timestamp, nullMS(ev.EventTime), ms(received), ev.Skew.Milliseconds(), raw, ev.SecretIdx, lead)
+		n, err := db.insertChunk(ctx, tx, insertCallbackSQL[c], args, maxID+1, evs, fresh, now)
 		if err != nil {
-			return nil, fmt.Errorf("save callbacks: %w", mapErr(ctx, err))
+			return nil, fmt.Errorf("save callbacks: %w", err)
 		}
-		n, _ := res.RowsAffected()
-		fresh[i] = n == 1
-		if fresh[i] && lead.Valid && ev.Status != "" {
-			// An unreadable event time orders by arrival instead.
-			at := ms(received)
-			if !ev.EventTime.IsZero() {
-				at = ms(ev.EventTime)
-			}
-			if err := db.setCRMStatus(ctx, tx, lead.Int64, ev.Status, at, now); err != nil {
-				return nil, fmt.Errorf("save callbacks: %w", err)
-			}
-		}
+		unmatched += n
+		done += len(chunk)
+	}
+	if err := db.countBatch(ctx, tx, evs, fresh, unmatched, now); err != nil {
+		return nil, fmt.Errorf("save callbacks: %w", err)
 	}
 	if err := db.commit(ctx, tx); err != nil {
 		return nil, fmt.Errorf("save callbacks: %w", err)
@@ -133,9 +142,114 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]boo
 	return fresh, nil
 }
 
+// countBatch adds SaveCallbacks' fresh events to the counters and to the
+// throughput of the seconds they were received in, and opens the trigger
+// gate again (the same statement): what the per-row triggers do for other
+// writers, once per batch.
+func (db *DB) countBatch(ctx context.Context, tx *sql.Tx, evs []crm.CallbackEvent, fresh []bool, unmatched int, now time.Time) error {
+	total := 0
+	// A batch is received within a few milliseconds: one second, rarely
+	// two, so a short list beats a map.
+	type second struct{ sec, n int64 }
+	var secs []second
+	for i := range evs {
+		if !fresh[i] {
+			continue
+		}
+		total++
+		received := evs[i].ReceivedAt
+		if received.IsZero() {
+			received = now
+		}
+		sec := ms(received) / 1000
+		j := slices.IndexFunc(secs, func(s second) bool { return s.sec == sec })
+		if j < 0 {
+			secs = append(secs, second{sec, 0})
+			j = len(secs) - 1
+		}
+		secs[j].n++
+	}
+	if _, err := db.hotW.in(ctx, tx, sqlCountBatch).ExecContext(ctx, total, unmatched); err != nil {
+		return mapErr(ctx, err)
+	}
+	for _, s := range secs {
+		if _, err := db.hotW.in(ctx, tx, sqlThroughputAdd).ExecContext(ctx, s.sec, s.n); err != nil {
+			return mapErr(ctx, err)
+		}
+	}
+	return nil
+}
+
+// insertChunk runs one multi-row insert of SaveCallbacks and, for each
+// row it inserted (the others are replays), marks the event fresh and
+// makes its status the lead's CRM status unless a newer event's already
+// is. Event i of evs was given id firstID+i. It returns how many of the
+// rows it inserted match no lead.
+func (db *DB) insertChunk(ctx context.Context, tx *sql.Tx, query string, args []any, firstID int64,
+	evs []crm.CallbackEvent, fresh []bool, now time.Time) (unmatched int, err error) {
+	rows, err := db.hotW.in(ctx, tx, query).QueryContext(ctx, args...)
+	if err != nil {
+		return 0, mapErr(ctx, err)
+	}
+	defer rows.Close()
+	type link struct {
+		i    int
+		lead int64
+	}
+	var links []link
+	for rows.Next() {
+		var (
+			id   int64
+			lead sql.NullInt64
+		)
+		if err := rows.Scan(&id, &lead); err != nil {
+			return 0, mapErr(ctx, err)
+		}
+		i := int(id - firstID)
+		if i < 0 || i >= len(evs) {
+			return 0, fmt.Errorf("insert returned id %d outside the batch", id)
+		}
+		fresh[i] = true
+		if !lead.Valid {
+			unmatched++
+		}
+		if lead.Valid && evs[i].Status != "" {
+			links = append(links, link{i, lead.Int64})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, mapErr(ctx, err)
+	}
+	// The RETURNING rows are all read (the statement has finished) before
+	// the leads are updated, in event order, so that among events of one
+	// lead with the same time the later one wins, as it would one by one.
+	slices.SortFunc(links, func(a, b link) int { return a.i - b.i })
+	if len(links) == 0 {
+		return unmatched, nil
+	}
+	// One statement bound to tx for the chunk, not one per event.
+	set := db.hotW.in(ctx, tx, sqlSetCRMStatus)
+	for _, l := range links {
+		ev := &evs[l.i]
+		// An unreadable event time orders by arrival instead.
+		at := ms(ev.ReceivedAt)
+		if ev.ReceivedAt.IsZero() {
+			at = ms(now)
+		}
+		if !ev.EventTime.IsZero() {
+			at = ms(ev.EventTime)
+		}
+		if _, err := set.ExecContext(ctx, ev.Status, at, ms(now), l.lead, at); err != nil {
+			return 0, mapErr(ctx, err)
+		}
+	}
+	return unmatched, nil
+}
+
 // SaveRefusal implements callbacks.EventSink: it stores a refused callback
 // and drops the oldest beyond Options.MaxRefusals, in one transaction.
-func (db *DB) SaveRefusal(ctx context.Context, r crm.Refusal) error {
+func (db *DB) SaveRefusal(ctx context.Context, r crm.Refusal) (err error) {
+	defer func() { db.noteFailure(err) }()
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("save refusal: %w", err)

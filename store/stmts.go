@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // The statements run once per lead attempt or per callback. They are
@@ -29,21 +30,82 @@ const (
 	sqlLinkLate     = `UPDATE callbacks SET lead_id = ? WHERE internal_id = ? AND lead_id IS NULL`
 	sqlSetCRMStatus = `UPDATE leads SET crm_status = ?, crm_status_at = ?, updated_at = ?
 		WHERE id = ? AND (crm_status_at IS NULL OR crm_status_at <= ?)`
-	sqlLeadByExtID   = `SELECT id FROM leads WHERE external_id = ?`
-	sqlLeadByCRMID   = `SELECT id FROM leads WHERE crm_id = ? ORDER BY id DESC LIMIT 1`
-	sqlInsertCallbck = `INSERT INTO callbacks
-		(dedup_key, internal_id, external_id, event, status, reason, timestamp, event_time,
-		 received_at, skew_ms, raw_body, secret_idx, lead_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (dedup_key) DO NOTHING`
 	sqlNextDue = `SELECT MIN(next_attempt_at) FROM leads WHERE state = ?`
 )
 
+// insertChunks are the row counts of the prepared multi-row callback
+// inserts, largest first. A batch runs as the largest chunks that fit, so
+// any batch up to 16 events (the listener's usual group commit at 32
+// connections) is one statement, and a larger one a few.
+var insertChunks = [...]int{64, 32, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1}
+
+// insertCallbackCols is how many parameters one row of sqlInsertCallbacks
+// takes, in the order SaveCallbacks binds them.
+const insertCallbackCols = 17
+
+// sqlInsertCallbacks returns the statement inserting n verified events.
+// Each row is inserted unless its triple (internal_id, event, timestamp)
+// is stored already, or earlier in the statement (migration 004); its lead
+// is found in the same statement (by external_id, else the newest lead
+// with that CRM id). The caller picks the ids (the next free ones, in
+// order, under the write lock), so the RETURNING rows say which event each
+// one is without sending the strings back; an event without a row is a
+// replay, and its id stays unused.
+//
+// The parameters are anonymous (?), a value used twice is bound twice:
+// the driver looks up every parameter's name, and with numbered ones
+// (?NNN) SQLite finds a name by a linear scan, which made binding a large
+// chunk quadratic.
+func sqlInsertCallbacks(n int) string {
+	// Per row: id; internal_id, event, timestamp (the display key);
+	// internal_id, external_id, event, status, reason, timestamp,
+	// event_time, received_at, skew_ms, raw_body, secret_idx; external_id
+	// and internal_id (the lead lookups).
+	const row = `(?, ? || ':' || ? || ':' || ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(
+			(SELECT id FROM leads WHERE external_id = NULLIF(?, '')),
+			(SELECT id FROM leads WHERE crm_id = ? ORDER BY id DESC LIMIT 1)))`
+	var b strings.Builder
+	b.WriteString(`INSERT INTO callbacks
+		(id, dedup_key, internal_id, external_id, event, status, reason, timestamp, event_time,
+		 received_at, skew_ms, raw_body, secret_idx, lead_id) VALUES `)
+	for r := range n {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(` ON CONFLICT (internal_id, event, timestamp) DO NOTHING RETURNING id, lead_id`)
+	return b.String()
+}
+
 var (
-	hotWrites = []string{sqlClaimDue, sqlClaimOne, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
-		sqlSetCRMStatus, sqlLeadByExtID, sqlLeadByCRMID, sqlInsertCallbck}
+	hotWrites = append([]string{sqlClaimDue, sqlClaimOne, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
+		sqlSetCRMStatus, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
+		insertCallbackSQL[:]...)
 	hotReads = []string{sqlNextDue}
 )
+
+// SaveCallbacks' own statements besides the inserts (migration 004): it
+// closes the trigger gate and learns the highest id (its rows are
+// numbered after it) in one statement, and counts its batch and opens the
+// gate again in another, before it commits.
+const (
+	sqlGateClose = `UPDATE counters SET n = 1 WHERE name = 'callbacks_batch'
+		RETURNING (SELECT COALESCE(MAX(id), 0) FROM callbacks)`
+	sqlCountBatch = `UPDATE counters SET n = CASE name
+			WHEN 'callbacks' THEN n + ? WHEN 'callbacks_unmatched' THEN n + ? ELSE 0 END
+		WHERE name IN ('callbacks', 'callbacks_unmatched', 'callbacks_batch')`
+	sqlThroughputAdd = `INSERT INTO throughput (sec, callbacks) VALUES (?, ?)
+		ON CONFLICT (sec) DO UPDATE SET callbacks = callbacks + excluded.callbacks`
+)
+
+// insertCallbackSQL[i] is sqlInsertCallbacks(insertChunks[i]), built once.
+var insertCallbackSQL = func() (out [len(insertChunks)]string) {
+	for i, n := range insertChunks {
+		out[i] = sqlInsertCallbacks(n)
+	}
+	return out
+}()
 
 // prepared holds statements prepared on one *sql.DB.
 type prepared map[string]*sql.Stmt

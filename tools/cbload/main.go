@@ -4,6 +4,19 @@
 //
 //	CALLBACK_SECRET=… go run ./tools/cbload -url http://127.0.0.1:8088/cartelcrm/callback -rate 1000 -duration 30s
 //
+// With -rate 0 each connection sends its next callback as soon as the last
+// one is answered: the most the listener takes at -workers connections.
+//
+// With -nostore ADDR it is instead the ceiling to compare a listener with
+// (issue #9): a stdlib Go server on a loopback ADDR that reads each body
+// and answers {"ok":true} as the listener answers a fresh callback,
+// checking and storing nothing (with -verify it checks the timestamp and
+// the signature, still storing nothing). Run it and `leadwatch serve` side
+// by side and load both with the same cbload:
+//
+//	go run ./tools/cbload -nostore 127.0.0.1:9090
+//	CALLBACK_SECRET=… go run ./tools/cbload -url http://127.0.0.1:9090/cartelcrm/callback -rate 0 -duration 10s
+//
 // Requests are signed with crm.NewSignedCallback, so they are verified and
 // stored like real ones. Each callback names a lead of a store made by
 // tools/fillstore (internal id "crm-N", N up to -leads) with a unique
@@ -30,6 +43,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
@@ -54,15 +68,23 @@ func run() error {
 	duration := flag.Duration("duration", 30*time.Second, "how long to send")
 	leads := flag.Int64("leads", 1_000_000, "callbacks name leads crm-1 … crm-N")
 	workers := flag.Int("workers", 32, "concurrent keep-alive connections")
+	nostore := flag.String("nostore", "", "serve the no-storage ceiling on this loopback address instead of sending")
+	verify := flag.Bool("verify", false, "with -nostore: check the timestamp and signature (CALLBACK_SECRET), still storing nothing")
 	flag.Parse()
 	secret := os.Getenv("CALLBACK_SECRET")
+	if *nostore != "" {
+		if flag.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q", flag.Arg(0))
+		}
+		return serveNoStore(*nostore, *verify, secret)
+	}
 	switch {
 	case flag.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q", flag.Arg(0))
 	case secret == "":
 		return errors.New("set CALLBACK_SECRET (the first of the listener's secrets)")
-	case *rate < 1 || *rate > maxRate:
-		return fmt.Errorf("-rate must be 1…%d", maxRate)
+	case *rate < 0 || *rate > maxRate:
+		return fmt.Errorf("-rate must be 0 (as fast as answered) or 1…%d", maxRate)
 	case *duration <= 0 || *duration > maxDuration:
 		return fmt.Errorf("-duration must be positive and at most %v", maxDuration)
 	case *workers < 1 || *workers > 1024:
@@ -107,17 +129,45 @@ func run() error {
 		}()
 	}
 
-	// Pace by schedule, not by ticker: request i is due at start + i/rate,
-	// so a slow moment is caught up on instead of lowering the rate.
 	start := time.Now()
-	interval := time.Second / time.Duration(*rate)
-send:
+	if *rate == 0 {
+		// Unpaced: the workers take the next number as soon as they are
+		// free, until the duration is over.
+		deadline := time.NewTimer(*duration)
+		defer deadline.Stop()
+	feed:
+		for i := 0; ; i++ {
+			select {
+			case jobs <- i:
+			case <-deadline.C:
+				break feed
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	} else {
+		pace(ctx, jobs, &st, start, total, time.Second/time.Duration(*rate))
+	}
+	close(jobs)
+	wg.Wait()
+	elapsed := time.Since(start)
+	st.print(os.Stdout, elapsed)
+	if st.ok.Load() == 0 {
+		return errors.New("no callback was accepted")
+	}
+	return nil
+}
+
+// pace hands out total request numbers, request i due at start +
+// i·interval: by schedule, not by ticker, so a slow moment is caught up on
+// instead of lowering the rate.
+func pace(ctx context.Context, jobs chan<- int, st *stats, start time.Time, total int, interval time.Duration) {
 	for i := range total {
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
 			select {
 			case <-ctx.Done():
-				break send
+				return
 			case <-time.After(d):
 			}
 		}
@@ -127,15 +177,59 @@ send:
 				st.late.Add(1)
 			}
 		case <-ctx.Done():
-			break send
+			return
 		}
 	}
-	close(jobs)
-	wg.Wait()
-	elapsed := time.Since(start)
-	st.print(os.Stdout, elapsed)
-	if st.ok.Load() == 0 {
-		return errors.New("no callback was accepted")
+}
+
+// serveNoStore serves the no-storage ceiling on a loopback addr until
+// interrupted. It answers every POST of the callback path as the listener
+// answers a fresh callback; with verify it first checks the timestamp and
+// the signature as the listener does (401/403 otherwise).
+func serveNoStore(addr string, verify bool, secretList string) error {
+	if err := checkLoopback("http://" + addr); err != nil {
+		return fmt.Errorf("-nostore: %w", err)
+	}
+	var secrets [][]byte
+	for _, s := range strings.Split(secretList, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			secrets = append(secrets, []byte(s))
+		}
+	}
+	if verify && len(secrets) == 0 {
+		return errors.New("-verify needs CALLBACK_SECRET")
+	}
+	ok := []byte(`{"ok":true}`)
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /cartelcrm/callback", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, `{"error":"bad_request"}`, http.StatusBadRequest)
+			return
+		}
+		if verify {
+			if _, err := crm.CheckTimestamp(r.Header.Get(crm.HeaderTimestamp), time.Now(), crm.DefaultTolerance); err != nil {
+				http.Error(w, `{"error":"timestamp_out_of_range"}`, http.StatusUnauthorized)
+				return
+			}
+			if _, err := crm.VerifySignature(r.Header.Get(crm.HeaderSignature), body, secrets); err != nil {
+				http.Error(w, `{"error":"bad_signature"}`, http.StatusForbidden)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(ok)
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	fmt.Fprintf(os.Stderr, "cbload: no-storage ceiling on http://%s/cartelcrm/callback (verify=%v)\n", addr, verify)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
 	}
 	return nil
 }
