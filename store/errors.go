@@ -41,6 +41,13 @@ var (
 	// Nothing of the operation was stored.
 	ErrDiskFull = errors.New("database or disk is full")
 
+	// ErrReplaced means the database file was removed or replaced (renamed
+	// over) while this handle had it open: the path no longer names the
+	// file being written, so a commit would land in a file nobody will open
+	// again. Every write after it was noticed fails with ErrReplaced; only a
+	// restart (a new Open) reaches the file now at the path.
+	ErrReplaced = errors.New("database file was removed or replaced while open")
+
 	// ErrTooNew means the database file was migrated by a newer leadwatch
 	// than this one; opening it could corrupt data this version does not
 	// understand.
@@ -54,6 +61,11 @@ const (
 	codeLocked   = 6
 	codeReadOnly = 8
 	codeFull     = 13
+
+	// codeReadOnlyDBMoved is SQLITE_READONLY_DBMOVED, an extended code:
+	// SQLite's own notice (rollback-journal writes only) that the file was
+	// moved under the connection.
+	codeReadOnlyDBMoved = codeReadOnly | 4<<8
 )
 
 // storeError carries a sentinel and the driver error behind it. Its message
@@ -90,6 +102,9 @@ func mapErr(ctx context.Context, err error) error {
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
+		if se.Code() == codeReadOnlyDBMoved {
+			return &storeError{sentinel: ErrReplaced, cause: err}
+		}
 		switch se.Code() & 0xff {
 		case codeBusy, codeLocked:
 			return &storeError{sentinel: ErrBusy, cause: err}

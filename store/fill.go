@@ -174,7 +174,8 @@ func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int,
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO callbacks
 		(dedup_key, internal_id, external_id, event, status, timestamp, event_time, received_at,
 		 skew_ms, raw_body, secret_idx, lead_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+		ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return mapErr(ctx, err)
 	}
@@ -197,13 +198,24 @@ func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int,
 		} else {
 			internal = "crm-unknown-" + strconv.FormatInt(seq, 10)
 		}
-		ts := strconv.FormatInt(received/1000, 10)
-		// seq in the key keeps it unique even when an event repeats.
-		dedup := internal + ":" + ev + ":" + ts + ":" + strconv.FormatInt(seq, 10)
-		body := `{"internal_id":"` + internal + `","event":"` + ev + `","timestamp":` + ts + `}`
-		if _, err := ins.ExecContext(ctx, dedup, internal, ext, ev, ev[5:], ts, received-r.Int64N(2000), received,
-			r.Int64N(400)-200, []byte(body), lead); err != nil {
-			return mapErr(ctx, err)
+		// The same event of a lead in the same second is one event (the
+		// dedup key): draw it a second later, so Fill stores exactly n.
+		for {
+			ts := strconv.FormatInt(received/1000, 10)
+			body := `{"internal_id":"` + internal + `","event":"` + ev + `","timestamp":` + ts + `}`
+			res, err := ins.ExecContext(ctx, internal+":"+ev+":"+ts, internal, ext, ev, ev[5:], ts, received-r.Int64N(2000), received,
+				r.Int64N(400)-200, []byte(body), lead)
+			if err != nil {
+				return mapErr(ctx, err)
+			}
+			stored, err := res.RowsAffected()
+			if err != nil {
+				return mapErr(ctx, err)
+			}
+			if stored == 1 {
+				break
+			}
+			received += 1000
 		}
 	}
 	return db.commit(ctx, tx)

@@ -109,6 +109,7 @@ func (db *DB) Enqueue(ctx context.Context, payload []byte, opt EnqueueOptions) (
 // lead when errs[i] is nil. err is only for a store failure, and then
 // nothing of the batch is stored.
 func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOptions) (leads []crm.Lead, errs []error, err error) {
+	defer func() { db.noteFailure(err) }()
 	leads = make([]crm.Lead, len(payloads))
 	errs = make([]error, len(payloads))
 	type item struct {
@@ -235,7 +236,8 @@ func scanDue(s scanner) (due, error) {
 // leads with one indexed query per live state (merged by due time, oldest
 // first) and leases them. An in_flight lead whose lease expired is retaken
 // with its key unchanged, so the CRM answers the retry as a replay.
-func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]crm.Lead, error) {
+func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) (_ []crm.Lead, err error) {
+	defer func() { db.noteFailure(err) }()
 	if owner == "" {
 		return nil, errors.New("claim: empty owner")
 	}
@@ -341,7 +343,8 @@ func (db *DB) setCRMStatus(ctx context.Context, tx *sql.Tx, leadID int64, status
 // due now, to queued (no attempt made yet) or retry_wait, with Claim's count
 // undone. Leads whose lease owner no longer holds are left alone and
 // reported with crm.ErrLeaseLost; the others are released regardless.
-func (db *DB) Release(ctx context.Context, owner string, ids []int64) error {
+func (db *DB) Release(ctx context.Context, owner string, ids []int64) (err error) {
+	defer func() { db.noteFailure(err) }()
 	if len(ids) == 0 {
 		return nil
 	}
@@ -410,7 +413,8 @@ func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 // and keep the external_id (ErrInvalid). A history row of kind resubmit
 // records what changed, with the previous payload when edited. Other
 // states give ErrNotResubmittable.
-func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {
+func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (_ crm.Resubmission, err error) {
+	defer func() { db.noteFailure(err) }()
 	var res crm.Resubmission
 	var badPhone bool
 	if payload != nil {
@@ -437,6 +441,9 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 	}
 	if !old.State.Resubmittable() {
 		return res, fmt.Errorf("resubmit %s: %w: it is %s; only failed, rejected, validation_error or duplicate leads can be", externalID, ErrNotResubmittable, old.State)
+	}
+	if payload == nil && string(old.Payload) == forgottenPayload {
+		return res, fmt.Errorf("resubmit %s: %w: its personal data was erased (forget); resubmit it with a new payload", externalID, ErrNotResubmittable)
 	}
 	edited := payload != nil && !bytes.Equal(payload, old.Payload)
 	if payload == nil {

@@ -72,12 +72,13 @@ func (db *DB) Record(ctx context.Context, owner string, r crm.AttemptResult) err
 // commitRecords is the group commit of a batch of Records: one
 // transaction, and per request nil or a lease lost. When the transaction
 // fails for a reason tied to one request rather than the database (busy,
-// full, read-only or shutting down apply to all), each request is retried
-// in its own transaction so one bad row does not fail its neighbours.
+// full, read-only, replaced or shutting down apply to all), each request is
+// retried in its own transaction so one bad row does not fail its
+// neighbours.
 func (db *DB) commitRecords(batch []recordReq) ([]error, error) {
 	results, err := db.runRecords(batch)
 	if err == nil || len(batch) == 1 || errors.Is(err, ErrBusy) || errors.Is(err, ErrDiskFull) ||
-		errors.Is(err, ErrReadOnly) || db.bg.Err() != nil {
+		errors.Is(err, ErrReadOnly) || errors.Is(err, ErrReplaced) || db.bg.Err() != nil {
 		return results, err
 	}
 	results = make([]error, len(batch))
@@ -96,6 +97,7 @@ func (db *DB) commitRecords(batch []recordReq) ([]error, error) {
 // lease lost; err is a failure of the whole transaction, which then stored
 // nothing.
 func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
+	defer func() { db.noteFailure(err) }()
 	ctx := db.bg
 	tx, err := db.beginWrite(ctx)
 	if err != nil {

@@ -8,6 +8,13 @@
 // take SQLite's write lock up front across processes) beside a pool of
 // reader connections, which in WAL mode never wait for the writer.
 //
+// A handle also guards against its file vanishing: it records the file's
+// identity at Open and checks the path against it after every commit and
+// once a second (health.go), failing every write with ErrReplaced once the
+// file was removed or replaced. Health reports whether the store can
+// commit, for /healthz; Prune, Backup and Forget keep it bounded, copied
+// and free of a person's data (maintain.go).
+//
 // Every SQL statement of leadwatch lives in this package and keeps to plain
 // transactions, unique keys and integer timestamps, so a PostgreSQL backend
 // can later implement the same methods (docs/architecture.md, "Adding a store
@@ -29,6 +36,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
@@ -65,6 +73,13 @@ type Options struct {
 	// ReadOnly opens an existing database without writing to it (no
 	// migrations; every write fails with ErrReadOnly).
 	ReadOnly bool
+	// FileCheckInterval is how often the handle checks, besides after each
+	// commit, that its path still names the file it opened (ErrReplaced);
+	// DefaultFileCheckInterval when zero.
+	FileCheckInterval time.Duration
+	// ProbeMaxAge is how old Health's write probe may be before it runs
+	// another; DefaultProbeMaxAge when zero.
+	ProbeMaxAge time.Duration
 }
 
 // DB is an open leadwatch database. It is safe for concurrent use, and
@@ -82,8 +97,12 @@ type DB struct {
 	subs    map[int]chan struct{} // Watch channels, signalled after each commit
 	nextSub int
 	closed  chan struct{}  // closed by Close: stops watchers
-	watches sync.WaitGroup // Watch pollers, each holding a reader connection
+	watches sync.WaitGroup // Watch pollers (each holding a reader connection) and the file check
 	once    sync.Once      // Close runs once
+
+	file     os.FileInfo           // the database file as opened: checkFile compares the path with it
+	replaced atomic.Pointer[error] // set once the file is found removed or replaced: every write fails with it
+	health   health                // what Health reports from
 
 	hotW, hotR prepared // per-lead and per-callback statements, prepared once
 
@@ -137,24 +156,42 @@ func SchemaVersion() int {
 	return len(ms)
 }
 
+// connRole is what a connection of a handle is for; dsn sets it up.
+type connRole int
+
+const (
+	roleWriter connRole = iota // the one writer connection
+	roleReader                 // the read pool
+	roleBackup                 // Backup's own connection: read-only, but may VACUUM INTO another file
+)
+
 // dsn builds the connection string. A "file:" URI lets SQLite see mode=ro;
 // busy_timeout comes first so that the pragmas after it (journal_mode
 // takes a lock) wait instead of failing.
-func dsn(p string, opt Options, write bool) string {
+func dsn(p string, opt Options, role connRole) string {
 	// Escape what a URI would read as syntax; SQLite decodes %XX.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
 	q := []string{"_pragma=busy_timeout(" + strconv.FormatInt(opt.BusyTimeout.Milliseconds(), 10) + ")"}
-	if opt.ReadOnly {
+	switch {
+	case role == roleBackup:
+		// mode=ro cannot write the store, and unlike query_only it lets
+		// VACUUM INTO write the copy.
+		return "file:" + esc + "?" + strings.Join(append(q, "mode=ro"), "&")
+	case opt.ReadOnly:
 		q = append(q, "mode=ro") // WAL is a persistent setting of the file; nothing to set
-	} else {
+	default:
 		q = append(q, "_pragma=journal_mode(WAL)")
 	}
 	q = append(q, "_pragma=synchronous(FULL)", "_pragma=foreign_keys(1)")
-	if write {
+	if role == roleWriter {
 		// Statements that fire the counter triggers keep a statement
 		// journal; in memory it costs a page copy, on disk a write syscall
 		// per page (a quarter of the time of a bulk insert).
 		q = append(q, "_txlock=immediate", "_pragma=temp_store(MEMORY)")
+		// FAST zeroes the space a rewritten or deleted row leaves in its
+		// page (no extra I/O), so updating a lead does not leave old
+		// copies of its payload in free space for Forget to miss.
+		q = append(q, "_pragma=secure_delete(FAST)")
 	} else {
 		// Readers must never write; query_only turns a bug into an error.
 		q = append(q, "_pragma=query_only(1)")
@@ -181,6 +218,12 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opt.FileCheckInterval <= 0 {
+		opt.FileCheckInterval = DefaultFileCheckInterval
+	}
+	if opt.ProbeMaxAge <= 0 {
+		opt.ProbeMaxAge = DefaultProbeMaxAge
+	}
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("open store: %q: need a plain file path", path)
 	}
@@ -197,7 +240,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		closed:   make(chan struct{}),
 	}
 	var err error
-	if db.writer, err = sql.Open("sqlite", dsn(path, opt, true)); err != nil {
+	if db.writer, err = sql.Open("sqlite", dsn(path, opt, roleWriter)); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	// One connection: writes of this handle queue here instead of fighting
@@ -205,7 +248,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	// wait (busy_timeout) at the start rather than fail at the first write.
 	db.writer.SetMaxOpenConns(1)
 	db.writer.SetConnMaxIdleTime(0)
-	if db.reader, err = sql.Open("sqlite", dsn(path, opt, false)); err != nil {
+	if db.reader, err = sql.Open("sqlite", dsn(path, opt, roleReader)); err != nil {
 		db.writer.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -231,8 +274,19 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		db.reader.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	// SQLite holds the file open by now (migrate and prepare used both
+	// pools), so this is the identity of the file being written.
+	if err := db.statFile(); err != nil {
+		db.hotW.close()
+		db.hotR.close()
+		db.writer.Close()
+		db.reader.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	db.bg, db.stop = context.WithCancel(context.Background())
 	db.records = db.newRecorder()
+	db.watches.Add(1)
+	go db.watchFile(opt.FileCheckInterval)
 	return db, nil
 }
 
@@ -357,6 +411,7 @@ func (db *DB) Close() error {
 		close(db.closed)
 		db.records.Close() // Records already taken are committed first
 		db.stop()
+		db.closeHealth()
 		db.watches.Wait()
 		err = errors.Join(db.hotW.close(), db.hotR.close(), db.reader.Close(), db.writer.Close())
 	})
@@ -366,23 +421,39 @@ func (db *DB) Close() error {
 // Path returns the database file's path, as given to Open.
 func (db *DB) Path() string { return db.path }
 
-// beginWrite starts a write transaction on the writer connection.
+// beginWrite starts a write transaction on the writer connection. A handle
+// whose file was removed or replaced refuses at once (ErrReplaced).
 func (db *DB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 	if db.readOnly {
 		return nil, fmt.Errorf("%w: opened read-only", ErrReadOnly)
 	}
+	if err := db.replacedErr(); err != nil {
+		return nil, err
+	}
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, mapErr(ctx, err)
+		err = mapErr(ctx, err)
+		db.noteWrite(err)
+		return nil, err
 	}
 	return tx, nil
 }
 
-// commit commits a write transaction and, when it succeeded, tells the
-// watchers.
+// commit commits a write transaction, checks that the path still names
+// the file it went to, records the outcome for Health and, when it
+// succeeded, tells the watchers. A commit that landed in a file removed or
+// replaced meanwhile fails with ErrReplaced: nobody will read it again, so
+// it must not be acknowledged.
 func (db *DB) commit(ctx context.Context, tx *sql.Tx) error {
-	if err := tx.Commit(); err != nil {
-		return mapErr(ctx, err)
+	err := tx.Commit()
+	if err != nil {
+		err = mapErr(ctx, err)
+	} else {
+		err = db.checkFile()
+	}
+	db.noteWrite(err)
+	if err != nil {
+		return err
 	}
 	db.notify()
 	return nil
@@ -403,6 +474,9 @@ func (db *DB) beginRead(ctx context.Context) (*sql.Tx, error) {
 func (db *DB) Ping(ctx context.Context) error {
 	if db.readOnly {
 		return fmt.Errorf("ping store: %w: opened read-only", ErrReadOnly)
+	}
+	if err := db.replacedErr(); err != nil {
+		return fmt.Errorf("ping store: %w", err)
 	}
 	if err := db.writer.PingContext(ctx); err != nil {
 		return fmt.Errorf("ping store: %w", mapErr(ctx, err))

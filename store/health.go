@@ -1,0 +1,332 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"modernc.org/sqlite"
+
+	"github.com/leadwatch/leadwatch/internal/groupcommit"
+)
+
+// Health codes: the fixed vocabulary of Health, which /healthz passes on
+// as its reason. They name a condition, never carry error text: the
+// listener faces the internet, the text goes to the log.
+const (
+	HealthReplaced    = "store_replaced"
+	HealthDiskFull    = "disk_full"
+	HealthReadOnly    = "read_only"
+	HealthUnreachable = "unreachable"
+)
+
+// Defaults for the health options.
+const (
+	// DefaultFileCheckInterval is how often an idle handle checks that its
+	// path still names the file it opened. Busy handles also check after
+	// every commit.
+	DefaultFileCheckInterval = time.Second
+	// DefaultProbeMaxAge is how old a write probe may be before Health runs
+	// another.
+	DefaultProbeMaxAge = 2 * time.Second
+)
+
+const (
+	// probeTimeout bounds one write probe. A store that cannot commit a
+	// one-row transaction in this time is not taking callbacks either.
+	probeTimeout = 3 * time.Second
+
+	// failHoldProbes is how long, in probe ages (10 s by default), a
+	// failed write decides Health without a later successful commit.
+	// After it the probe decides again: when the instance is out of a load
+	// balancer no writes come to clear the failure, and a store that
+	// recovered (space freed) must be able to say so. If it did not, the
+	// next real write sets the failure again.
+	failHoldProbes = 5
+)
+
+// health is what Health reports from. Its times are this process's wall
+// clock with its monotonic reading, not Options.Now: they measure how old a
+// result is, which a test clock that stands still must not freeze.
+type health struct {
+	mu      sync.Mutex
+	fail    writeResult   // the last write that failed for the store's sake, until a commit succeeds
+	probe   writeResult   // the last write probe's result
+	probing chan struct{} // non-nil while a probe runs; closed when its result is in
+	probes  int           // probes run, for tests of the cache
+	closed  bool          // set by Close before it waits for probes, so none starts after
+	wg      sync.WaitGroup
+}
+
+// writeResult is the outcome of one write: when, its health code ("" for
+// success), and the error behind the code, for the log.
+type writeResult struct {
+	at   time.Time
+	code string
+	err  error
+}
+
+// Health reports whether the store can commit: "" when it can, else one of
+// the Health codes, with the error behind it for the log. It is based on
+// the last real write's result and on a write probe (a one-row write
+// transaction, committed) no older than Options.ProbeMaxAge. A write that
+// failed because of the store decides until a later commit succeeds, or,
+// when no write comes, for five probe ages; then the probe decides again.
+// Results are cached, so a flood of /healthz requests costs one probe
+// every ProbeMaxAge, and concurrent callers share one probe. A file found
+// removed or replaced is reported (HealthReplaced) for the rest of the
+// handle's life.
+func (db *DB) Health(ctx context.Context) (code string, err error) {
+	if err := db.replacedErr(); err != nil {
+		return HealthReplaced, err
+	}
+	h := &db.health
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return HealthUnreachable, fmt.Errorf("store health: %w", errClosed)
+	}
+	if f, ok := h.failing(db.failHold()); ok {
+		h.mu.Unlock()
+		return f.code, f.err
+	}
+	if !h.probe.at.IsZero() && time.Since(h.probe.at) < db.opt.ProbeMaxAge {
+		p := h.probe
+		h.mu.Unlock()
+		return p.code, p.err
+	}
+	if h.probing == nil {
+		h.probing = make(chan struct{})
+		h.wg.Add(1)
+		go db.runProbe(h.probing)
+	}
+	wait := h.probing
+	h.mu.Unlock()
+
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return HealthUnreachable, fmt.Errorf("store health: waiting for the write probe: %w", ctx.Err())
+	}
+	if err := db.replacedErr(); err != nil {
+		return HealthReplaced, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if f, ok := h.failing(db.failHold()); ok {
+		return f.code, f.err
+	}
+	return h.probe.code, h.probe.err
+}
+
+// failHold is how long a failed write decides Health (failHoldProbes).
+func (db *DB) failHold() time.Duration { return failHoldProbes * db.opt.ProbeMaxAge }
+
+// failing is the failed write that decides Health now, if any; h.mu is
+// held.
+func (h *health) failing(hold time.Duration) (writeResult, bool) {
+	f := h.fail
+	return f, f.code != "" && time.Since(f.at) < hold
+}
+
+// runProbe runs one write probe and publishes its result. It runs on its
+// own goroutine with its own deadline, so a caller that gives up does not
+// cut short the probe the others wait for; Close ends it.
+func (db *DB) runProbe(done chan struct{}) {
+	h := &db.health
+	defer h.wg.Done()
+	ctx, cancel := context.WithTimeout(db.bg, probeTimeout)
+	err := db.probeWrite(ctx)
+	cancel()
+	code := healthCode(err)
+	if err != nil {
+		err = fmt.Errorf("store write probe: %w", err)
+		if code == "" {
+			// Whatever stops a one-row commit stops callbacks too.
+			code = HealthUnreachable
+		}
+	}
+	h.mu.Lock()
+	h.probe = writeResult{at: time.Now(), code: code, err: err}
+	h.probes++
+	h.probing = nil
+	close(done)
+	h.mu.Unlock()
+}
+
+// probeWrite commits a one-row write: the probe row in counters holds the
+// time of the last probe. It goes through the same writer connection,
+// BEGIN IMMEDIATE and fsync as every real write, so its success proves the
+// handle can take the lock, write the WAL and sync it; on a read-only
+// handle the driver refuses it (ErrReadOnly). It does not signal watchers
+// (nothing they show changed) and does not clear a real write's failure:
+// a small update can succeed where an insert that needs a new page fails.
+func (db *DB) probeWrite(ctx context.Context) error {
+	if err := db.replacedErr(); err != nil {
+		return err
+	}
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, n) VALUES ('health_probe', ?)
+		ON CONFLICT (name) DO UPDATE SET n = excluded.n`, time.Now().UnixMilli()); err != nil {
+		return mapErr(ctx, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return mapErr(ctx, err)
+	}
+	return db.checkFile()
+}
+
+// noteWrite records a write's outcome for Health: nil (a commit succeeded)
+// clears a failure; an error the store is to blame for (full, read-only,
+// replaced, locked, I/O) sets one; any other error (a refused lead, a lost
+// lease, the caller's canceled context) says nothing about the store.
+func (db *DB) noteWrite(err error) {
+	code := healthCode(err)
+	if err != nil && code == "" {
+		return
+	}
+	h := &db.health
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		h.fail = writeResult{}
+		return
+	}
+	h.fail = writeResult{at: time.Now(), code: code, err: err}
+}
+
+// noteFailure is noteWrite for a write method's result, deferred: only a
+// failure is news there (commit records the successes), and a method that
+// returns nil without committing proves nothing.
+func (db *DB) noteFailure(err error) {
+	if err != nil {
+		db.noteWrite(err)
+	}
+}
+
+// closeHealth stops new probes and waits for a running one; Close calls it
+// after ending db.bg, which cuts the probe short.
+func (db *DB) closeHealth() {
+	h := &db.health
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// SQLite primary result codes that mean the file cannot be used at all.
+const (
+	codeIOErr    = 10
+	codeCorrupt  = 11
+	codeCantOpen = 14
+	codeProtocol = 15
+	codeNotADB   = 26
+)
+
+// healthCode is the Health code of a write's error: "" for success and
+// for errors that are not the store's fault.
+func healthCode(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrReplaced):
+		return HealthReplaced
+	case errors.Is(err, ErrDiskFull):
+		return HealthDiskFull
+	case errors.Is(err, ErrReadOnly):
+		return HealthReadOnly
+	case errors.Is(err, ErrBusy), errors.Is(err, errClosed), errors.Is(err, groupcommit.ErrClosed),
+		errors.Is(err, sql.ErrConnDone):
+		return HealthUnreachable
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return ""
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case codeIOErr, codeCorrupt, codeCantOpen, codeProtocol, codeNotADB:
+			return HealthUnreachable
+		}
+	}
+	return ""
+}
+
+// statFile records the identity (device and inode) of the file at db.path,
+// once SQLite has it open, for checkFile to compare against.
+func (db *DB) statFile() error {
+	st, err := os.Stat(db.path)
+	if err != nil {
+		return err
+	}
+	db.file = st
+	return nil
+}
+
+// checkFile compares the file the path names now with the one opened
+// (os.SameFile: device and inode on Unix). A path that names nothing, or
+// another file, marks the handle replaced; a stat that fails otherwise
+// (a permission on a directory) proves nothing and is ignored. It costs one
+// stat, so it runs per commit (a group commit's batch), not per row.
+func (db *DB) checkFile() error {
+	if err := db.replacedErr(); err != nil {
+		return err
+	}
+	st, err := os.Stat(db.path)
+	switch {
+	case err == nil && os.SameFile(st, db.file):
+		return nil
+	case err == nil:
+		return db.markReplaced(errors.New("the path now names another file"))
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
+		return db.markReplaced(errors.New("the path names no file"))
+	}
+	return nil
+}
+
+// markReplaced fails the handle for good with ErrReplaced and logs it,
+// once.
+func (db *DB) markReplaced(detail error) error {
+	err := fmt.Errorf("%w: %s: %v; restart leadwatch to open the file now at the path", ErrReplaced, db.path, detail)
+	if db.replaced.CompareAndSwap(nil, &err) {
+		db.log.Error("store file removed or replaced while open: every write fails from now on; restart to open the file at the path",
+			"path", db.path, "detail", detail.Error())
+		db.notify() // a dashboard redraws and shows it
+	}
+	return *db.replaced.Load()
+}
+
+// replacedErr is the handle's ErrReplaced failure, or nil.
+func (db *DB) replacedErr() error {
+	if p := db.replaced.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// watchFile checks the file every interval until Close, so an idle handle
+// (no commits to check on) notices a removed or replaced file too.
+func (db *DB) watchFile(interval time.Duration) {
+	defer db.watches.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.closed:
+			return
+		case <-t.C:
+		}
+		if db.checkFile() != nil {
+			return // failed for good: nothing more to learn
+		}
+	}
+}
