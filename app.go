@@ -24,7 +24,9 @@ import (
 var (
 	_ crm.Outbox          = (*store.DB)(nil)
 	_ callbacks.EventSink = (*store.DB)(nil)
-	_ ui.Source           = (*store.DB)(nil)
+	// /healthz asks the store itself whether it can commit, not Ping.
+	_ callbacks.HealthChecker = (*store.DB)(nil)
+	_ ui.Source               = (*store.DB)(nil)
 )
 
 // services are leadwatch's long-running halves, the sender and the
@@ -85,11 +87,12 @@ func newServices(cfg config.Config, db *store.DB, log *slog.Logger, opts service
 	}
 	if opts.listen {
 		h, err := callbacks.NewHandler(callbacks.Config{
-			Path:      cfg.Callbacks.Path,
-			Secrets:   cfg.CallbackSecrets(),
-			Tolerance: cfg.Callbacks.Tolerance.D(),
-			MaxBody:   cfg.Callbacks.MaxBody,
-			Logger:    log,
+			Path:                 cfg.Callbacks.Path,
+			Secrets:              cfg.CallbackSecrets(),
+			Tolerance:            cfg.Callbacks.Tolerance.D(),
+			MaxBody:              cfg.Callbacks.MaxBody,
+			MaxBodyBytesInFlight: cfg.Callbacks.MaxBodyBytesInFlight,
+			Logger:               log,
 		}, db)
 		if err != nil {
 			return nil, err
@@ -109,12 +112,37 @@ func newServices(cfg config.Config, db *store.DB, log *slog.Logger, opts service
 			s.listenErr = err
 			log.Error("listener not started", "err", err)
 		} else {
-			s.ln = ln
-			s.srv = callbacks.NewServer(ln.Addr().String(), h)
-			s.srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+			lim := connLimiter(cfg, log)
+			s.ln = lim.Listener(ln)
+			s.srv = callbacks.NewServer(ln.Addr().String(), h, callbacks.WithConnLimiter(lim), callbacks.WithLogger(log))
 		}
 	}
 	return s, nil
+}
+
+// connLimiter caps the listener's connections below the open-file limit,
+// leaving callbacks.FDHeadroom descriptors for the store and the sender,
+// and logs the cap and the limit, so an operator sees what bounds the
+// listener before a flood shows it.
+func connLimiter(cfg config.Config, log *slog.Logger) *callbacks.ConnLimiter {
+	fdLimit, err := callbacks.FDLimit()
+	if err != nil {
+		log.Warn("open-file limit unknown; connection cap not derived from it", "err", err)
+	}
+	n := callbacks.MaxConns(cfg.Callbacks.MaxConns, fdLimit)
+	budget := cfg.Callbacks.MaxBodyBytesInFlight
+	if budget <= 0 {
+		budget = callbacks.DefaultMaxBodyBytesInFlight
+	}
+	args := []any{"max_conns", n, "fd_limit", fdLimit, "fd_headroom", callbacks.FDHeadroom,
+		"max_body_bytes_in_flight", max(budget, cfg.Callbacks.MaxBody)}
+	if c := cfg.Callbacks.MaxConns; c > 0 && c != n {
+		args = append(args, "configured_max_conns", c)
+		log.Warn("callbacks.max_conns lowered below the open-file limit", args...)
+	} else {
+		log.Info("listener limits", args...)
+	}
+	return callbacks.NewConnLimiter(n, callbacks.DefaultSilentGrace)
 }
 
 // ListenAddr is the bound listener address, or "" when there is none.

@@ -23,16 +23,43 @@
 //     only counted (Stats.RefusalsDropped). The costlier diagnosis of the
 //     raw-body bug runs only on bodies up to 16 KiB and only while the
 //     queue has room.
-//   - GET/HEAD /healthz answers {"ok":false,"error":"unavailable"} when the
-//     sink is down and logs the cause: the listener may face the internet.
+//   - GET/HEAD /healthz answers 503
+//     {"ok":false,"error":"unavailable","reason":"<code>"} when the store
+//     cannot commit, with one of the fixed codes of HealthChecker, and
+//     logs the cause (rate-limited): the listener may face the internet,
+//     so no error text is ever shown.
 //   - A request waits for its commit at most twice Config.CommitTimeout,
-//     then gets 503; so does every request after Close.
+//     then gets 503; so does every request after Close. The wait does not
+//     end when the client half-closes or leaves: the answer reflects the
+//     commit, and a committed event is answered 200 whenever the
+//     connection can still carry it.
+//   - Bodies are read within a budget of bytes (Config.MaxBodyBytesInFlight):
+//     a request reserves its declared length (MaxBody when undeclared)
+//     before a byte is read, waits at most Config.BodyWait for room, and
+//     is otherwise answered 503 unavailable and its connection closed.
+//     Unauthenticated clients that announce large bodies and stall can
+//     so hold at most the budget, never memory in proportion to their
+//     number.
+//   - Every answer but a signed callback's closes its connection: refusals
+//     (4xx), /healthz, and 503s sent without reading the body. A refused
+//     sender is misconfigured or hostile, and a health probe costs a
+//     handshake at most once a second; keep-alive would save them that,
+//     while an idle connection costs a file descriptor and some 30 KiB
+//     for up to the idle timeout. So no unauthenticated client can hold
+//     an idle connection: the only idle ones are the CRM's (ConnLimiter
+//     makes room among those at the cap).
+//   - Repeated conditions (refusal queue full, refusals not stored, the
+//     body budget full, an unhealthy store) are logged once per ten
+//     seconds each, with a count of the lines left out (internal/ratelog).
+//     A failed commit is logged once per batch by the committer, not once
+//     more per request.
 package callbacks
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,6 +70,7 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
+	"github.com/leadwatch/leadwatch/internal/ratelog"
 )
 
 // Defaults of Config.
@@ -54,14 +82,28 @@ const (
 	DefaultRefusalQueue      = 256
 	DefaultRefusalsPerSecond = 200
 
+	// DefaultMaxBodyBytesInFlight is the default body budget: 16 bodies of
+	// the largest size at once, or tens of thousands of typical callbacks
+	// of a few hundred bytes. It keeps the listener's resident memory
+	// under 100 MiB however many clients announce large bodies.
+	DefaultMaxBodyBytesInFlight = 16 * DefaultMaxBody
+
+	// DefaultBodyWait is how long a body waits for room in the budget
+	// before it is answered 503: long enough to ride out a burst, short
+	// enough that a flood of stalled bodies does not pile up waiters.
+	DefaultBodyWait = time.Second
+
+	// logInterval is how often one repeated condition is logged.
+	logInterval = 10 * time.Second
+
 	// HealthPath answers whether the sink can take events.
 	HealthPath = "/healthz"
 
 	// headLen is how much of a refused body is kept for the operator.
 	headLen = 256
 
-	// preallocMax is the largest declared body length allocated up front.
-	preallocMax = 64 << 10
+	// chunkStart is the first buffer of a body of undeclared length.
+	chunkStart = 16 << 10
 )
 
 // ErrNoSecrets is returned by NewHandler when no callback secret is
@@ -97,6 +139,13 @@ type Config struct {
 	// bad callbacks cannot take the store's write capacity from good ones.
 	// Default DefaultRefusalsPerSecond.
 	RefusalsPerSecond int
+	// MaxBodyBytesInFlight caps the bytes of request bodies being read at
+	// once; default DefaultMaxBodyBytesInFlight, raised to MaxBody when
+	// smaller (a body of the largest size must still fit).
+	MaxBodyBytesInFlight int64
+	// BodyWait is how long a request waits for room in the body budget
+	// before it is answered 503; default DefaultBodyWait.
+	BodyWait time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// Logger receives operational logs; default discards. Secrets and
@@ -110,6 +159,8 @@ type Stats struct {
 	Replays         uint64 // callbacks answered 200 with "replay": dedup key already stored
 	Refused         uint64 // callbacks refused by checks 0–3 (413, 401, 403, 400)
 	Unavailable     uint64 // callbacks answered 503: the sink could not take them
+	Shed            uint64 // requests answered 503 unread: the body budget stayed full
+	BodyBytes       uint64 // bytes of the body budget reserved right now
 	RefusalsDropped uint64 // refusals answered but not stored (queue full)
 	Batches         uint64 // group commits attempted
 	Pending         uint64 // events waiting for a group commit right now
@@ -134,10 +185,16 @@ type Handler struct {
 	refusals chan crm.Refusal
 	wg       sync.WaitGroup // the refusal recorder
 
-	// dropWarned keeps a refusal flood from turning into a log flood.
-	dropWarned atomic.Bool
+	// bodies bounds the bytes of bodies being read at once.
+	bodies *bodyBudget
+	// health is the sink's HealthChecker, nil when it has none (then
+	// /healthz falls back to Ping).
+	health HealthChecker
+	// rlog logs repeated conditions once per logInterval: a refusal flood
+	// or a full disk must not turn into a log flood.
+	rlog *ratelog.Logger
 
-	verified, replays, refused, unavailable, dropped, batches atomic.Uint64
+	verified, replays, refused, unavailable, shed, dropped, batches atomic.Uint64
 }
 
 // NewHandler validates cfg, fills in its defaults and starts the group
@@ -175,6 +232,13 @@ func NewHandler(cfg Config, sink EventSink) (*Handler, error) {
 	if cfg.RefusalsPerSecond <= 0 {
 		cfg.RefusalsPerSecond = DefaultRefusalsPerSecond
 	}
+	if cfg.MaxBodyBytesInFlight <= 0 {
+		cfg.MaxBodyBytesInFlight = DefaultMaxBodyBytesInFlight
+	}
+	cfg.MaxBodyBytesInFlight = max(cfg.MaxBodyBytesInFlight, cfg.MaxBody)
+	if cfg.BodyWait <= 0 {
+		cfg.BodyWait = DefaultBodyWait
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -194,7 +258,10 @@ func NewHandler(cfg Config, sink EventSink) (*Handler, error) {
 		sink:     sink,
 		log:      cfg.Logger.With("component", "callbacks"),
 		refusals: make(chan crm.Refusal, cfg.RefusalQueue),
+		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.MaxBody, cfg.BodyWait),
 	}
+	h.health, _ = sink.(HealthChecker)
+	h.rlog = ratelog.New(h.log, logInterval, ratelog.WithClock(cfg.Now))
 	h.commits = h.newCommitter()
 	h.wg.Add(1)
 	go h.runRefusalRecorder()
@@ -223,6 +290,8 @@ func (h *Handler) Stats() Stats {
 		Replays:         h.replays.Load(),
 		Refused:         h.refused.Load(),
 		Unavailable:     h.unavailable.Load(),
+		Shed:            h.shed.Load(),
+		BodyBytes:       uint64(h.bodies.reserved.Load()),
 		RefusalsDropped: h.dropped.Load(),
 		Batches:         h.batches.Load(),
 		Pending:         uint64(h.commits.Pending()),
@@ -237,6 +306,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case HealthPath:
 		h.serveHealth(w, r)
 	default:
+		w.Header()["Connection"] = connClose
 		ansNotFound.write(w)
 	}
 }
@@ -244,23 +314,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveCallback runs the checks of docs/protocol.md §3 in the table's order.
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		w.Header()["Allow"] = allowPost
+		hdr := w.Header()
+		hdr["Allow"] = allowPost
+		hdr["Connection"] = connClose
 		ansMethodNotAllowed.write(w)
 		return
 	}
 	now := h.cfg.Now()
 
 	// 0. Body size. A declared length over the limit is refused before a
-	// byte of the body is read; an undeclared one is cut by MaxBytesReader.
+	// byte of the body is read (so at once, whatever the client sends
+	// next); the connection is closed (refuse does it) rather than drained.
+	// An undeclared length is cut by MaxBytesReader.
 	if r.ContentLength > h.cfg.MaxBody {
-		head := readHead(r.Body)
-		// Do not keep the connection: its unread body would have to be
-		// drained first.
+		h.refuse(w, r, now, ansTooLarge, bodyTooLargeDetail(r.ContentLength, h.cfg.MaxBody), nil)
+		return
+	}
+	// The budget is reserved before the first byte is read, so a crowd of
+	// clients announcing large bodies and stalling cannot grow memory
+	// past it.
+	want := h.cfg.MaxBody
+	if r.ContentLength >= 0 {
+		want = r.ContentLength
+	}
+	res, ok := h.bodies.acquire(r.Context(), want)
+	if !ok {
+		h.shed.Add(1)
+		h.rlog.Warn("body_budget", "body budget full; answered 503 without reading the body",
+			"budget_bytes", h.cfg.MaxBodyBytesInFlight, "wait", h.cfg.BodyWait.String())
 		w.Header()["Connection"] = connClose
-		h.refuse(w, r, now, ansTooLarge, bodyTooLargeDetail(r.ContentLength, h.cfg.MaxBody), head)
+		ansUnavailable.write(w)
+		// net/http would drain up to 256 KiB of the unread body before
+		// closing, waiting on a client that may be stalling on purpose; a
+		// past read deadline ends the drain, and the connection, at once.
+		http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // HTTP/1 supports it; without it the drain is bounded by ReadTimeout
 		return
 	}
 	body, err := h.readBody(w, r)
+	// Keep only what the body holds reserved, until the handler is done
+	// with it: a short or chunked body gives the rest back at once.
+	res.shrink(int64(len(body)))
+	defer res.release()
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -315,16 +409,17 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	ev.Skew = skew
 	ev.SecretIdx = idx
 
-	// 4, 5. Store durably (or learn it is a replay), then answer.
-	fresh, err := h.commit(r.Context(), ev)
+	// 4, 5. Store durably (or learn it is a replay), then answer. The wait
+	// is not tied to the request's context: net/http cancels that when the
+	// client half-closes after a complete request, and such a client still
+	// reads the answer, which must then say what the commit did. The wait
+	// stays bounded (commit).
+	fresh, err := h.commit(context.WithoutCancel(r.Context()), ev)
 	switch {
-	case err != nil && r.Context().Err() != nil:
-		// The client is gone: nobody reads the answer, and the CRM will
-		// retry; not a store failure, so not counted as one.
-		ansUnavailable.write(w)
 	case err != nil:
+		// The committer logged the batch's failure; a line per request
+		// on top would double the log exactly when the disk is full.
 		h.unavailable.Add(1)
-		h.log.Warn("callback not stored; answered 503 so the CRM retries", "dedup_key", ev.DedupKey, "err", err)
 		ansUnavailable.write(w)
 	case fresh:
 		h.verified.Add(1)
@@ -340,49 +435,112 @@ func repeated(what string, vals []string) string {
 	return "repeated " + what + " header (" + strconv.Itoa(len(vals)) + " values)"
 }
 
-// readBody reads the whole body, at most MaxBody bytes. With a small
-// declared length it reads into a buffer of exactly that size: the slice
-// becomes CallbackEvent.RawBody, so growing and copying it would be waste.
-// A large declared length is not trusted for the allocation: memory grows
-// only as bytes actually arrive, so connections that announce a megabyte
-// and then trickle cannot reserve a megabyte each.
+// readBody reads the whole body, at most MaxBody bytes. With a declared
+// length it reads into a buffer of exactly that size: the slice becomes
+// CallbackEvent.RawBody, so growing and copying it would be waste, and the
+// length is reserved in the body budget already, so a client announcing
+// a large body and stalling costs at most what the budget lets it hold.
+// (Growing as bytes arrive would cost as much at the end, plus the
+// garbage of every smaller buffer.) An undeclared length grows as bytes
+// arrive, never past MaxBody.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	rd := http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
-	if n := r.ContentLength; n >= 0 && n <= preallocMax {
+	if n := r.ContentLength; n >= 0 {
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(rd, buf); err != nil {
 			return nil, err
 		}
 		return buf, nil
 	}
-	var b bytes.Buffer
-	_, err := b.ReadFrom(rd)
-	return b.Bytes(), err
+	return readCapped(rd, h.cfg.MaxBody)
 }
 
-// readHead reads up to headLen bytes of a body that is not read otherwise.
-func readHead(body io.Reader) []byte {
-	buf := make([]byte, headLen)
-	n, _ := io.ReadFull(body, buf)
-	return buf[:n]
+// readCapped reads r to its end into a buffer that doubles as bytes
+// arrive but never grows past limit. (bytes.Buffer would double past it:
+// a 1 MiB body would cost 2 MiB.) Past limit it reads one byte more, so
+// that r reports what follows: io.EOF, or MaxBytesReader's error.
+func readCapped(r io.Reader, limit int64) ([]byte, error) {
+	buf := make([]byte, 0, min(limit, chunkStart))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) >= limit {
+				var one [1]byte
+				n, err := io.ReadFull(r, one[:])
+				if n > 0 {
+					// More than declared: net/http's body reader never
+					// gives this, MaxBytesReader fails before; be safe.
+					return buf, &http.MaxBytesError{Limit: limit}
+				}
+				if err == io.EOF || err == io.ErrUnexpectedEOF {
+					err = nil
+				}
+				return buf, err
+			}
+			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+			copy(grown, buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
-// serveHealth answers whether the sink can take events. The cause of a
-// failure is logged, not shown: the listener may face the internet.
+// serveHealth answers whether the store can commit. The cause of a
+// failure is logged (rate-limited), not shown: the listener may face the
+// internet, so the answer carries only a fixed code.
 func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header()["Allow"] = allowGetHead
+		hdr := w.Header()
+		hdr["Allow"] = allowGetHead
+		hdr["Connection"] = connClose
 		ansMethodNotAllowed.write(w)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := h.sink.Ping(ctx); err != nil {
-		h.log.Warn("health check: sink unavailable", "err", err)
-		ansHealthDown.write(w)
+	// A probe's connection is not kept (see the package comment).
+	w.Header()["Connection"] = connClose
+	code, err := h.checkHealth(ctx)
+	if code != "" {
+		h.rlog.Warn("health:"+code, "health check: the store cannot commit; /healthz answers 503", "reason", code, "err", err)
+		a, _ := healthDown(code)
+		a.write(w)
 		return
 	}
 	ansHealthOK.write(w)
+}
+
+// checkHealth asks the sink's HealthChecker when it has one, else Ping. It
+// returns "" when the store can commit, else one of the fixed codes, and
+// the detail for the log.
+func (h *Handler) checkHealth(ctx context.Context) (string, error) {
+	if h.health == nil {
+		if err := h.sink.Ping(ctx); err != nil {
+			return HealthUnreachable, err
+		}
+		return "", nil
+	}
+	code, err := h.health.Health(ctx)
+	switch {
+	case code == "" && err == nil:
+		return "", nil
+	case code == "":
+		// A checker that failed without a code (its context ended, say)
+		// has not shown the store can commit.
+		return HealthUnreachable, err
+	}
+	if _, known := healthDown(code); !known {
+		// Only the fixed codes go on the wire: an unknown one could be
+		// anything, error text included.
+		return HealthUnreachable, fmt.Errorf("unknown health code %q: %w", code, err)
+	}
+	return code, err
 }
 
 func first(vals []string) string {
@@ -398,6 +556,25 @@ type answer struct {
 	status int
 	body   []byte
 	length []string
+}
+
+// healthDown is the /healthz answer of a fixed code; false for any other.
+func healthDown(code string) (answer, bool) {
+	switch code {
+	case HealthStoreReplaced:
+		return ansHealthReplaced, true
+	case HealthDiskFull:
+		return ansHealthDiskFull, true
+	case HealthReadOnly:
+		return ansHealthReadOnly, true
+	case HealthUnreachable:
+		return ansHealthUnreachable, true
+	}
+	return answer{}, false
+}
+
+func newHealthDown(code string) answer {
+	return newAnswer(http.StatusServiceUnavailable, `{"ok":false,"error":"`+crm.CodeUnavailable+`","reason":"`+code+`"}`)
 }
 
 func newAnswer(status int, body string) answer {
@@ -430,7 +607,11 @@ var (
 	ansBadRequest       = newAnswer(http.StatusBadRequest, `{"error":"bad_request"}`)
 	ansNotFound         = newAnswer(http.StatusNotFound, `{"error":"not_found"}`)
 	ansHealthOK         = newAnswer(http.StatusOK, `{"ok":true}`)
-	ansHealthDown       = newAnswer(http.StatusServiceUnavailable, `{"ok":false,"error":"unavailable"}`)
+
+	ansHealthReplaced    = newHealthDown(HealthStoreReplaced)
+	ansHealthDiskFull    = newHealthDown(HealthDiskFull)
+	ansHealthReadOnly    = newHealthDown(HealthReadOnly)
+	ansHealthUnreachable = newHealthDown(HealthUnreachable)
 
 	contentTypeJSON = []string{"application/json"}
 	noSniff         = []string{"nosniff"}

@@ -24,9 +24,10 @@ import (
 // work with each bad request.
 const maxReserializeCheck = 16 << 10
 
-// refuse answers a refused callback and queues the refusal for storage
-// without waiting for it: when the queue is full the refusal is only
-// counted, so refused traffic never waits on, nor piles up in, the store.
+// refuse answers a refused callback, closing its connection, and queues
+// the refusal for storage without waiting for it: when the queue is full
+// the refusal is only counted, so refused traffic never waits on, nor
+// piles up in, the store.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, now time.Time, a answer, detail string, body []byte) {
 	h.refused.Add(1)
 	head := body
@@ -55,10 +56,10 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, now time.Time, 
 	h.mu.RUnlock()
 	if !queued {
 		h.dropped.Add(1)
-		if h.dropWarned.CompareAndSwap(false, true) {
-			h.log.Warn("refusal queue full; refusals are counted but not stored")
-		}
+		h.rlog.Warn("refusal_queue", "refusal queue full; refusals are answered and counted but not stored",
+			"queue", cap(h.refusals))
 	}
+	w.Header()["Connection"] = connClose
 	a.write(w)
 }
 
@@ -94,10 +95,8 @@ func (h *Handler) runRefusalRecorder() {
 		cancel()
 		if err != nil {
 			// Never changes the answer, which was sent already.
-			h.log.Warn("store refusal failed", "code", rf.Code, "detail", rf.Detail, "err", err)
-			continue
+			h.rlog.Warn("refusal_store", "store refusal failed", "code", rf.Code, "detail", rf.Detail, "err", err)
 		}
-		h.dropWarned.Store(false)
 	}
 }
 

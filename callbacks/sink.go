@@ -23,3 +23,22 @@ type EventSink interface {
 	// Ping reports whether the store can take events.
 	Ping(ctx context.Context) error
 }
+
+// HealthChecker is what /healthz asks, when the sink implements it, rather
+// than Ping: whether the store can commit right now, judged by its last
+// commit and a recent write probe. It must be cheap (cached), since every
+// /healthz request calls it.
+type HealthChecker interface {
+	// Health returns "" when the store can commit, else one of the fixed
+	// codes below; err is the detail, for the log only.
+	Health(ctx context.Context) (code string, err error)
+}
+
+// The fixed codes of HealthChecker, shown as /healthz's "reason". Any other
+// code is shown as HealthUnreachable: only these go on the wire.
+const (
+	HealthStoreReplaced = "store_replaced" // the database file was removed or replaced under the open handle
+	HealthDiskFull      = "disk_full"
+	HealthReadOnly      = "read_only"
+	HealthUnreachable   = "unreachable" // the store does not answer, or fails otherwise
+)
