@@ -34,6 +34,9 @@ func newRootCmd(e env) *cobra.Command {
 		tailCmd(e),
 		resubmitCmd(e),
 		exportCmd(e),
+		pruneCmd(e),
+		backupCmd(e),
+		forgetCmd(e),
 		versionCmd(e),
 	)
 	// cobra would add its completion command at Execute; made now, it is

@@ -247,3 +247,53 @@ func TestTailJSON(t *testing.T) {
 		t.Fatalf("tail printed %v", got)
 	}
 }
+
+// TestSubmitWaitExitCode: submit --wait succeeds only when the CRM took
+// every lead (accepted, or a duplicate of one it has); any other final
+// state exits 1, after the summary, so a script notices.
+func TestSubmitWaitExitCode(t *testing.T) {
+	tests := []struct {
+		name    string
+		apiKey  string // "" keeps the sandbox's
+		leads   []string
+		code    int
+		outcome string
+	}{
+		{"AllTaken", "", []string{
+			`{"external_id":"w-1","phone":"+380501234567","country":"UA"}`,
+			`{"external_id":"w-2","phone":"+380501234567","country":"UA"}`,
+		}, 0, "outcomes: accepted 1, duplicate 1"},
+		{"Rejected", "", []string{
+			`{"external_id":"w-1","phone":"+380501234567","country":"UA"}`,
+			`{"external_id":"w-2","phone":"+79121234567","country":"RU"}`,
+		}, 1, "outcomes: accepted 1, rejected 1"},
+		{"FailedOnWrongKey", "not-the-key", []string{
+			`{"external_id":"w-1","phone":"+380501234567","country":"UA"}`,
+		}, 1, "outcomes: failed 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			envVars, _ := cliEnv(t, sandbox.Config{BlockCountries: []string{"RU"}})
+			if tt.apiKey != "" {
+				envVars["CARTELCRM_API_KEY"] = tt.apiKey
+			}
+			// One sender at a time, so which lead is the duplicate is fixed.
+			cfg := filepath.Join(t.TempDir(), "one.toml")
+			if err := os.WriteFile(cfg, []byte("[crm]\nconcurrency = 1\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errOut := runCLI(t, envVars, strings.Join(tt.leads, "\n")+"\n", "submit", "--config", cfg, "--wait", "-")
+			if code != tt.code || !strings.Contains(out, tt.outcome) {
+				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+			if code == 0 {
+				return
+			}
+			// The summary came first (stdout), then one line saying why.
+			last := strings.Split(strings.TrimSpace(errOut), "\n")
+			if l := last[len(last)-1]; !strings.HasPrefix(l, "leadwatch: ") || !strings.Contains(l, "1 lead(s) not taken by the CRM") {
+				t.Errorf("last stderr line %q", l)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,32 +30,55 @@ const (
 
 func serveCmd(e env) *cobra.Command {
 	var o storeFlags
-	var listen string
+	var listen, logLevel string
 	var logJSON bool
 	c := &cobra.Command{
-		Use:   "serve [--config FILE] [--db FILE] [--listen ADDR]",
+		Use:   "serve [--config FILE] [--db FILE] [--listen ADDR] [--log-level LEVEL] [--log-json]",
 		Short: "headless listener + sender; logs to stderr",
-		Long:  "Run the callback listener and the sender without the dashboard. Logs go to stderr.",
-		Args:  noArgs,
+		Long: "Run the callback listener and the sender without the dashboard. Logs go to stderr.\n" +
+			"warn shows each lead that ends failed, and why, and every store or listener problem\n" +
+			"(a repeated one once per interval, with a count); info adds start and stop; debug\n" +
+			"adds each attempt.",
+		Args: noArgs,
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
-			return cmdServe(cmd.Context(), e, o, listen, logJSON)
+			level, err := parseLogLevel(logLevel)
+			if err != nil {
+				return err
+			}
+			return cmdServe(cmd.Context(), e, o, listen, level, logJSON)
 		}),
 	}
 	o.addConfig(c.Flags())
 	o.addDB(c.Flags())
 	c.Flags().StringVar(&listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
+	c.Flags().StringVar(&logLevel, "log-level", "info", "log at `LEVEL` and above: debug, info or warn")
 	c.Flags().BoolVar(&logJSON, "log-json", false, "log JSON instead of text")
 	return readsEnv(c, allEnv())
 }
 
-func cmdServe(ctx context.Context, e env, o storeFlags, listen string, logJSON bool) error {
+// parseLogLevel is --log-level's value as a slog level; anything but
+// debug, info or warn is a usage error.
+func parseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	}
+	return 0, usageErrorf("--log-level is debug, info or warn, not %q", s)
+}
+
+func cmdServe(ctx context.Context, e env, o storeFlags, listen string, level slog.Level, logJSON bool) error {
 	cfg, err := o.loadForServices(e, listen)
 	if err != nil {
 		return err
 	}
-	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(e.stderr, opts)
 	if logJSON {
-		h = slog.NewJSONHandler(e.stderr, nil)
+		h = slog.NewJSONHandler(e.stderr, opts)
 	}
 	log := slog.New(h)
 	db, err := openStore(ctx, cfg, store.Options{Logger: log})
@@ -67,7 +91,7 @@ func cmdServe(ctx context.Context, e env, o storeFlags, listen string, logJSON b
 		return err
 	}
 	log.Info("leadwatch serving", "listen", svc.ListenAddr(), "path", cfg.Callbacks.Path,
-		"crm", config.RedactURL(cfg.CRM.BaseURL), "db", cfg.Store.Path, "owner", svc.disp.Owner())
+		"crm", crm.RedactURL(cfg.CRM.BaseURL), "db", cfg.Store.Path, "owner", svc.disp.Owner())
 	err = svc.Run(ctx)
 	log.Info("leadwatch stopped", "attempts_recorded", svc.disp.Sent())
 	return err
@@ -129,7 +153,8 @@ func submitCmd(e env) *cobra.Command {
 		Short: "enqueue JSONL or CSV leads; --wait sends and shows progress",
 		Long: "Enqueue leads from FILE (- for standard input): JSONL, one object a line, or CSV\n" +
 			"with a header row. A bad line is reported by number, in line order; the good ones\n" +
-			"are still enqueued. --wait also needs the CRM's settings.",
+			"are still enqueued. --wait also needs the CRM's settings; after its summary it exits 1\n" +
+			"when any lead ended neither accepted nor duplicate (rejected, invalid, failed).",
 		Args: oneArg("FILE (or - for stdin)"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			return cmdSubmit(cmd.Context(), e, o, args[0], wait, strict)
@@ -212,13 +237,21 @@ func cmdSubmit(ctx context.Context, e env, o storeFlags, name string, wait, stri
 		bad++
 	}
 	fmt.Fprintf(e.stdout, "enqueued %d lead(s), refused %d\n", len(ids), bad)
+	var problems []string
+	if bad > 0 {
+		problems = append(problems, fmt.Sprintf("%d line(s) refused", bad))
+	}
 	if wait && len(ids) > 0 {
-		if err := sendAndWait(ctx, e, cfg, db, ids); err != nil {
+		outcomes, err := sendAndWait(ctx, e, cfg, db, ids)
+		if err != nil {
 			return err
 		}
+		if n := notTaken(outcomes); n > 0 {
+			problems = append(problems, fmt.Sprintf("%d lead(s) not taken by the CRM (neither accepted nor duplicate)", n))
+		}
 	}
-	if bad > 0 {
-		return fmt.Errorf("%d line(s) refused", bad)
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
 }

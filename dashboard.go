@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -96,30 +95,14 @@ func runDashboard(ctx context.Context, e env, db *store.DB, svc *services, baseU
 	svcDone := make(chan error, 1)
 	go func() { svcDone <- svc.Run(runCtx) }()
 
-	// The listener is healthy when it is bound and the store takes events
-	// (else it answers 503); the store is pinged off the UI's path.
-	var storeErr atomic.Pointer[error]
-	go func() {
-		t := time.NewTicker(2 * time.Second)
-		defer t.Stop()
-		for {
-			err := db.Ping(runCtx)
-			storeErr.Store(&err)
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
+	// Whether the store can commit (its file removed, the disk full) the
+	// dashboard reads with each refresh (ui.Source.Health); Status is the
+	// services' own state only.
 	model := ui.New(ui.Config{
 		Source:  dashboardSource{DB: db, notify: svc.disp.Notify},
 		Changes: db.Watch(runCtx, 250*time.Millisecond),
 		Status: func() ui.Status {
 			err := svc.ListenErr()
-			if p := storeErr.Load(); err == nil && p != nil && *p != nil && runCtx.Err() == nil {
-				err = fmt.Errorf("store unavailable, callbacks get 503: %w", *p)
-			}
 			return ui.Status{
 				ListenerAddr: svc.ListenAddr(),
 				ListenerErr:  err,

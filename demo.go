@@ -18,6 +18,7 @@ import (
 	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/internal/ratelog"
 	"github.com/leadwatch/leadwatch/store"
 )
 
@@ -270,6 +271,9 @@ func runCampaign(ctx context.Context, db *store.DB, notify func(), sender *demoS
 	start := time.Now()
 	run := fmt.Sprintf("%04x", rng.IntN(1<<16))
 	var phones []string
+	// A store that stopped taking writes fails every lead of the ramp:
+	// one line per interval says so without burying the log.
+	rlog := ratelog.New(log, 30*time.Second)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for i := 1; i <= plan.Total; i++ {
@@ -288,7 +292,7 @@ func runCampaign(ctx context.Context, db *store.DB, notify func(), sender *demoS
 			if ctx.Err() != nil {
 				return
 			}
-			log.Warn("demo enqueue", "external_id", l.ExternalID, "err", err)
+			rlog.Warn("enqueue", "demo enqueue", "external_id", l.ExternalID, "err", err)
 		}
 		notify()
 		// Ramp linearly from one lead every 400 ms to the peak rate.

@@ -98,6 +98,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"BareDashboardPointsToDemo", []string{"--db", db}, 1, "run 'leadwatch --demo'"},
 		{"SubmitMissingFile", []string{"submit", "--db", db, filepath.Join(dir, "missing.jsonl")}, 1, "no such file"},
 		{"StatusNeedsConfig", []string{"status", "x"}, 1, "CARTELCRM_BASE_URL"},
+		{"ServeBadLogLevel", []string{"serve", "--log-level", "trace", "--db", db}, 2, `--log-level is debug, info or warn, not "trace"`},
 		{"BadConfigFile", []string{"serve", "--config", filepath.Join(dir, "nope.toml")}, 1, "config:"},
 		{"CompletionUnknownShell", []string{"completion", "nope"}, 2, `no completion for "nope"`},
 		{"VersionExtraArg", []string{"version", "extra"}, 2, `unexpected argument "extra"`},
@@ -105,6 +106,15 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"SandboxBadCountry", []string{"sandbox", "--block-countries", "US,ZZ"}, 2, `"ZZ" is not an ISO 3166-1 alpha-2 country code`},
 		{"ExportMissingDB", []string{"export", "leads", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
 		{"TailMissingDB", []string{"tail", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
+		{"PruneNoAge", []string{"prune", "--db", db}, 2, "need --older-than D"},
+		{"PruneBadAge", []string{"prune", "--older-than", "30", "--db", db}, 2, `--older-than: "30" is not a duration`},
+		{"PruneZeroAge", []string{"prune", "--older-than", "0d", "--db", db}, 2, "not a positive duration"},
+		{"PruneExtraArg", []string{"prune", "--older-than", "30d", "all"}, 2, `unexpected argument "all"`},
+		{"PruneMissingDB", []string{"prune", "--older-than", "30d", "--db", filepath.Join(dir, "typo.db")}, 1, "no such file"},
+		{"BackupNoFile", []string{"backup", "--db", db}, 2, "need one FILE"},
+		{"BackupMissingDB", []string{"backup", "--db", filepath.Join(dir, "typo.db"), filepath.Join(dir, "copy.db")}, 1, "no such file"},
+		{"ForgetNoID", []string{"forget", "--db", db}, 2, "need one EXTERNAL_ID"},
+		{"ForgetMissingDB", []string{"forget", "--db", filepath.Join(dir, "typo.db"), "x"}, 1, "no such file"},
 		{"ResubmitMissingDB", []string{"resubmit", "--db", filepath.Join(dir, "typo.db"), "x"}, 1, "no such file"},
 	}
 	for _, tt := range tests {
@@ -189,6 +199,9 @@ func TestHelp(t *testing.T) {
 		{"HelpCommand", []string{"help", "submit"}, []string{"leadwatch submit [--wait] [--strict] FILE|-", "  --strict ", "CARTELCRM_HMAC_SECRET"}, nil},
 		{"Sandbox", []string{"sandbox", "--help"}, []string{"--fail-rate float", "--block-countries codes", "CALLBACK_SECRET"}, []string{"LEADWATCH_DB", "(default 0s)"}},
 		{"Version", []string{"version", "--help"}, []string{"Flags:\n  -h, --help "}, []string{"Environment:"}},
+		{"Prune", []string{"prune", "--help"}, []string{"leadwatch prune --older-than D", "--older-than D ", "30d", "Environment:\n  LEADWATCH_DB "}, []string{"CARTELCRM_API_KEY"}},
+		{"Backup", []string{"backup", "-h"}, []string{"leadwatch backup FILE", "--db FILE"}, nil},
+		{"Forget", []string{"help", "forget"}, []string{"leadwatch forget EXTERNAL_ID", "It does not ask"}, nil},
 		{"StatusHidesDB", []string{"status", "--help"}, []string{"--config FILE"}, []string{"--db"}},
 	}
 	for _, tt := range tests {

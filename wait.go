@@ -18,11 +18,12 @@ import (
 
 // sendAndWait runs a dispatcher in this process until every lead in ids is
 // final, drawing a progress bar on stderr (a plain line every few seconds
-// when stderr is not a terminal), then prints a summary by outcome.
-func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, ids []string) error {
+// when stderr is not a terminal), then prints a summary by outcome. It
+// returns the leads' final states by count.
+func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, ids []string) (map[crm.State]int, error) {
 	svc, err := newServices(cfg, db, discardLog(), serviceOptions{send: true})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -50,9 +51,9 @@ func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, id
 		states, err := db.States(ctx, waiting)
 		if err != nil {
 			if ctx.Err() != nil {
-				return fmt.Errorf("interrupted with %d lead(s) not final; they stay queued", len(pending))
+				return nil, fmt.Errorf("interrupted with %d lead(s) not final; they stay queued", len(pending))
 			}
-			return err
+			return nil, err
 		}
 		for id, st := range states {
 			if st.Final() {
@@ -75,7 +76,7 @@ func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, id
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(e.stderr)
-			return fmt.Errorf("interrupted with %d lead(s) not final; they stay queued", len(pending))
+			return nil, fmt.Errorf("interrupted with %d lead(s) not final; they stay queued", len(pending))
 		case <-tick.C:
 		}
 	}
@@ -83,7 +84,20 @@ func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, id
 		fmt.Fprintln(e.stderr)
 	}
 	fmt.Fprintln(e.stdout, summarize(outcomes))
-	return nil
+	return outcomes, nil
+}
+
+// notTaken counts the leads that ended in a state other than accepted or
+// duplicate: the CRM did not take them, so a script must not read the
+// run as a success.
+func notTaken(outcomes map[crm.State]int) int {
+	n := 0
+	for st, c := range outcomes {
+		if st != crm.StateAccepted && st != crm.StateDuplicate {
+			n += c
+		}
+	}
+	return n
 }
 
 // summarize prints counts by outcome in the states' display order.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/leadwatch/leadwatch/internal/ratelog"
 )
 
 // Sender sends one attempt. *Client satisfies it.
@@ -32,6 +34,10 @@ type DispatcherConfig struct {
 	Clock       Clock          // default the system clock
 	Jitter      func() float64 // a draw in [0,1); default math/rand/v2
 	Logger      *slog.Logger
+	// LogEvery is how often a repeated problem (a failing claim or
+	// record) is logged, with a count of the ones in between; default
+	// 30 s. A lead that ends failed is logged every time.
+	LogEvery time.Duration
 }
 
 // Dispatcher drains the outbox: it claims due leads under a lease, sends
@@ -44,6 +50,10 @@ type Dispatcher struct {
 	cfg     DispatcherConfig
 	limiter *rate.Limiter
 	log     *slog.Logger
+	// rlog logs the problems that repeat per attempt or per claim once
+	// per LogEvery: a store that is full or gone fails every one, and a
+	// line each would bury the first.
+	rlog *ratelog.Logger
 
 	wake     chan struct{}
 	minClaim int // smallest claim worth a transaction while attempts are in flight
@@ -77,11 +87,16 @@ func NewDispatcher(outbox Outbox, sender Sender, cfg DispatcherConfig) *Dispatch
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = 30 * time.Second
+	}
+	log := cfg.Logger.With("component", "dispatcher", "owner", cfg.Owner)
 	d := &Dispatcher{
 		outbox: outbox,
 		sender: sender,
 		cfg:    cfg,
-		log:    cfg.Logger.With("component", "dispatcher", "owner", cfg.Owner),
+		log:    log,
+		rlog:   ratelog.New(log, cfg.LogEvery, ratelog.WithClock(cfg.Clock.Now)),
 		wake:   make(chan struct{}, 1),
 		// A quarter of the slots: large enough to share a commit, small
 		// enough that the pipeline never runs dry.
@@ -166,7 +181,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			case err != nil:
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 				retryAt = clock.Now().Add(backoff)
-				d.log.Error("claim failed", "err", err, "retry_in", backoff)
+				d.rlog.Error("claim", "claim failed", "err", err, "retry_in", backoff)
 				wait = backoff
 			default:
 				backoff = 0
@@ -224,21 +239,19 @@ func (d *Dispatcher) budget(free int, now time.Time) (int, *rate.Reservation, ti
 	return 1, token, 0
 }
 
-// claim asks the outbox for up to n due leads.
+// claim asks the outbox for up to n due leads. Its errors are the
+// outbox's own, which name the step ("next due: …", "claim: …"): wrapped
+// again they would read "claim: claim: …" in the log.
 func (d *Dispatcher) claim(ctx context.Context, n int) ([]Lead, error) {
 	due, ok, err := d.outbox.NextDue(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("next due: %w", err)
+		return nil, err
 	}
 	now := d.cfg.Clock.Now()
 	if !ok || due.After(now) {
 		return nil, nil
 	}
-	leads, err := d.outbox.Claim(ctx, d.cfg.Owner, now, d.cfg.Lease, n)
-	if err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
-	}
-	return leads, nil
+	return d.outbox.Claim(ctx, d.cfg.Owner, now, d.cfg.Lease, n)
 }
 
 // untilDue is how long to sleep before the next lead is due, at most
@@ -300,21 +313,28 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 	}
 	switch {
 	case errors.Is(err, ErrLeaseLost):
-		d.log.Warn("lease lost before the attempt was recorded; another worker owns the lead", "lead", l.ExternalID)
+		d.rlog.Warn("lease_lost", "lease lost before the attempt was recorded; another worker owns the lead", "external_id", l.ExternalID)
 		return
 	case err != nil:
-		d.log.Error("record attempt", "lead", l.ExternalID, "err", err)
+		d.rlog.Error("record", "record attempt", "external_id", l.ExternalID, "err", err)
 		return
 	}
 	d.sent.Add(1)
-	d.log.Debug("attempt", "lead", l.ExternalID, "n", l.Attempts, "http", res.StatusCode, "state", dec.State, "delay", dec.Delay)
+	d.log.Debug("attempt", "external_id", l.ExternalID, "n", l.Attempts, "http", res.StatusCode, "state", dec.State, "delay", dec.Delay)
+	if dec.State == StateFailed {
+		// Failed waits for an operator (a wrong key, a redirect, a CRM
+		// that never answered): a headless serve must say so, once per
+		// lead, with what to fix. Logged after the commit, so a line
+		// never names a lead whose state was not stored.
+		d.log.Warn("lead failed", "external_id", l.ExternalID, "reason", r.Reason, "http", res.StatusCode, "attempts", l.Attempts)
+	}
 }
 
 func (d *Dispatcher) release(l Lead) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.outbox.Release(ctx, d.cfg.Owner, []int64{l.ID}); err != nil && !errors.Is(err, ErrLeaseLost) {
-		d.log.Error("release", "lead", l.ExternalID, "err", err)
+		d.rlog.Error("release", "release", "external_id", l.ExternalID, "err", err)
 	}
 }
 

@@ -1,10 +1,16 @@
 package crm_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,6 +321,9 @@ func TestDispatcherSharedOutbox(t *testing.T) {
 	if st.InProgressConflicts != 0 || st.IdempotentReplays != 0 || st.LeadsCreatedPerExternalIDMax != 1 {
 		t.Errorf("a lead was sent twice: %+v", st)
 	}
+	// A dispatcher counts an attempt just after its commit, which the
+	// states above may already show.
+	poll.Until(t, "both dispatchers to count their attempts", func() bool { return d1.Sent()+d2.Sent() >= n })
 	if d1.Sent() == 0 || d2.Sent() == 0 || d1.Sent()+d2.Sent() != n {
 		t.Errorf("sent %d + %d, want both working and %d in all", d1.Sent(), d2.Sent(), n)
 	}
@@ -497,7 +506,8 @@ func TestDispatcherBacksOffWhenClaimFails(t *testing.T) {
 	w.enqueue(t, lead("busy-1", "+380501112244", "UA"))
 	fo := &flakyOutbox{DB: w.db, failures: 3}
 	clk := newFakeClock(time.Now())
-	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond, Clock: clk})
+	var logs logBuffer
+	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond, Clock: clk, Logger: logs.logger()})
 	// After each failed claim Run waits 100 ms, 200 ms, 400 ms (not the
 	// 10 ms idle check), and claims again only when that much time passed.
 	for i, want := range []time.Duration{100, 200, 400} {
@@ -509,16 +519,125 @@ func TestDispatcherBacksOffWhenClaimFails(t *testing.T) {
 	}
 	waitFinal(t, w.db, []string{"busy-1"}, 10*time.Second)
 	fo.mu.Lock()
-	defer fo.mu.Unlock()
-	if len(fo.claims) < 4 {
-		t.Fatalf("%d claims, want the 3 failures and a success", len(fo.claims))
+	claims := slices.Clone(fo.claims)
+	fo.mu.Unlock()
+	if len(claims) < 4 {
+		t.Fatalf("%d claims, want the 3 failures and a success", len(claims))
 	}
 	for i, want := range []time.Duration{100, 200, 400} {
-		if gap := fo.claims[i+1].Sub(fo.claims[i]); gap != want*time.Millisecond {
+		if gap := claims[i+1].Sub(claims[i]); gap != want*time.Millisecond {
 			t.Errorf("gap %d after a failed claim: %s, want %dms", i+1, gap, want)
 		}
 	}
+	// The attempt is counted just after its Record commits, which
+	// waitFinal may see first.
+	poll.Until(t, "the attempt to be counted", func() bool { return d.Sent() > 0 })
 	if d.Sent() != 1 {
 		t.Fatalf("sent %d", d.Sent())
 	}
+	// Three failures within the logging interval are one line, not three.
+	if n := len(logs.lines("claim failed")); n != 1 {
+		t.Errorf("%d \"claim failed\" lines for 3 failed claims in 0.7 s, want 1:\n%s", n, logs.String())
+	}
+}
+
+// logBuffer collects a dispatcher's JSON log lines; its goroutines write
+// concurrently.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// lines returns the records logged with message msg.
+func (b *logBuffer) lines(msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestDispatcherLogsFailedLeads: a lead that ends failed waits for an
+// operator, so each is logged at warn with its external_id and why,
+// whatever made it fail; a lead that ends otherwise is not.
+func TestDispatcherLogsFailedLeads(t *testing.T) {
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://crm.example.test/v2/leads", http.StatusFound)
+	}))
+	t.Cleanup(redirect.Close)
+	tests := []struct {
+		name   string
+		sc     sandbox.Config
+		client func(t *testing.T, sandboxURL string) *crm.Client
+		reason string
+	}{
+		{"WrongAPIKey", sandbox.Config{}, func(t *testing.T, u string) *crm.Client {
+			return newClient(t, u, func(c *crm.ClientConfig) { c.APIKey = "not-the-key" })
+		}, "HTTP 401"},
+		{"Redirect", sandbox.Config{}, func(t *testing.T, _ string) *crm.Client {
+			return newClient(t, redirect.URL)
+		}, "redirect"},
+		{"GaveUp", sandbox.Config{Seed: 1, FailRate: 1}, func(t *testing.T, u string) *crm.Client {
+			return newClient(t, u)
+		}, "gave up after 2 attempts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(t, tt.sc)
+			w.enqueue(t, lead("fl-1", "+380501234567", "UA"))
+			var logs logBuffer
+			policy := fastPolicy
+			policy.MaxAttempts = 2
+			run(t, w.db, tt.client(t, w.sb.URL), crm.DispatcherConfig{Policy: policy, IdleCheck: 10 * time.Millisecond, Logger: logs.logger()})
+			if l := waitFinal(t, w.db, []string{"fl-1"}, 10*time.Second)["fl-1"]; l.State != crm.StateFailed {
+				t.Fatalf("state %s (%s), want failed", l.State, l.Reason)
+			}
+			var got []map[string]any
+			poll.Until(t, "the failed lead's log line", func() bool {
+				got = logs.lines("lead failed")
+				return len(got) > 0
+			})
+			if len(got) != 1 {
+				t.Fatalf("%d lines for one failed lead:\n%s", len(got), logs.String())
+			}
+			reason, _ := got[0]["reason"].(string)
+			if got[0]["level"] != "WARN" || got[0]["external_id"] != "fl-1" || !strings.Contains(reason, tt.reason) {
+				t.Errorf("logged %v, want WARN with external_id fl-1 and a reason with %q", got[0], tt.reason)
+			}
+			if strings.Contains(logs.String(), sandbox.TestAPIKey) || strings.Contains(logs.String(), sandbox.TestHMACSecret) {
+				t.Errorf("a secret in the log:\n%s", logs.String())
+			}
+		})
+	}
+	t.Run("AcceptedIsNotLogged", func(t *testing.T) {
+		w := newWorld(t, sandbox.Config{})
+		w.enqueue(t, lead("ok-1", "+380501234567", "UA"))
+		var logs logBuffer
+		d, stop := run(t, w.db, w.client, crm.DispatcherConfig{Policy: fastPolicy, Logger: logs.logger()})
+		waitFinal(t, w.db, []string{"ok-1"}, 10*time.Second)
+		poll.Until(t, "the attempt to be recorded", func() bool { return d.Sent() == 1 })
+		stop()
+		if got := logs.lines("lead failed"); len(got) != 0 {
+			t.Errorf("an accepted lead was logged as failed: %v", got)
+		}
+	})
 }

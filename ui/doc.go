@@ -55,14 +55,17 @@
 // # Data flow
 //
 // Update and View never touch the Source. A refresh is one Cmd that asks
-// for Counts, Throughput and only the rows each visible pane can show
-// (Limit = its height); at most one runs at a time, a change during it
-// schedules one follow-up, and follow-ups are paced to ten a second.
-// Refreshes are triggered by Config.Changes (a Cmd blocks on it and
-// re-arms after each signal), by a pane moving its window or filter, and
-// by the 1 s tick when the sparkline's bucket rolls over (or every tick
-// when there is no change channel). The tick also moves countdowns and
-// reads Config.Status. Rows carry what a pane draws; the detail view
+// for the store's Health, Counts, Throughput and only the rows each
+// visible pane can show (Limit = its height); at most one runs at a time,
+// a change during it schedules one follow-up, and follow-ups are paced to
+// ten a second. Refreshes are triggered by Config.Changes (a Cmd blocks on
+// it and re-arms after each signal), by a pane moving its window or
+// filter, and by the 1 s tick when the sparkline's bucket rolls over or
+// the health on screen is two seconds old (or every tick when there is no
+// change channel): a store that stopped committing signals no change.
+// While Health reports a code, the header's listener indicator shows the
+// store's trouble in red and the status bar keeps its detail. The tick
+// also moves countdowns and reads Config.Status. Rows carry what a pane draws; the detail view
 // loads the rest when it opens (a lead's story, a callback's raw body).
 //
 // # Code

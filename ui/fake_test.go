@@ -46,6 +46,9 @@ type fakeSource struct {
 	countsErr   error
 	leadsErr    error
 	callbackErr error
+	healthCode  string // what Health reports: "" healthy, else a store code
+	healthErr   error
+	healthReads int
 
 	leadQueries   []crm.LeadQuery
 	eventQueries  []crm.EventQuery
@@ -240,6 +243,26 @@ func (f *fakeSource) Throughput(ctx context.Context, since time.Time, bucket tim
 		tp.Callbacks = append(tp.Callbacks, (i*5)%8)
 	}
 	return tp, nil
+}
+
+func (f *fakeSource) Health(ctx context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.healthReads++
+	return f.healthCode, f.healthErr
+}
+
+// setHealth changes what Health reports from now on.
+func (f *fakeSource) setHealth(code string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.healthCode, f.healthErr = code, err
+}
+
+func (f *fakeSource) reads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.healthReads
 }
 
 func (f *fakeSource) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {

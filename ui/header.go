@@ -33,21 +33,25 @@ func stateLabel(st crm.State, short bool) string {
 }
 
 // header is the top three lines: who we talk to and whether it works;
-// the outbox by state; callbacks and throughput. The counts and
-// throughput come with each refresh; the status is what main reported
-// last, given by the root.
+// the outbox by state; callbacks and throughput. The counts, throughput
+// and the store's health come with each refresh; the status is what main
+// reported last, given by the root.
 type header struct {
 	st         *Styles
 	status     Status
 	counts     crm.Counts
 	haveCounts bool
 	tp         crm.Throughput
+	health     storeHealth
 }
 
 // Update takes a refresh's counts and throughput, each only when its
-// query worked, so a failing one keeps the last numbers on screen.
+// query worked, so a failing one keeps the last numbers on screen, and
+// its health reading, always: a store that recovered must stop showing
+// red.
 func (h header) Update(msg tea.Msg) header {
 	if s, ok := msg.(snapshotMsg); ok {
+		h.health = s.health
 		if s.countsOK {
 			h.counts, h.haveCounts = s.counts, true
 		}
@@ -80,6 +84,10 @@ func (h header) View(width int) string {
 
 	var listener string
 	switch {
+	case h.health.code != "":
+		// Before the listener's own state: while the store cannot commit,
+		// a bound listener answers every callback 503.
+		listener = st.Bad.Render("✗ " + storeTrouble(h.health.code))
 	case s.ListenerErr != nil:
 		listener = st.Bad.Render("✗ listener down: " + clean(s.ListenerErr.Error()))
 	case s.ListenerAddr == "":
@@ -124,6 +132,26 @@ func (h header) View(width int) string {
 	line3 := cb + spark
 
 	return fit(line1, width) + "\n" + fit(line2, width) + "\n" + fit(line3, width)
+}
+
+// storeTrouble is the few words for a store that cannot commit, by its
+// Health code: what is wrong, and that callbacks are not acknowledged
+// (they get 503 until it is fixed).
+func storeTrouble(code string) string {
+	var what string
+	switch code {
+	case "store_replaced":
+		what = "store replaced"
+	case "disk_full":
+		what = "disk full"
+	case "read_only":
+		what = "store read-only"
+	case "unreachable":
+		what = "store unreachable"
+	default:
+		what = "store failing (" + clean(code) + ")"
+	}
+	return what + " — not acknowledging"
 }
 
 func (h header) nonZero(n int, s lipgloss.Style) lipgloss.Style {

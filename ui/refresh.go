@@ -10,6 +10,12 @@ import (
 // live to the eye and leaves the CPU to the listener and sender.
 const minRefreshGap = 100 * time.Millisecond
 
+// healthEvery bounds the age of the store's health on screen. A store
+// that stopped committing (its file removed, the disk full) sends no
+// change signal, so the heartbeat refreshes at least this often; the
+// store caches its health, and a refresh's queries take milliseconds.
+const healthEvery = 2 * time.Second
+
 // refreshCycle decides when the dashboard re-reads the Source: at most
 // one snapshot query in flight, the changes that arrive meanwhile
 // coalesced into one follow-up, and follow-ups paced to minRefreshGap.
@@ -28,6 +34,7 @@ type refreshCycle struct {
 	followUp   bool      // a paced follow-up refresh is scheduled
 	startedAt  time.Time // wall clock when the last query started, for pacing
 	lastBucket time.Time // the sparkline bucket the last query read
+	lastQuery  time.Time // when (Config.Now) the last query that landed read the store
 
 	listening bool // a waitForChange Cmd is out
 	closed    bool // the change channel is gone
@@ -75,10 +82,11 @@ func (c *refreshCycle) stop() { c.listening, c.closed = false, true }
 func (c *refreshCycle) requested() { c.followUp = false }
 
 // tickDue reports whether the 1 s heartbeat at now should refresh.
-// Without a change signal the dashboard polls; with one it re-reads only
-// when the sparkline's newest bucket rolls over.
+// Without a change signal the dashboard polls; with one it re-reads when
+// the sparkline's newest bucket rolls over, or when the store's health on
+// screen is healthEvery old.
 func (c refreshCycle) tickDue(now time.Time) bool {
-	return c.changes == nil || !now.Truncate(sparkBucket).Equal(c.lastBucket)
+	return c.changes == nil || !now.Truncate(sparkBucket).Equal(c.lastBucket) || now.Sub(c.lastQuery) >= healthEvery
 }
 
 // landed takes the end of a refresh that read the store as of queried;
@@ -86,7 +94,7 @@ func (c refreshCycle) tickDue(now time.Time) bool {
 // start the next refresh now, or else a Cmd that asks for one later.
 func (c *refreshCycle) landed(queried time.Time, again bool) (now bool, later tea.Cmd) {
 	c.running = false
-	c.lastBucket = queried.Truncate(sparkBucket)
+	c.lastBucket, c.lastQuery = queried.Truncate(sparkBucket), queried
 	switch {
 	case again:
 		return true, nil

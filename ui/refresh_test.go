@@ -234,9 +234,15 @@ func TestRefreshCycle(t *testing.T) {
 		}
 		c := newRefreshCycle(make(chan struct{}))
 		c.landed(t0, false)
-		if c.tickDue(t0.Add(sparkBucket - time.Second)) {
-			t.Fatal("a tick in the same bucket refreshed")
+		if c.tickDue(t0.Add(healthEvery - time.Second)) {
+			t.Fatal("a tick in the same bucket, with the health fresh, refreshed")
 		}
+		// A store that stopped committing signals no change: the health on
+		// screen is re-read at this age even within a bucket.
+		if !c.tickDue(t0.Add(healthEvery)) {
+			t.Fatal("the health on screen got old without a refresh")
+		}
+		c.landed(t0.Add(sparkBucket-time.Second), false)
 		if !c.tickDue(t0.Add(sparkBucket)) {
 			t.Fatal("the bucket rolled over without a refresh")
 		}

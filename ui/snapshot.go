@@ -55,7 +55,16 @@ type snapshotMsg struct {
 	eventsOK bool
 	detail   crm.LeadDetail
 	detailOK bool
+	health   storeHealth
 	err      error
+}
+
+// storeHealth is what Source.Health said in one refresh: code is "" while
+// the store can commit, else a fixed code (store_replaced, disk_full,
+// read_only, unreachable) and err its detail.
+type storeHealth struct {
+	code string
+	err  error
 }
 
 // loadSnapshot runs one refresh: Counts, Throughput and only the visible
@@ -67,6 +76,11 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 		msg := snapshotMsg{q: q}
 		var errs []error
 		fail := func(what string, err error) { errs = append(errs, fmt.Errorf("%s: %w", what, err)) }
+
+		// The store's ability to commit, first: when it has stopped, the
+		// reads below may still work (a removed file stays readable) and
+		// the header must not look healthy.
+		msg.health.code, msg.health.err = src.Health(ctx)
 
 		if c, err := src.Counts(ctx); err != nil {
 			fail("counts", err)

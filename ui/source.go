@@ -21,4 +21,9 @@ type Source interface {
 	LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail, error)
 	Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error)
 	Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error)
+	// Health is "" while the store can commit, else one of the store's
+	// fixed codes (store_replaced, disk_full, read_only, unreachable) with
+	// the detail. It must be cheap (the store caches it): every refresh
+	// asks, since a store that stopped committing signals no change.
+	Health(ctx context.Context) (code string, err error)
 }

@@ -1,6 +1,9 @@
 package ui
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/charmbracelet/bubbles/help"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -8,11 +11,13 @@ import (
 
 // statusBar is the bottom line: the keys that matter now on the left,
 // the latest error or notice on the right. Errors outrank notices, and
-// an action's error outranks a refresh's, which outranks the listener's.
+// an action's error outranks the store's, which outranks a refresh's,
+// which outranks the listener's.
 type statusBar struct {
 	st          *Styles
 	help        help.Model
 	err         error // the last failed action
+	storeErr    error // why the store cannot commit, kept until a refresh finds it healthy
 	refreshErr  error // the last refresh's failure, cleared by a good one
 	listenerErr error // why the listener is not running, from Status
 	info        string
@@ -30,6 +35,13 @@ func (b statusBar) Update(msg tea.Msg) statusBar {
 	switch msg := msg.(type) {
 	case snapshotMsg:
 		b.refreshErr = msg.err
+		b.storeErr = nil
+		if h := msg.health; h.code != "" {
+			b.storeErr = errors.New(storeTrouble(h.code))
+			if h.err != nil {
+				b.storeErr = fmt.Errorf("%s: %w", storeTrouble(h.code), h.err)
+			}
+		}
 	case errMsg:
 		b.fail(msg.err)
 	case resubmittedMsg:
@@ -65,6 +77,8 @@ func (b statusBar) View(width int, keys help.KeyMap, input string) string {
 	switch {
 	case b.err != nil:
 		right = st.StatusErr.Render("✗ " + clean(b.err.Error()))
+	case b.storeErr != nil:
+		right = st.StatusErr.Render("✗ " + clean(b.storeErr.Error()))
 	case b.refreshErr != nil:
 		right = st.StatusErr.Render("✗ " + clean(b.refreshErr.Error()))
 	case b.listenerErr != nil:
