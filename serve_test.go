@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -9,34 +8,16 @@ import (
 	"testing"
 
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/internal/logtest"
 	"github.com/leadwatch/leadwatch/internal/poll"
 )
 
-// syncBuffer is a stderr that a command's goroutines write while the test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startServe runs `leadwatch serve` in-process with args until the test
 // ends, returning its stderr and a stop that waits for the exit code.
-func startServe(t *testing.T, envVars map[string]string, args ...string) (*syncBuffer, func() int) {
+func startServe(t *testing.T, envVars map[string]string, args ...string) (*logtest.Buffer, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stderr := &syncBuffer{}
+	stderr := &logtest.Buffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...), env{

@@ -2,61 +2,26 @@ package callbacks_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/leadwatch/leadwatch/callbacks"
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/internal/logtest"
 	"github.com/leadwatch/leadwatch/internal/poll"
 )
 
 // answerDeadline bounds every raw-connection read of these tests: far
 // above what an answer takes, far below the server timeouts they set.
 const answerDeadline = 10 * time.Second
-
-// logBuffer collects a handler's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// count is how many lines contain substr.
-func (l *logBuffer) count(substr string) int {
-	n := 0
-	for _, line := range strings.Split(l.String(), "\n") {
-		if strings.Contains(line, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-func (l *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // rawServer serves a handler over loopback through NewServer (so through
 // its real timeouts and options), for tests that speak raw TCP.
@@ -315,8 +280,8 @@ func (s *healthSink) set(code string, err error) {
 // once per interval however often the balancer asks.
 func TestHealthReportsStoreCode(t *testing.T) {
 	sink := &healthSink{fakeSink: newFakeSink()}
-	var logs logBuffer
-	srv, _ := newTestListener(t, sink, func(c *callbacks.Config) { c.Logger = logs.logger() })
+	var logs logtest.Buffer
+	srv, _ := newTestListener(t, sink, func(c *callbacks.Config) { c.Logger = logs.Text() })
 	secretish := errors.New("unlinked /var/lib/leadwatch/leadwatch.db (inode 1234)")
 	tests := []struct {
 		name, code string
@@ -345,10 +310,10 @@ func TestHealthReportsStoreCode(t *testing.T) {
 		})
 	}
 	// Ping says the store is fine throughout; the checker is what counts.
-	if n := logs.count("inode 1234"); n != 4 {
+	if n := logs.Count("inode 1234"); n != 4 {
 		t.Errorf("%d log lines hold the detail, want 4: once per code, however often asked\n%s", n, logs.String())
 	}
-	if n := logs.count("reason=unreachable"); n != 1 {
+	if n := logs.Count("reason=unreachable"); n != 1 {
 		t.Errorf("%d lines for unreachable, want 1 (rate-limited)\n%s", n, logs.String())
 	}
 }
@@ -359,11 +324,11 @@ func TestHealthReportsStoreCode(t *testing.T) {
 func TestRefusalQueueFullLoggedOnce(t *testing.T) {
 	sink := newFakeSink()
 	sink.refusalGate = make(chan struct{})
-	var logs logBuffer
+	var logs logtest.Buffer
 	srv, h := newTestListener(t, sink, func(c *callbacks.Config) {
 		c.RefusalQueue = 1
 		c.RefusalsPerSecond = 1_000_000
-		c.Logger = logs.logger()
+		c.Logger = logs.Text()
 	})
 	t.Cleanup(func() { close(sink.refusalGate) })
 	unsigned := func(n int) {
@@ -384,7 +349,7 @@ func TestRefusalQueueFullLoggedOnce(t *testing.T) {
 		unsigned(i)
 	}
 	poll.Until(t, "more drops", func() bool { return h.Stats().RefusalsDropped >= 6 })
-	if n := logs.count("refusal queue full"); n != 1 {
+	if n := logs.Count("refusal queue full"); n != 1 {
 		t.Errorf("%d warnings, want 1\n%s", n, logs.String())
 	}
 }
@@ -394,8 +359,8 @@ func TestRefusalQueueFullLoggedOnce(t *testing.T) {
 // interval, not one per request.
 func TestCommitFailureLoggedOnce(t *testing.T) {
 	sink := newFakeSink()
-	var logs logBuffer
-	srv, _ := newTestListener(t, sink, func(c *callbacks.Config) { c.Logger = logs.logger() })
+	var logs logtest.Buffer
+	srv, _ := newTestListener(t, sink, func(c *callbacks.Config) { c.Logger = logs.Text() })
 	sink.setFail(errSinkDown)
 	for i := range 5 {
 		res := postSigned(t, srv.Client(), srv.URL+callbacks.DefaultPath, callbackBody(i, "e"), testSecrets[0])
@@ -403,7 +368,7 @@ func TestCommitFailureLoggedOnce(t *testing.T) {
 			t.Fatalf("answer %d %s, want 503", res.status, res.body)
 		}
 	}
-	if n := logs.count("group commit failed"); n != 1 {
+	if n := logs.Count("group commit failed"); n != 1 {
 		t.Errorf("%d lines for 5 failed commits, want 1\n%s", n, logs.String())
 	}
 }

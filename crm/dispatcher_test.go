@@ -1,11 +1,9 @@
 package crm_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/internal/logtest"
 	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
 	"github.com/leadwatch/leadwatch/store/storetest"
@@ -506,8 +505,8 @@ func TestDispatcherBacksOffWhenClaimFails(t *testing.T) {
 	w.enqueue(t, lead("busy-1", "+380501112244", "UA"))
 	fo := &flakyOutbox{DB: w.db, failures: 3}
 	clk := newFakeClock(time.Now())
-	var logs logBuffer
-	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond, Clock: clk, Logger: logs.logger()})
+	var logs logtest.Buffer
+	d, _ := run(t, fo, w.client, crm.DispatcherConfig{Policy: fastPolicy, IdleCheck: 10 * time.Millisecond, Clock: clk, Logger: logs.JSON()})
 	// After each failed claim Run waits 100 ms, 200 ms, 400 ms (not the
 	// 10 ms idle check), and claims again only when that much time passed.
 	for i, want := range []time.Duration{100, 200, 400} {
@@ -536,44 +535,9 @@ func TestDispatcherBacksOffWhenClaimFails(t *testing.T) {
 		t.Fatalf("sent %d", d.Sent())
 	}
 	// Three failures within the logging interval are one line, not three.
-	if n := len(logs.lines("claim failed")); n != 1 {
+	if n := len(logs.Records("claim failed")); n != 1 {
 		t.Errorf("%d \"claim failed\" lines for 3 failed claims in 0.7 s, want 1:\n%s", n, logs.String())
 	}
-}
-
-// logBuffer collects a dispatcher's JSON log lines; its goroutines write
-// concurrently.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// lines returns the records logged with message msg.
-func (b *logBuffer) lines(msg string) []map[string]any {
-	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(b.String()), "\n") {
-		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["msg"] == msg {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // TestDispatcherLogsFailedLeads: a lead that ends failed waits for an
@@ -604,16 +568,16 @@ func TestDispatcherLogsFailedLeads(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w := newWorld(t, tt.sc)
 			w.enqueue(t, lead("fl-1", "+380501234567", "UA"))
-			var logs logBuffer
+			var logs logtest.Buffer
 			policy := fastPolicy
 			policy.MaxAttempts = 2
-			run(t, w.db, tt.client(t, w.sb.URL), crm.DispatcherConfig{Policy: policy, IdleCheck: 10 * time.Millisecond, Logger: logs.logger()})
+			run(t, w.db, tt.client(t, w.sb.URL), crm.DispatcherConfig{Policy: policy, IdleCheck: 10 * time.Millisecond, Logger: logs.JSON()})
 			if l := waitFinal(t, w.db, []string{"fl-1"}, 10*time.Second)["fl-1"]; l.State != crm.StateFailed {
 				t.Fatalf("state %s (%s), want failed", l.State, l.Reason)
 			}
 			var got []map[string]any
 			poll.Until(t, "the failed lead's log line", func() bool {
-				got = logs.lines("lead failed")
+				got = logs.Records("lead failed")
 				return len(got) > 0
 			})
 			if len(got) != 1 {
@@ -631,12 +595,12 @@ func TestDispatcherLogsFailedLeads(t *testing.T) {
 	t.Run("AcceptedIsNotLogged", func(t *testing.T) {
 		w := newWorld(t, sandbox.Config{})
 		w.enqueue(t, lead("ok-1", "+380501234567", "UA"))
-		var logs logBuffer
-		d, stop := run(t, w.db, w.client, crm.DispatcherConfig{Policy: fastPolicy, Logger: logs.logger()})
+		var logs logtest.Buffer
+		d, stop := run(t, w.db, w.client, crm.DispatcherConfig{Policy: fastPolicy, Logger: logs.JSON()})
 		waitFinal(t, w.db, []string{"ok-1"}, 10*time.Second)
 		poll.Until(t, "the attempt to be recorded", func() bool { return d.Sent() == 1 })
 		stop()
-		if got := logs.lines("lead failed"); len(got) != 0 {
+		if got := logs.Records("lead failed"); len(got) != 0 {
 			t.Errorf("an accepted lead was logged as failed: %v", got)
 		}
 	})
