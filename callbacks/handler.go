@@ -34,12 +34,13 @@
 //     commit, and a committed event is answered 200 whenever the
 //     connection can still carry it.
 //   - Bodies are read within a budget of bytes (Config.MaxBodyBytesInFlight):
-//     a request reserves its declared length (MaxBody when undeclared)
-//     before a byte is read, waits at most Config.BodyWait for room, and
-//     is otherwise answered 503 unavailable and its connection closed.
-//     Unauthenticated clients that announce large bodies and stall can
-//     so hold at most the budget, never memory in proportion to their
-//     number.
+//     a body's buffer grows as its bytes arrive, and every growth past the
+//     first 4 KiB is reserved before it is allocated, waiting at most
+//     Config.BodyWait for room; otherwise the request is answered 503
+//     unavailable and its connection closed. Unauthenticated clients that
+//     announce large bodies and stall so hold next to nothing, and those
+//     that really send bytes hold at most the budget, never memory in
+//     proportion to their number.
 //   - Every answer but a signed callback's closes its connection: refusals
 //     (4xx), /healthz, and 503s sent without reading the body. A refused
 //     sender is misconfigured or hostile, and a health probe costs a
@@ -101,9 +102,6 @@ const (
 
 	// headLen is how much of a refused body is kept for the operator.
 	headLen = 256
-
-	// chunkStart is the first buffer of a body of undeclared length.
-	chunkStart = 16 << 10
 )
 
 // ErrNoSecrets is returned by NewHandler when no callback secret is
@@ -143,8 +141,8 @@ type Config struct {
 	// once; default DefaultMaxBodyBytesInFlight, raised to MaxBody when
 	// smaller (a body of the largest size must still fit).
 	MaxBodyBytesInFlight int64
-	// BodyWait is how long a request waits for room in the body budget
-	// before it is answered 503; default DefaultBodyWait.
+	// BodyWait is how long a body's next bytes wait for room in the body
+	// budget before the request is answered 503; default DefaultBodyWait.
 	BodyWait time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -159,8 +157,9 @@ type Stats struct {
 	Replays         uint64 // callbacks answered 200 with "replay": dedup key already stored
 	Refused         uint64 // callbacks refused by checks 0–3 (413, 401, 403, 400)
 	Unavailable     uint64 // callbacks answered 503: the sink could not take them
-	Shed            uint64 // requests answered 503 unread: the body budget stayed full
+	Shed            uint64 // requests answered 503 mid-body: the body budget stayed full
 	BodyBytes       uint64 // bytes of the body budget reserved right now
+	Reading         uint64 // callback bodies being read right now
 	RefusalsDropped uint64 // refusals answered but not stored (queue full)
 	Batches         uint64 // group commits attempted
 	Pending         uint64 // events waiting for a group commit right now
@@ -195,6 +194,7 @@ type Handler struct {
 	rlog *ratelog.Logger
 
 	verified, replays, refused, unavailable, shed, dropped, batches atomic.Uint64
+	reading                                                         atomic.Int64 // bodies being read
 }
 
 // NewHandler validates cfg, fills in its defaults and starts the group
@@ -292,6 +292,7 @@ func (h *Handler) Stats() Stats {
 		Unavailable:     h.unavailable.Load(),
 		Shed:            h.shed.Load(),
 		BodyBytes:       uint64(h.bodies.reserved.Load()),
+		Reading:         uint64(h.reading.Load()),
 		RefusalsDropped: h.dropped.Load(),
 		Batches:         h.batches.Load(),
 		Pending:         uint64(h.commits.Pending()),
@@ -328,45 +329,38 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	// An undeclared length is cut by MaxBytesReader.
 	if r.ContentLength > h.cfg.MaxBody {
 		h.refuse(w, r, now, ansTooLarge, bodyTooLargeDetail(r.ContentLength, h.cfg.MaxBody), nil)
+		// Nor drained: with a small max_body the unread rest can be under
+		// net/http's 256 KiB drain limit, and a stalling client would hold
+		// the connection until the read timeout.
+		http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // see the 503 below
 		return
 	}
-	// The budget is reserved before the first byte is read, so a crowd of
-	// clients announcing large bodies and stalling cannot grow memory
-	// past it.
-	want := h.cfg.MaxBody
-	if r.ContentLength >= 0 {
-		want = r.ContentLength
-	}
-	res, ok := h.bodies.acquire(r.Context(), want)
-	if !ok {
-		h.shed.Add(1)
-		h.rlog.Warn("body_budget", "body budget full; answered 503 without reading the body",
-			"budget_bytes", h.cfg.MaxBodyBytesInFlight, "wait", h.cfg.BodyWait.String())
-		w.Header()["Connection"] = connClose
-		ansUnavailable.write(w)
-		// net/http would drain up to 256 KiB of the unread body before
-		// closing, waiting on a client that may be stalling on purpose; a
-		// past read deadline ends the drain, and the connection, at once.
-		http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // HTTP/1 supports it; without it the drain is bounded by ReadTimeout
-		return
-	}
-	body, err := h.readBody(w, r)
-	// Keep only what the body holds reserved, until the handler is done
-	// with it: a short or chunked body gives the rest back at once.
-	res.shrink(int64(len(body)))
+	body, res, err := h.readBody(w, r)
+	// The body's bytes stay reserved until the handler is done with them.
 	defer res.release()
 	if err != nil {
 		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
+		switch {
+		case errors.Is(err, errBodyBudget):
+			h.shed.Add(1)
+			h.rlog.Warn("body_budget", "body budget full; answered 503 before the body was read",
+				"budget_bytes", h.cfg.MaxBodyBytesInFlight, "wait", h.cfg.BodyWait.String())
+			w.Header()["Connection"] = connClose
+			ansUnavailable.write(w)
+			// net/http would drain up to 256 KiB of the unread body before
+			// closing, waiting on a client that may be stalling on purpose; a
+			// past read deadline ends the drain, and the connection, at once.
+			http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) //nolint:errcheck // HTTP/1 supports it; without it the drain is bounded by ReadTimeout
+		case errors.As(err, &tooLarge):
 			w.Header()["Connection"] = connClose
 			h.refuse(w, r, now, ansTooLarge, bodyTooLargeDetail(-1, h.cfg.MaxBody), body)
-			return
+		default:
+			// The client went away or was too slow (the server's ReadTimeout):
+			// nothing was delivered, so there is nothing to refuse or store.
+			h.log.Debug("callback body read failed", "remote", r.RemoteAddr, "err", err)
+			w.Header()["Connection"] = connClose
+			ansBadRequest.write(w)
 		}
-		// The client went away or was too slow (the server's ReadTimeout):
-		// nothing was delivered, so there is nothing to refuse or store.
-		h.log.Debug("callback body read failed", "remote", r.RemoteAddr, "err", err)
-		w.Header()["Connection"] = connClose
-		ansBadRequest.write(w)
 		return
 	}
 
@@ -435,58 +429,60 @@ func repeated(what string, vals []string) string {
 	return "repeated " + what + " header (" + strconv.Itoa(len(vals)) + " values)"
 }
 
-// readBody reads the whole body, at most MaxBody bytes. With a declared
-// length it reads into a buffer of exactly that size: the slice becomes
-// CallbackEvent.RawBody, so growing and copying it would be waste, and the
-// length is reserved in the body budget already, so a client announcing
-// a large body and stalling costs at most what the budget lets it hold.
-// (Growing as bytes arrive would cost as much at the end, plus the
-// garbage of every smaller buffer.) An undeclared length grows as bytes
-// arrive, never past MaxBody.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
-	if n := r.ContentLength; n >= 0 {
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		return buf, nil
-	}
-	return readCapped(rd, h.cfg.MaxBody)
-}
+// errBodyBudget is readBody's error when the body budget had no room for
+// the bytes that arrived within Config.BodyWait.
+var errBodyBudget = errors.New("body budget full")
 
-// readCapped reads r to its end into a buffer that doubles as bytes
-// arrive but never grows past limit. (bytes.Buffer would double past it:
-// a 1 MiB body would cost 2 MiB.) Past limit it reads one byte more, so
-// that r reports what follows: io.EOF, or MaxBytesReader's error.
-func readCapped(r io.Reader, limit int64) ([]byte, error) {
-	buf := make([]byte, 0, min(limit, chunkStart))
+// readBody reads r's body into memory, at most MaxBody bytes, into a
+// buffer that grows as bytes arrive (doubling, never past the declared
+// length or MaxBody). The first freeBody bytes are free; every growth past
+// them is reserved from the body budget first, so memory follows what
+// clients really sent (bodyBudget). Past the limit it reads one byte
+// more, so that the body reports what follows: io.EOF, or
+// MaxBytesReader's error. The reservation is the caller's to release.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, reservation, error) {
+	limit := h.cfg.MaxBody
+	if r.ContentLength >= 0 {
+		limit = r.ContentLength // at most MaxBody: checked before
+	}
+	h.reading.Add(1)
+	defer h.reading.Add(-1)
+	res := h.bodies.reserve(r.ContentLength)
+	rd := http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
+	buf := make([]byte, 0, min(limit, freeBody))
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) >= limit {
 				var one [1]byte
-				n, err := io.ReadFull(r, one[:])
+				n, err := io.ReadFull(rd, one[:])
 				if n > 0 {
 					// More than declared: net/http's body reader never
 					// gives this, MaxBytesReader fails before; be safe.
-					return buf, &http.MaxBytesError{Limit: limit}
+					return buf, res, &http.MaxBytesError{Limit: limit}
 				}
 				if err == io.EOF || err == io.ErrUnexpectedEOF {
 					err = nil
 				}
-				return buf, err
+				return buf, res, err
 			}
-			grown := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
-			copy(grown, buf)
-			buf = grown
+			grown := min(2*int64(cap(buf)), limit)
+			if !res.grow(r.Context(), grown-max(int64(cap(buf)), freeBody)) {
+				return buf, res, errBodyBudget
+			}
+			next := make([]byte, len(buf), grown)
+			copy(next, buf)
+			buf = next
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
+		n, err := rd.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			return buf, nil
+			if r.ContentLength >= 0 && int64(len(buf)) < r.ContentLength {
+				return buf, res, io.ErrUnexpectedEOF
+			}
+			return buf, res, nil
 		}
 		if err != nil {
-			return buf, err
+			return buf, res, err
 		}
 	}
 }

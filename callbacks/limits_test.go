@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,10 +195,10 @@ func TestHalfCloseGetsCommitAnswer(t *testing.T) {
 	}
 }
 
-// TestBodyBudget: bodies reserve their declared length before a byte is
-// read. Stalled large bodies fill the budget; the next large one waits
-// BodyWait, then gets 503 unread and its connection closed. A small signed
-// callback still gets through: it has its own pool.
+// TestBodyBudget: bodies hold the budget with the bytes they have really
+// sent; once it is full, the next body that needs room waits Config.
+// BodyWait and is answered 503, its connection closed; a small callback
+// (its own pool) is still taken; the budget comes back when a body ends.
 func TestBodyBudget(t *testing.T) {
 	sink := newFakeSink()
 	const maxBody = 256 << 10
@@ -206,16 +207,17 @@ func TestBodyBudget(t *testing.T) {
 		c.MaxBodyBytesInFlight = maxBody
 		c.BodyWait = 50 * time.Millisecond
 	}, longTimeouts(), nil)
-	stalled := func() net.Conn {
+	// sending announces a maximum-size body and sends part of it.
+	sending := func(part int) net.Conn {
 		c := dial(t, s.addr)
 		io.WriteString(c, "POST "+callbacks.DefaultPath+" HTTP/1.1\r\nHost: x\r\n"+
-			crm.HeaderTimestamp+": "+tsNow(0)+fmt.Sprintf("\r\nContent-Length: %d\r\n\r\nabc", maxBody))
+			crm.HeaderTimestamp+": "+tsNow(0)+fmt.Sprintf("\r\nContent-Length: %d\r\n\r\n", maxBody)+strings.Repeat("x", part))
 		return c
 	}
-	staller := stalled()
-	poll.Until(t, "the stalled body to hold the budget", func() bool { return s.h.Stats().BodyBytes == maxBody })
+	staller := sending(maxBody - 1)
+	poll.Until(t, "the almost complete body to hold the large pool", func() bool { return s.h.Stats().BodyBytes >= maxBody/2 })
 
-	late := stalled()
+	late := sending(64 << 10)
 	br := bufio.NewReader(late)
 	res := readAnswer(t, late, br)
 	if res.status != 503 || res.body != wantUnavail {
@@ -237,18 +239,57 @@ func TestBodyBudget(t *testing.T) {
 	poll.Until(t, "the budget to be given back", func() bool { return s.h.Stats().BodyBytes == 0 })
 }
 
-// TestBodyBudgetChunked: an undeclared length reserves max_body, and
-// what the body turns out not to need is given back once it is read.
+// TestBodyBudgetStallersHoldNothing: clients that announce bodies and send
+// (almost) nothing of them, declared small or large or chunked, hold no
+// budget, however many they are: a signed callback behind them is taken at
+// once (with the default budget, 64 declared 64 KiB bodies used to fill
+// the small-body pool, and a dozen chunked ones the large pool).
+func TestBodyBudgetStallersHoldNothing(t *testing.T) {
+	s := startRaw(t, newFakeSink(), func(c *callbacks.Config) { c.BodyWait = 50 * time.Millisecond }, longTimeouts(), nil)
+	head := "POST " + callbacks.DefaultPath + " HTTP/1.1\r\nHost: x\r\n" + crm.HeaderTimestamp + ": " + tsNow(0) + "\r\n"
+	const each = 80
+	for i := range 3 * each {
+		c := dial(t, s.addr)
+		switch i / each {
+		case 0:
+			io.WriteString(c, head+"Content-Length: 65536\r\n\r\nabc")
+		case 1:
+			io.WriteString(c, head+fmt.Sprintf("Content-Length: %d\r\n\r\nabc", callbacks.DefaultMaxBody))
+		default:
+			io.WriteString(c, head+"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+		}
+	}
+	poll.Until(t, "every staller to be reading", func() bool { return s.h.Stats().Reading == 3*each })
+	if st := s.h.Stats(); st.BodyBytes != 0 {
+		t.Fatalf("stallers hold %d bytes of the budget, want 0", st.BodyBytes)
+	}
+	c := dial(t, s.addr)
+	io.WriteString(c, signedRequest(callbackBody(1, "e")))
+	if res := readAnswer(t, c, bufio.NewReader(c)); res.status != 200 || res.body != wantOK {
+		t.Fatalf("signed callback behind %d stallers: answer = %d %s", 3*each, res.status, res.body)
+	}
+	if st := s.h.Stats(); st.Shed != 0 {
+		t.Errorf("stats %+v, want nothing shed", st)
+	}
+}
+
+// TestBodyBudgetChunked: a body of undeclared length grows its
+// reservation with what arrives, and gives it back once answered.
 func TestBodyBudgetChunked(t *testing.T) {
 	sink := newFakeSink()
 	s := startRaw(t, sink, nil, longTimeouts(), nil)
 	c := dial(t, s.addr)
 	body := callbackBody(1, "e")
+	pad := strings.Repeat(" ", 100<<10) // JSON whitespace: a 100 KiB body
+	full := append([]byte(pad), body...)
 	io.WriteString(c, "POST "+callbacks.DefaultPath+" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"+
-		crm.HeaderTimestamp+": "+tsNow(0)+"\r\n"+crm.HeaderSignature+": "+crm.Sign(testSecrets[0], body)+"\r\n\r\n"+
-		fmt.Sprintf("%x\r\n", len(body)))
-	poll.Until(t, "max_body to be reserved", func() bool { return s.h.Stats().BodyBytes == callbacks.DefaultMaxBody })
-	io.WriteString(c, string(body)+"\r\n0\r\n\r\n")
+		crm.HeaderTimestamp+": "+tsNow(0)+"\r\n"+crm.HeaderSignature+": "+crm.Sign(testSecrets[0], full)+"\r\n\r\n"+
+		fmt.Sprintf("%x\r\n%s\r\n", len(pad), pad))
+	poll.Until(t, "the arrived bytes to be reserved", func() bool {
+		n := s.h.Stats().BodyBytes
+		return n >= 64<<10 && n < callbacks.DefaultMaxBody
+	})
+	io.WriteString(c, fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body))
 	if res := readAnswer(t, c, bufio.NewReader(c)); res.status != 200 || res.body != wantOK {
 		t.Fatalf("answer = %d %s", res.status, res.body)
 	}

@@ -229,7 +229,7 @@ func TestConnLimit(t *testing.T) {
 			// Headers sent, body pending: a request in progress.
 			io.WriteString(busy[i], "POST "+callbacks.DefaultPath+" HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
 		}
-		poll.Until(t, "the cap to be full", func() bool { return s.lim.Open() == maxConns && s.h.Stats().BodyBytes == 10*maxConns })
+		poll.Until(t, "the cap to be full", func() bool { return s.lim.Open() == maxConns && s.h.Stats().Reading == maxConns })
 		answered := make(chan response, 1)
 		go func() {
 			c, err := net.Dial("tcp", s.addr)
