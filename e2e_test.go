@@ -78,6 +78,19 @@ func paneCounts(screen string) map[string]int {
 	return out
 }
 
+// quit presses q and returns the exit code the dashboard's process left
+// in exitFile.
+func quit(t *testing.T, s *tmuxSession, exitFile string) string {
+	t.Helper()
+	s.keys("q")
+	var exit []byte
+	poll.UntilWithin(t, 15*time.Second, "leadwatch to exit after q", func() bool {
+		exit, _ = os.ReadFile(exitFile)
+		return len(exit) > 0
+	})
+	return strings.TrimSpace(string(exit))
+}
+
 // startDemo runs `leadwatch --demo` with its database and log in a fresh
 // directory, in a private tmux server at 160x48, skipping the test in
 // -short or without tmux. The exit code lands in exitFile.
@@ -127,16 +140,10 @@ func TestDashboardShowsReplacedStore(t *testing.T) {
 	if last := strings.Split(strings.TrimRight(scr, "\n"), "\n"); !strings.Contains(last[len(last)-1], "database file was removed or replaced") {
 		t.Errorf("the status bar lacks the store's error:\n%s", scr)
 	}
-	s.keys("q")
-	var exit []byte
-	poll.UntilWithin(t, 15*time.Second, "leadwatch to exit after q", func() bool {
-		exit, _ = os.ReadFile(exitFile)
-		return len(exit) > 0
-	})
 	// Quitting is clean even so: nothing was left unsaved that a restart
 	// would not find (the commits after the removal failed and were not
 	// acknowledged).
-	if strings.TrimSpace(string(exit)) != "0" {
+	if exit := quit(t, s, exitFile); exit != "0" {
 		t.Errorf("leadwatch exited %s after q", exit)
 	}
 	logb, _ := os.ReadFile(filepath.Join(dir, "leadwatch.log"))
@@ -259,13 +266,7 @@ func TestDashboardEndToEnd(t *testing.T) {
 	s.keys("Escape")
 
 	// q quits and the process exits 0.
-	s.keys("q")
-	var exit []byte
-	poll.UntilWithin(t, 15*time.Second, "leadwatch to exit after q", func() bool {
-		exit, _ = os.ReadFile(exitFile)
-		return len(exit) > 0
-	})
-	if strings.TrimSpace(string(exit)) != "0" {
+	if exit := quit(t, s, exitFile); exit != "0" {
 		t.Fatalf("leadwatch exited %s", exit)
 	}
 	logb, _ := os.ReadFile(filepath.Join(dir, "leadwatch.log"))

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,29 +184,16 @@ func TestHealthDiskFull(t *testing.T) {
 }
 
 func TestHealthLockedElsewhere(t *testing.T) {
-	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "busy.db")
 	db := MustOpenPath(t, path, Options{BusyTimeout: 100 * time.Millisecond, ProbeMaxAge: time.Nanosecond})
 	// Another process's connection holding the write lock past the busy
 	// timeout: nothing can commit.
-	holder, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close()
-	conn, err := holder.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		t.Fatal(err)
-	}
+	release := holdWriteLock(t, path)
 	code, err := checkHealth(t, db)
 	if code != HealthUnreachable || !errors.Is(err, ErrBusy) {
 		t.Fatalf("health while locked = %q, %v; want unreachable", code, err)
 	}
-	if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	if code, err := checkHealth(t, db); code != "" {

@@ -18,8 +18,9 @@ import (
 	"github.com/leadwatch/leadwatch/internal/poll"
 )
 
-// countRows is countStar without its throughput check: the rollup keeps
-// counting what happened after Prune deletes attempts, by design.
+// countRows counts the rows the counters stand for. (countStar adds the
+// throughput check, which Prune's tests skip: the rollup keeps counting
+// what happened after Prune deletes attempts, by design.)
 func countRows(t *testing.T, db *DB) crm.Counts {
 	t.Helper()
 	c := crm.Counts{States: map[crm.State]int{}}
@@ -70,28 +71,14 @@ func queryInt(t *testing.T, db *DB, q string, args ...any) int64 {
 // answer.
 func sendOnce(t *testing.T, db *DB, clk *testClock, ext string, outcome crm.State, crmID string, body []byte) {
 	t.Helper()
-	ctx := context.Background()
-	l, err := db.Lead(ctx, ext)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.writer.ExecContext(ctx, `UPDATE leads SET next_attempt_at = 0 WHERE id = ?`, l.ID); err != nil {
-		t.Fatal(err)
-	}
-	got, err := db.Claim(ctx, "w", clk.Now(), time.Minute, 1)
-	if err != nil || len(got) != 1 || got[0].ID != l.ID {
-		t.Fatalf("claim %s: %v %+v", ext, err, got)
-	}
 	r := crm.AttemptResult{
-		Attempt: crm.Attempt{LeadID: l.ID, HTTPStatus: 200, Outcome: outcome, StartedAt: clk.Now(), ResponseBody: body},
+		Attempt: crm.Attempt{HTTPStatus: 200, Outcome: outcome, StartedAt: clk.Now(), ResponseBody: body},
 		CRMID:   crmID,
 	}
 	if outcome == crm.StateRetryWait {
 		r.NextAttemptAt = clk.Now().Add(time.Hour)
 	}
-	if err := db.Record(ctx, "w", r); err != nil {
-		t.Fatal(err)
-	}
+	sendAttempt(t, db, clk, ext, r)
 }
 
 func TestPrune(t *testing.T) {

@@ -75,9 +75,9 @@ func mustEnqueue(tb testing.TB, db *DB, ext string) crm.Lead {
 	return l
 }
 
-// setState drives a lead to a final state through Claim and Record, as the
-// dispatcher would.
-func setState(tb testing.TB, db *DB, clk *testClock, ext string, st crm.State, crmID string) crm.Lead {
+// sendAttempt claims the lead ext, as the dispatcher would, and records r
+// as its attempt (r's LeadID is filled in).
+func sendAttempt(tb testing.TB, db *DB, clk *testClock, ext string, r crm.AttemptResult) {
 	tb.Helper()
 	ctx := context.Background()
 	l, err := db.Lead(ctx, ext)
@@ -92,19 +92,51 @@ func setState(tb testing.TB, db *DB, clk *testClock, ext string, st crm.State, c
 	if err != nil || len(got) != 1 || got[0].ID != l.ID {
 		tb.Fatalf("claim %s: %v %+v", ext, err, got)
 	}
-	err = db.Record(ctx, "setter", crm.AttemptResult{
-		Attempt: crm.Attempt{LeadID: l.ID, HTTPStatus: 200, Outcome: st, StartedAt: clk.Now()},
+	r.Attempt.LeadID = l.ID
+	if err := db.Record(ctx, "setter", r); err != nil {
+		tb.Fatalf("record %s: %v", ext, err)
+	}
+}
+
+// setState drives a lead to a final state through Claim and Record, as the
+// dispatcher would.
+func setState(tb testing.TB, db *DB, clk *testClock, ext string, st crm.State, crmID string) crm.Lead {
+	tb.Helper()
+	sendAttempt(tb, db, clk, ext, crm.AttemptResult{
+		Attempt: crm.Attempt{HTTPStatus: 200, Outcome: st, StartedAt: clk.Now()},
 		CRMID:   crmID,
 		Reason:  "set by test",
 	})
-	if err != nil {
-		tb.Fatalf("record %s: %v", ext, err)
-	}
-	l, err = db.Lead(ctx, ext)
+	l, err := db.Lead(context.Background(), ext)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return l
+}
+
+// holdWriteLock takes the write lock of the database at path on a
+// connection of its own, as another process would, and returns what gives
+// it back (the connection closes when the test ends).
+func holdWriteLock(tb testing.TB, path string) (release func() error) {
+	tb.Helper()
+	ctx := context.Background()
+	holder, err := sql.Open("sqlite", path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { holder.Close() })
+	conn, err := holder.Conn(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		tb.Fatal(err)
+	}
+	return func() error {
+		_, err := conn.ExecContext(ctx, `ROLLBACK`)
+		return err
+	}
 }
 
 func TestOpen(t *testing.T) {
@@ -870,21 +902,11 @@ func TestRefusalsBounded(t *testing.T) {
 	}
 }
 
-// countStar reads the truth the counters must match.
+// countStar reads the truth the counters must match (countRows), and
+// checks the throughput rollup against the rows too.
 func countStar(t *testing.T, db *DB) crm.Counts {
 	t.Helper()
-	c := crm.Counts{States: map[crm.State]int{}}
-	for _, s := range crm.States {
-		var n int
-		if err := db.reader.QueryRow(`SELECT COUNT(*) FROM leads WHERE state = ?`, string(s)).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		c.States[s] = n
-	}
-	db.reader.QueryRow(`SELECT COUNT(*) FROM callbacks`).Scan(&c.CallbacksVerified)
-	db.reader.QueryRow(`SELECT COUNT(*) FROM callbacks WHERE lead_id IS NULL`).Scan(&c.CallbacksUnmatched)
-	db.reader.QueryRow(`SELECT COUNT(*) FROM refusals`).Scan(&c.Refusals)
-	// The throughput rollup must agree with the rows too.
+	c := countRows(t, db)
 	var sent, sentRolled, cbRolled int
 	db.reader.QueryRow(`SELECT COUNT(*) FROM attempts WHERE kind = 'send'`).Scan(&sent)
 	db.reader.QueryRow(`SELECT COALESCE(SUM(sent), 0), COALESCE(SUM(callbacks), 0) FROM throughput`).Scan(&sentRolled, &cbRolled)
@@ -1245,21 +1267,9 @@ func TestBadInput(t *testing.T) {
 	t.Run("LockedPastBusyTimeout", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "busy.db")
 		db := MustOpenPath(t, path, Options{BusyTimeout: 100 * time.Millisecond})
-		holder, err := sql.Open("sqlite", path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer holder.Close()
-		conn, err := holder.Conn(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		if _, err := conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-			t.Fatal(err)
-		}
+		release := holdWriteLock(t, path)
 		start := time.Now()
-		_, err = db.Enqueue(ctx, payload("BUSY-1"), EnqueueOptions{})
+		_, err := db.Enqueue(ctx, payload("BUSY-1"), EnqueueOptions{})
 		if !errors.Is(err, ErrBusy) {
 			t.Fatalf("err = %v, want ErrBusy", err)
 		}
@@ -1270,7 +1280,9 @@ func TestBadInput(t *testing.T) {
 		if _, err := db.SaveCallbacks(ctx, []crm.CallbackEvent{callback("c", "", "e", "", 1)}); !errors.Is(err, ErrBusy) {
 			t.Fatalf("save callbacks err = %v, want ErrBusy", err)
 		}
-		conn.ExecContext(ctx, `ROLLBACK`)
+		if err := release(); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := db.Lead(ctx, "BUSY-1"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("half stored: %v", err)
 		}
