@@ -22,11 +22,11 @@ import (
 // The store is what each consumer declares it needs; main wires them, so
 // main checks it, here and only here.
 var (
-	_ crm.Outbox          = (*store.DB)(nil)
-	_ callbacks.EventSink = (*store.DB)(nil)
+	_ crm.Outbox          = (store.Store)(nil)
+	_ callbacks.EventSink = (store.Store)(nil)
 	// /healthz asks the store itself whether it can commit, not Ping.
-	_ callbacks.HealthChecker = (*store.DB)(nil)
-	_ ui.Source               = (*store.DB)(nil)
+	_ callbacks.HealthChecker = (store.Store)(nil)
+	_ ui.Source               = (store.Store)(nil)
 )
 
 // services are leadwatch's long-running halves, the sender and the
@@ -60,7 +60,7 @@ type serviceOptions struct {
 
 // newServices builds what opts asks for over db. Nothing runs until Run;
 // the listener's address is bound already, so ListenAddr is known before.
-func newServices(cfg config.Config, db *store.DB, log *slog.Logger, opts serviceOptions) (*services, error) {
+func newServices(cfg config.Config, db store.Store, log *slog.Logger, opts serviceOptions) (*services, error) {
 	s := &services{log: log, keepGoing: opts.tolerateBindError}
 	if opts.send {
 		sender := opts.sender

@@ -11,7 +11,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -388,7 +387,7 @@ func cmdTail(ctx context.Context, e env, o storeFlags, asJSON bool, last int) er
 			after = recent[len(recent)-1].ID - 1
 		}
 	}
-	changes := db.Watch(ctx, 200*time.Millisecond)
+	changes := db.Watch(ctx)
 	enc := json.NewEncoder(e.stdout)
 	for {
 		for {

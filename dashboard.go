@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
@@ -89,7 +88,7 @@ func openLog(path, dbPath string) (*slog.Logger, func(), error) {
 
 // runDashboard runs the services beside the UI until the user quits or
 // ctx ends, then shuts the services down cleanly.
-func runDashboard(ctx context.Context, e env, db *store.DB, svc *services, baseURL string, maxAttempts int, log *slog.Logger) error {
+func runDashboard(ctx context.Context, e env, db store.Store, svc *services, baseURL string, maxAttempts int, log *slog.Logger) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	svcDone := make(chan error, 1)
@@ -99,8 +98,8 @@ func runDashboard(ctx context.Context, e env, db *store.DB, svc *services, baseU
 	// dashboard reads with each refresh (ui.Source.Health); Status is the
 	// services' own state only.
 	model := ui.New(ui.Config{
-		Source:  dashboardSource{DB: db, notify: svc.disp.Notify},
-		Changes: db.Watch(runCtx, 250*time.Millisecond),
+		Source:  dashboardSource{Store: db, notify: svc.disp.Notify},
+		Changes: db.Watch(runCtx),
 		Status: func() ui.Status {
 			err := svc.ListenErr()
 			return ui.Status{
@@ -131,13 +130,13 @@ func runDashboard(ctx context.Context, e env, db *store.DB, svc *services, baseU
 // dashboardSource is the store as the UI sees it, waking the dispatcher
 // when the UI re-queues a lead so it is sent at once.
 type dashboardSource struct {
-	*store.DB
+	store.Store
 	notify func()
 }
 
 // Resubmit re-queues the lead and wakes the dispatcher.
 func (s dashboardSource) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {
-	r, err := s.DB.Resubmit(ctx, externalID, payload)
+	r, err := s.Store.Resubmit(ctx, externalID, payload)
 	if err == nil {
 		s.notify()
 	}

@@ -35,7 +35,7 @@ var demoPolicy = crm.RetryPolicy{
 // real launch would be but all on loopback with throwaway secrets.
 type demoWorld struct {
 	dir     string // temporary directory, removed by close; "" when --db was given
-	db      *store.DB
+	db      store.Store
 	sandbox *sandbox.Server
 	svc     *services
 	sender  *demoSender
@@ -251,7 +251,7 @@ type campaignPlan struct {
 // runCampaign enqueues a synthetic launch: a ramp of leads, most good, some
 // invalid, some duplicates by phone, some from a blocked country, a few
 // sent with a revoked key. It stops at Total or when ctx ends.
-func runCampaign(ctx context.Context, db *store.DB, notify func(), sender *demoSender, log *slog.Logger, plan campaignPlan) {
+func runCampaign(ctx context.Context, db store.Store, notify func(), sender *demoSender, log *slog.Logger, plan campaignPlan) {
 	if plan.Total == 0 {
 		plan.Total = 1500
 	}

@@ -38,7 +38,7 @@ func TestParseAge(t *testing.T) {
 }
 
 // saveEvent stores a callback received at at, and returns its id.
-func saveEvent(t *testing.T, db *store.DB, internalID string, at time.Time) int64 {
+func saveEvent(t *testing.T, db store.Store, internalID string, at time.Time) int64 {
 	t.Helper()
 	ev, err := crm.ParseCallback([]byte(fmt.Sprintf(`{"internal_id":%q,"event":"status_changed","status":"new","timestamp":1764200000}`, internalID)))
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/postgres"
+	"github.com/leadwatch/leadwatch/store/sqlite"
 )
 
 // load reads the configuration chain and applies --db; warnings go to
@@ -45,21 +47,43 @@ func (o storeFlags) loadForServices(e env, listen string) (config.Config, error)
 // openDB loads the configuration and opens its database, which must
 // exist: these commands act on a store, and a mistyped --db must be an
 // error, not a new empty store. readOnly is for commands that only read.
-func (o storeFlags) openDB(ctx context.Context, e env, readOnly bool) (*store.DB, error) {
+func (o storeFlags) openDB(ctx context.Context, e env, readOnly bool) (store.Store, error) {
 	cfg, err := o.load(e)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(cfg.Store.Path); err != nil {
+	kind, err := store.Backend(cfg.Store.Path)
+	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if kind == store.SQLite {
+		if _, err := os.Stat(cfg.Store.Path); err != nil {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
 	}
 	return openStore(ctx, cfg, store.Options{Logger: discardLog(), ReadOnly: readOnly})
 }
 
-// openStore opens the configured database. store.Open's errors name the
-// store and its path already.
-func openStore(ctx context.Context, cfg config.Config, opt store.Options) (*store.DB, error) {
-	return store.Open(ctx, cfg.Store.Path, opt)
+// openStore opens the configured database with the backend its location
+// names (store.Backend). The backends' errors name the store, its path or
+// its URL without the password.
+func openStore(ctx context.Context, cfg config.Config, opt store.Options) (store.Store, error) {
+	kind, err := store.Backend(cfg.Store.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if kind == store.Postgres {
+		db, err := postgres.Open(ctx, cfg.Store.Path, opt)
+		if err != nil {
+			return nil, err // not a nil *postgres.DB in a non-nil Store
+		}
+		return db, nil
+	}
+	db, err := sqlite.Open(ctx, cfg.Store.Path, opt)
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
 }
 
 // newClient is the CartelCRM client the configuration describes.

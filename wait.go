@@ -20,7 +20,7 @@ import (
 // final, drawing a progress bar on stderr (a plain line every few seconds
 // when stderr is not a terminal), then prints a summary by outcome. It
 // returns the leads' final states by count.
-func sendAndWait(ctx context.Context, e env, cfg config.Config, db *store.DB, ids []string) (map[crm.State]int, error) {
+func sendAndWait(ctx context.Context, e env, cfg config.Config, db store.Store, ids []string) (map[crm.State]int, error) {
 	svc, err := newServices(cfg, db, discardLog(), serviceOptions{send: true})
 	if err != nil {
 		return nil, err

@@ -27,6 +27,7 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/sqlite"
 	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
@@ -52,7 +53,7 @@ func TestMain(m *testing.M) {
 // the parent SIGKILLs it.
 func runChildListener() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	db, err := store.Open(context.Background(), os.Getenv(envChildDB), store.Options{})
+	db, err := sqlite.Open(context.Background(), os.Getenv(envChildDB), store.Options{})
 	if err != nil {
 		log.Error("open store", "err", err)
 		os.Exit(1)
@@ -70,7 +71,7 @@ func runChildListener() {
 
 // allCallbacks reads every stored callback, oldest first, without raw
 // bodies (a list leaves them out; db.Callback has them).
-func allCallbacks(tb testing.TB, db *store.DB) []crm.CallbackEvent {
+func allCallbacks(tb testing.TB, db *sqlite.DB) []crm.CallbackEvent {
 	tb.Helper()
 	var all []crm.CallbackEvent
 	var after int64
@@ -218,7 +219,7 @@ func TestDedupByParts(t *testing.T) {
 
 // heldSink is the store, whose first SaveCallbacks waits for release.
 type heldSink struct {
-	*store.DB
+	*sqlite.DB
 	started atomic.Bool
 	release chan struct{}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/sqlite"
 	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
@@ -45,7 +46,7 @@ func benchDispatch(b *testing.B, sender func(b *testing.B) crm.Sender, concurren
 // countingOutbox is the store, closing all once want attempts are
 // recorded: the end of a benchmark run, without polling for it.
 type countingOutbox struct {
-	*store.DB
+	*sqlite.DB
 	want     int64
 	recorded atomic.Int64
 	all      chan struct{}

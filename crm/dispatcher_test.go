@@ -18,13 +18,14 @@ import (
 	"github.com/leadwatch/leadwatch/internal/logtest"
 	"github.com/leadwatch/leadwatch/internal/poll"
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/sqlite"
 	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
 // world is a sandbox, a store and a client over loopback.
 type world struct {
 	sb     *sandbox.Server
-	db     *store.DB
+	db     *sqlite.DB
 	client *crm.Client
 }
 
@@ -73,7 +74,7 @@ func run(t *testing.T, outbox crm.Outbox, sender crm.Sender, cfg crm.DispatcherC
 }
 
 // waitFinal polls the store until every id is final, for at most within.
-func waitFinal(t *testing.T, db *store.DB, ids []string, within time.Duration) map[string]crm.Lead {
+func waitFinal(t *testing.T, db *sqlite.DB, ids []string, within time.Duration) map[string]crm.Lead {
 	t.Helper()
 	out := map[string]crm.Lead{}
 	pending := 0
@@ -481,7 +482,7 @@ func BenchmarkSubmitParallel32(b *testing.B) {
 // flakyOutbox is the real store whose first Claims fail, as a database
 // locked by another process would.
 type flakyOutbox struct {
-	*store.DB
+	*sqlite.DB
 	mu       sync.Mutex
 	failures int
 	claims   []time.Time // the dispatcher's time of each Claim

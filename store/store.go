@@ -1,50 +1,184 @@
-// Package store is leadwatch's SQLite storage (modernc.org/sqlite, pure Go):
-// the persistent outbox of leads with their attempt history, the verified
-// callbacks, and the refused ones. *DB satisfies crm.Outbox,
-// callbacks.EventSink and ui.Source.
+// Package store is leadwatch's storage contract: the Store interface every
+// command, the dispatcher, the listener and the dashboard use, the sentinel
+// errors callers branch on, the options and statistics types, and the
+// helpers that do not depend on a backend. Two backends implement it:
+// store/sqlite (the embedded default, modernc.org/sqlite) and
+// store/postgres (PostgreSQL over pgx, for several instances on one
+// database). store/storetest is the one black-box suite both pass.
 //
-// Layout of a database handle: one writer connection (every write is a
-// BEGIN IMMEDIATE transaction on it, so writers queue in this process and
-// take SQLite's write lock up front across processes) beside a pool of
-// reader connections, which in WAL mode never wait for the writer.
-//
-// A handle also guards against its file vanishing: it records the file's
-// identity at Open and checks the path against it after every commit and
-// once a second (health.go), failing every write with ErrReplaced once the
-// file was removed or replaced. Health reports whether the store can
-// commit, for /healthz; Prune, Backup and Forget keep it bounded, copied
-// and free of a person's data (maintain.go).
-//
-// Every SQL statement of leadwatch lives in this package and keeps to plain
-// transactions, unique keys and integer timestamps, so a PostgreSQL backend
-// can later implement the same methods (docs/architecture.md, "Adding a store
-// backend").
+// The contract holds without a global write lock: a claim hands a lead to
+// one worker, Record and Release write only while the caller still holds
+// the lease (crm.ErrLeaseLost otherwise), and every read-then-write runs
+// under a row lock or as a guarded update. Which backend a location opens
+// is Backend's decision; main opens it.
 package store
 
 import (
 	"context"
-	"database/sql"
-	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path"
-	"runtime"
-	"sort"
-	"strconv"
+	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
-	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
-//go:embed migrations/*.sql
-var migrationFS embed.FS
+// Store is an open leadwatch database. It satisfies crm.Outbox,
+// callbacks.EventSink, callbacks.HealthChecker and ui.Source, and is safe
+// for concurrent use; several Stores (in one process or several) may share
+// one database.
+type Store interface {
+	// The outbox (crm.Outbox).
+	Enqueue(ctx context.Context, payload []byte, opt EnqueueOptions) (crm.Lead, error)
+	EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOptions) ([]crm.Lead, []error, error)
+	Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]crm.Lead, error)
+	Record(ctx context.Context, owner string, r crm.AttemptResult) error
+	Release(ctx context.Context, owner string, ids []int64) error
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error)
+
+	// Callbacks (callbacks.EventSink).
+	SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]bool, error)
+	SaveRefusal(ctx context.Context, r crm.Refusal) error
+	Ping(ctx context.Context) error
+	Health(ctx context.Context) (code string, err error)
+
+	// Reads (ui.Source and the commands).
+	Lead(ctx context.Context, externalID string) (crm.Lead, error)
+	LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail, error)
+	Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error)
+	States(ctx context.Context, externalIDs []string) (map[string]crm.State, error)
+	Counts(ctx context.Context) (crm.Counts, error)
+	Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error)
+	Callback(ctx context.Context, id int64) (crm.CallbackEvent, error)
+	Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEvent, error)
+	CallbacksAfter(ctx context.Context, afterID int64, limit int) ([]crm.CallbackEvent, error)
+	Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, error)
+	ExportLeads(ctx context.Context, fn func(crm.Lead) error) error
+	ExportCallbacks(ctx context.Context, fn func(crm.CallbackEvent) error) error
+
+	// Watch returns a channel that receives a value (coalesced) after
+	// something in the database changed, in this process or another; it is
+	// closed when ctx ends or the Store closes. How changes are learned is
+	// the backend's business.
+	Watch(ctx context.Context) <-chan struct{}
+
+	// Maintenance.
+	Prune(ctx context.Context, before time.Time) (PruneStats, error)
+	Backup(ctx context.Context, path string) error
+	Forget(ctx context.Context, externalID string) (ForgetStats, error)
+
+	// Fill appends a synthetic campaign (for benchmarks, budget checks and
+	// demos): leads leads and callbacks callbacks over the last 24 hours.
+	Fill(ctx context.Context, leads, callbacks int) error
+
+	// Location names the database for people: the file path for SQLite,
+	// the URL without its password for PostgreSQL. It is safe to print.
+	Location() string
+
+	Close() error
+}
+
+// Kind names a backend.
+type Kind string
+
+// The backends.
+const (
+	SQLite   Kind = "sqlite"
+	Postgres Kind = "postgres"
+)
+
+// ErrUnknownScheme means a location looked like a URL whose scheme names
+// no backend.
+var ErrUnknownScheme = errors.New("unknown database URL scheme (want a file path, postgres:// or postgresql://)")
+
+// Backend says which backend opens location: a postgres:// or
+// postgresql:// URL is PostgreSQL, anything else without a scheme is a
+// SQLite file path. A location with another scheme ("mysql://…",
+// "file:…" is a path) is ErrUnknownScheme, quoted without its userinfo.
+func Backend(location string) (Kind, error) {
+	scheme, _, ok := strings.Cut(location, "://")
+	if !ok {
+		return SQLite, nil
+	}
+	switch strings.ToLower(scheme) {
+	case "postgres", "postgresql":
+		return Postgres, nil
+	}
+	return "", fmt.Errorf("%w: %q", ErrUnknownScheme, RedactLocation(location))
+}
+
+// RedactLocation is location fit to print: a URL loses its password (and
+// any password= query parameter); a path is returned as it is.
+func RedactLocation(location string) string {
+	if !strings.Contains(location, "://") {
+		return location
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		return "(unparsable database URL)"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.EqualFold(k, "password") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Sentinel errors callers branch on with errors.Is. Every error a DB method
+// returns for one of these conditions wraps the sentinel; driver errors stay
+// in the chain for logs.
+var (
+	// ErrNotFound is crm.ErrNotFound, so errors.Is works whether the caller
+	// knows the store or only the crm contract.
+	ErrNotFound = crm.ErrNotFound
+
+	// ErrDuplicate means the external_id is already in the outbox.
+	ErrDuplicate = errors.New("external_id already in the outbox")
+
+	// ErrNotResubmittable means the lead's state does not allow a resubmit.
+	ErrNotResubmittable = errors.New("lead cannot be resubmitted")
+
+	// ErrInvalid means the payload was refused at enqueue or resubmit. The
+	// error also wraps crm.ErrInvalidLead when crm.CheckLead gave the
+	// reason, which is every case but an edit that changes external_id.
+	ErrInvalid = errors.New("invalid lead")
+
+	// ErrBusy means another connection held the database locked past the
+	// busy timeout. Nothing of the operation was stored; retrying later is
+	// safe.
+	ErrBusy = errors.New("database is locked by another connection (busy timeout exceeded)")
+
+	// ErrReadOnly means the database was opened read-only, or its file
+	// cannot be written.
+	ErrReadOnly = errors.New("database is read-only")
+
+	// ErrDiskFull means the disk (or the database's page limit) is full.
+	// Nothing of the operation was stored.
+	ErrDiskFull = errors.New("database or disk is full")
+
+	// ErrReplaced means the database file was removed or replaced (renamed
+	// over) while this handle had it open: the path no longer names the
+	// file being written, so a commit would land in a file nobody will open
+	// again. Every write after it was noticed fails with ErrReplaced; only a
+	// restart (a new Open) reaches the file now at the path.
+	ErrReplaced = errors.New("database file was removed or replaced while open")
+
+	// ErrTooNew means the database file was migrated by a newer leadwatch
+	// than this one; opening it could corrupt data this version does not
+	// understand.
+	ErrTooNew = errors.New("database was written by a newer version of leadwatch")
+)
 
 // Defaults for Options.
 const (
@@ -82,500 +216,68 @@ type Options struct {
 	ProbeMaxAge time.Duration
 }
 
-// DB is an open leadwatch database. It is safe for concurrent use, and
-// several DBs (in one process or several) may share one file.
-type DB struct {
-	path     string
-	writer   *sql.DB // one connection: the only writer of this handle
-	reader   *sql.DB // a pool for reads, concurrent with the writer in WAL mode
-	now      func() time.Time
-	log      *slog.Logger
-	opt      Options
-	readOnly bool
-
-	mu      sync.Mutex            // guards subs and nextSub
-	subs    map[int]chan struct{} // Watch channels, signalled after each commit
-	nextSub int
-	closed  chan struct{}  // closed by Close: stops watchers
-	watches sync.WaitGroup // Watch pollers (each holding a reader connection) and the file check
-	once    sync.Once      // Close runs once
-
-	file     os.FileInfo           // the database file as opened: checkFile compares the path with it
-	replaced atomic.Pointer[error] // set once the file is found removed or replaced: every write fails with it
-	health   health                // what Health reports from
-
-	hotW, hotR prepared // per-lead and per-callback statements, prepared once
-
-	records *groupcommit.Batcher[recordReq, error] // Record's group commit
-	bg      context.Context                        // the committer's context, ended by Close
-	stop    context.CancelFunc                     // ends bg
-}
-
-// migration is one embedded schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded migrations/NNN_name.sql files, in
-// order, and checks that they are numbered 1, 2, 3, … without gaps.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %q: name must be NNN_name.sql", e.Name())
-		}
-		body, err := fs.ReadFile(migrationFS, path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %03d_%s: expected number %d", m.version, m.name, i+1)
-		}
-	}
-	return ms, nil
-}
-
-// SchemaVersion is the schema version this build migrates databases to.
-func SchemaVersion() int {
-	ms, err := loadMigrations()
-	if err != nil {
-		return 0
-	}
-	return len(ms)
-}
-
-// connRole is what a connection of a handle is for; dsn sets it up.
-type connRole int
-
+// Health codes: the fixed vocabulary of Health, which /healthz passes on
+// as its reason. They name a condition, never carry error text: the
+// listener faces the internet, the text goes to the log.
 const (
-	roleWriter connRole = iota // the one writer connection
-	roleReader                 // the read pool
-	roleBackup                 // Backup's own connection: read-only, but may VACUUM INTO another file
+	HealthReplaced    = "store_replaced"
+	HealthDiskFull    = "disk_full"
+	HealthReadOnly    = "read_only"
+	HealthUnreachable = "unreachable"
 )
 
-// dsn builds the connection string. A "file:" URI lets SQLite see mode=ro;
-// busy_timeout comes first so that the pragmas after it (journal_mode
-// takes a lock) wait instead of failing.
-func dsn(p string, opt Options, role connRole) string {
-	// Escape what a URI would read as syntax; SQLite decodes %XX.
-	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(p)
-	q := []string{"_pragma=busy_timeout(" + strconv.FormatInt(opt.BusyTimeout.Milliseconds(), 10) + ")"}
-	switch {
-	case role == roleBackup:
-		// mode=ro cannot write the store, and unlike query_only it lets
-		// VACUUM INTO write the copy.
-		return "file:" + esc + "?" + strings.Join(append(q, "mode=ro"), "&")
-	case opt.ReadOnly:
-		q = append(q, "mode=ro") // WAL is a persistent setting of the file; nothing to set
-	default:
-		q = append(q, "_pragma=journal_mode(WAL)")
-	}
-	q = append(q, "_pragma=synchronous(FULL)", "_pragma=foreign_keys(1)")
-	if role == roleWriter {
-		// Statements that fire the counter triggers keep a statement
-		// journal; in memory it costs a page copy, on disk a write syscall
-		// per page (a quarter of the time of a bulk insert).
-		q = append(q, "_txlock=immediate", "_pragma=temp_store(MEMORY)")
-		// FAST zeroes the space a rewritten or deleted row leaves in its
-		// page (no extra I/O), so updating a lead does not leave old
-		// copies of its payload in free space for Forget to miss.
-		q = append(q, "_pragma=secure_delete(FAST)")
-	} else {
-		// Readers must never write; query_only turns a bug into an error.
-		q = append(q, "_pragma=query_only(1)")
-	}
-	return "file:" + esc + "?" + strings.Join(q, "&")
+// Defaults for the health options.
+const (
+	// DefaultFileCheckInterval is how often an idle handle checks that its
+	// path still names the file it opened. Busy handles also check after
+	// every commit.
+	DefaultFileCheckInterval = time.Second
+	// DefaultProbeMaxAge is how old a write probe may be before Health runs
+	// another.
+	DefaultProbeMaxAge = 2 * time.Second
+)
+
+// PruneStats counts what Prune dropped.
+type PruneStats struct {
+	// RawBodies is how many callbacks lost their raw body. The rows, their
+	// parsed fields and dedup keys stay.
+	RawBodies int64
+	// Attempts is how many attempt rows of leads in a final state were
+	// deleted (the lead keeps its outcome, reason and last HTTP answer).
+	Attempts int64
+	// Refusals is how many refusals were deleted.
+	Refusals int64
+	// Bytes is the size of the bodies dropped: raw bodies, the deleted
+	// attempts' response bodies and previous payloads, refusal heads.
+	Bytes int64
 }
 
-// Open opens (creating when missing, mode 0600) the database at path and
-// brings its schema up to date. A database migrated by a newer leadwatch is
-// refused with ErrTooNew.
-func Open(ctx context.Context, path string, opt Options) (*DB, error) {
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
-	if opt.BusyTimeout <= 0 {
-		opt.BusyTimeout = DefaultBusyTimeout
-	}
-	if opt.MaxRefusals <= 0 {
-		opt.MaxRefusals = DefaultMaxRefusals
-	}
-	if opt.MaxPayload <= 0 {
-		opt.MaxPayload = DefaultMaxPayload
-	}
-	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.DiscardHandler)
-	}
-	if opt.FileCheckInterval <= 0 {
-		opt.FileCheckInterval = DefaultFileCheckInterval
-	}
-	if opt.ProbeMaxAge <= 0 {
-		opt.ProbeMaxAge = DefaultProbeMaxAge
-	}
-	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
-		return nil, fmt.Errorf("open store: %q: need a plain file path", path)
-	}
-	if err := prepareFile(path, opt); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	db := &DB{
-		path:     path,
-		now:      opt.Now,
-		log:      opt.Logger,
-		opt:      opt,
-		readOnly: opt.ReadOnly,
-		subs:     map[int]chan struct{}{},
-		closed:   make(chan struct{}),
-	}
-	var err error
-	if db.writer, err = sql.Open("sqlite", dsn(path, opt, roleWriter)); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	// One connection: writes of this handle queue here instead of fighting
-	// for SQLite's lock, and BEGIN IMMEDIATE makes a cross-process writer
-	// wait (busy_timeout) at the start rather than fail at the first write.
-	db.writer.SetMaxOpenConns(1)
-	db.writer.SetConnMaxIdleTime(0)
-	if db.reader, err = sql.Open("sqlite", dsn(path, opt, roleReader)); err != nil {
-		db.writer.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	n := max(4, runtime.NumCPU())
-	db.reader.SetMaxOpenConns(n)
-	db.reader.SetMaxIdleConns(n)
-
-	if err := db.migrate(ctx); err != nil {
-		db.writer.Close()
-		db.reader.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if !db.readOnly {
-		if db.hotW, err = prepareAll(ctx, db.writer, hotWrites); err != nil {
-			db.writer.Close()
-			db.reader.Close()
-			return nil, fmt.Errorf("open store %s: %w", path, err)
-		}
-	}
-	if db.hotR, err = prepareAll(ctx, db.reader, hotReads); err != nil {
-		db.hotW.close()
-		db.writer.Close()
-		db.reader.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	// SQLite holds the file open by now (migrate and prepare used both
-	// pools), so this is the identity of the file being written.
-	if err := db.statFile(); err != nil {
-		db.hotW.close()
-		db.hotR.close()
-		db.writer.Close()
-		db.reader.Close()
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	db.bg, db.stop = context.WithCancel(context.Background())
-	db.records = db.newRecorder()
-	db.watches.Add(1)
-	go db.watchFile(opt.FileCheckInterval)
-	return db, nil
+// ForgetStats counts what Forget erased.
+type ForgetStats struct {
+	// Withdrawn is true when the lead was still to be sent (queued,
+	// retry_wait, in_flight): it is now failed and will not be sent; an
+	// attempt in flight records nothing (its lease is gone).
+	Withdrawn bool
+	// Attempts is how many attempts lost a response body or previous
+	// payload.
+	Attempts int64
+	// Callbacks is how many callbacks naming the lead lost their raw body
+	// and reason.
+	Callbacks int64
+	// Refusals is how many refusals lost their first bytes because they
+	// named the lead (its external_id, phone or email).
+	Refusals int64
+	// Checkpointed is true when the WAL was checkpointed and truncated
+	// afterwards, so the erased bytes are gone from the files, not only
+	// from the database. False when another process's reader held old
+	// pages; the bytes leave the WAL when it is next checkpointed and
+	// overwritten.
+	Checkpointed bool
 }
 
-// prepareFile creates a missing database file with mode 0600 before SQLite
-// does (SQLite would use 0644, and a lead's payload is personal data; the
-// -wal and -shm files inherit the database file's mode). An existing file
-// readable by others draws a warning.
-func prepareFile(path string, opt Options) error {
-	st, err := os.Stat(path)
-	switch {
-	case err == nil:
-		if st.Mode().Perm()&0o077 != 0 {
-			opt.Logger.Warn("database file is readable by group or others", "path", path, "mode", st.Mode().Perm().String())
-		}
-		return nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return err
-	case opt.ReadOnly:
-		return fmt.Errorf("%w: the file does not exist", ErrReadOnly)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil // another process created it first
-	}
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-// migrate applies the embedded migrations not yet applied, each in its own
-// write transaction, re-reading the version inside the transaction so two
-// processes opening one new file do not both apply a migration. A
-// read-only handle only checks the version.
-func (db *DB) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
-	if err != nil {
-		return err
-	}
-	if db.readOnly {
-		v, err := db.version(ctx, db.reader)
-		if err != nil {
-			return mapErr(ctx, err)
-		}
-		return checkVersion(v, len(ms), true)
-	}
-	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT    NOT NULL,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrations table: %w", mapErr(ctx, err))
-	}
-	for {
-		done, err := db.migrateOne(ctx, ms)
-		if err != nil || done {
-			return err
-		}
-	}
-}
-
-// migrateOne applies the next migration; done when none is left.
-func (db *DB) migrateOne(ctx context.Context, ms []migration) (done bool, err error) {
-	tx, err := db.writer.BeginTx(ctx, nil)
-	if err != nil {
-		return false, mapErr(ctx, err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
-		return false, mapErr(ctx, err)
-	}
-	if err := checkVersion(v, len(ms), false); err != nil {
-		return false, err
-	}
-	if v == len(ms) {
-		return true, nil
-	}
-	m := ms[v]
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("migration %03d_%s: %w", m.version, m.name, mapErr(ctx, err))
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, db.now().UnixMilli()); err != nil {
-		return false, mapErr(ctx, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return false, mapErr(ctx, err)
-	}
-	db.log.Info("store migrated", "path", db.path, "version", m.version, "name", m.name)
-	return false, nil
-}
-
-// version reads the applied schema version; 0 for a database without one.
-func (db *DB) version(ctx context.Context, q *sql.DB) (int, error) {
-	var n int
-	err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n)
-	if err != nil || n == 0 {
-		return 0, err
-	}
-	var v int
-	err = q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
-	return v, err
-}
-
-// checkVersion refuses a database newer than this build and, read-only,
-// one older (it cannot be migrated without writing).
-func checkVersion(have, want int, readOnly bool) error {
-	if have > want {
-		return fmt.Errorf("%w: its schema version is %d, this build knows up to %d; upgrade leadwatch or use another --db", ErrTooNew, have, want)
-	}
-	if readOnly && have < want {
-		return fmt.Errorf("%w: schema version %d needs migrating to %d; open it read-write once", ErrReadOnly, have, want)
-	}
-	return nil
-}
-
-// Close stops the watchers and closes the connections.
-func (db *DB) Close() error {
-	var err error
-	db.once.Do(func() {
-		close(db.closed)
-		db.records.Close() // Records already taken are committed first
-		db.stop()
-		db.closeHealth()
-		db.watches.Wait()
-		err = errors.Join(db.hotW.close(), db.hotR.close(), db.reader.Close(), db.writer.Close())
-	})
-	return err
-}
-
-// Path returns the database file's path, as given to Open.
-func (db *DB) Path() string { return db.path }
-
-// beginWrite starts a write transaction on the writer connection. A handle
-// whose file was removed or replaced refuses at once (ErrReplaced).
-func (db *DB) beginWrite(ctx context.Context) (*sql.Tx, error) {
-	if db.readOnly {
-		return nil, fmt.Errorf("%w: opened read-only", ErrReadOnly)
-	}
-	if err := db.replacedErr(); err != nil {
-		return nil, err
-	}
-	tx, err := db.writer.BeginTx(ctx, nil)
-	if err != nil {
-		err = mapErr(ctx, err)
-		db.noteWrite(err)
-		return nil, err
-	}
-	return tx, nil
-}
-
-// commit commits a write transaction, checks that the path still names
-// the file it went to, records the outcome for Health and, when it
-// succeeded, tells the watchers. A commit that landed in a file removed or
-// replaced meanwhile fails with ErrReplaced: nobody will read it again, so
-// it must not be acknowledged.
-func (db *DB) commit(ctx context.Context, tx *sql.Tx) error {
-	err := tx.Commit()
-	if err != nil {
-		err = mapErr(ctx, err)
-	} else {
-		err = db.checkFile()
-	}
-	db.noteWrite(err)
-	if err != nil {
-		return err
-	}
-	db.notify()
-	return nil
-}
-
-// beginRead starts a read transaction on the reader pool, so multi-query
-// reads see one snapshot.
-func (db *DB) beginRead(ctx context.Context) (*sql.Tx, error) {
-	tx, err := db.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return nil, mapErr(ctx, err)
-	}
-	return tx, nil
-}
-
-// Ping reports whether the store can take events: the writer answers and
-// the handle is not read-only.
-func (db *DB) Ping(ctx context.Context) error {
-	if db.readOnly {
-		return fmt.Errorf("ping store: %w: opened read-only", ErrReadOnly)
-	}
-	if err := db.replacedErr(); err != nil {
-		return fmt.Errorf("ping store: %w", err)
-	}
-	if err := db.writer.PingContext(ctx); err != nil {
-		return fmt.Errorf("ping store: %w", mapErr(ctx, err))
-	}
-	return nil
-}
-
-// Watch returns a channel that receives a value when something in the
-// database may have changed: right after every commit made through this DB,
-// and, by polling SQLite's data_version on one pinned connection every
-// interval (250 ms when zero or less), after commits by other processes.
-// Sends never block: signals coalesce in a buffer of one, and a reader
-// re-reads what it shows, so a dropped signal costs only latency. The
-// channel is closed when ctx ends or the DB closes. A PostgreSQL backend
-// would implement this with LISTEN/NOTIFY.
-func (db *DB) Watch(ctx context.Context, interval time.Duration) <-chan struct{} {
-	if interval <= 0 {
-		interval = 250 * time.Millisecond
-	}
-	ch := make(chan struct{}, 1)
-	db.mu.Lock()
-	id := db.nextSub
-	db.nextSub++
-	db.subs[id] = ch
-	db.mu.Unlock()
-
-	db.watches.Add(1)
-	go func() {
-		defer db.watches.Done()
-		defer func() {
-			db.mu.Lock()
-			delete(db.subs, id)
-			close(ch)
-			db.mu.Unlock()
-		}()
-		db.pollDataVersion(ctx, interval, ch)
-	}()
-	return ch
-}
-
-// pollDataVersion signals ch whenever PRAGMA data_version changes on one
-// pinned connection: SQLite bumps it when any other connection commits.
-// Without a connection it still waits, so own-commit signals keep flowing.
-func (db *DB) pollDataVersion(ctx context.Context, interval time.Duration, ch chan struct{}) {
-	conn, err := db.reader.Conn(ctx)
-	if err != nil {
-		db.log.Warn("store watch: no connection to poll; only this process's commits will signal", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-db.closed:
-		}
-		return
-	}
-	defer conn.Close()
-	read := func() (int64, bool) {
-		var v int64
-		if err := conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
-			if ctx.Err() == nil {
-				db.log.Warn("store watch: read data_version", "err", err)
-			}
-			return 0, false
-		}
-		return v, true
-	}
-	last, _ := read()
-	// A commit between the caller's last read and this first reading
-	// would otherwise go unnoticed: signal once so the caller looks again.
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-db.closed:
-			return
-		case <-t.C:
-		}
-		if v, ok := read(); ok && v != last {
-			last = v
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// notify signals every watcher without blocking.
-func (db *DB) notify() {
-	db.mu.Lock()
-	defer db.mu.Unlock()
-	for _, ch := range db.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+// EnqueueOptions tune Enqueue.
+type EnqueueOptions struct {
+	// Strict refuses a lead whose phone is not valid E.164 instead of
+	// storing it flagged (Lead.PhoneInvalid) for the CRM to judge.
+	Strict bool
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/muesli/termenv"
 
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/sqlite"
 )
 
 // Issue #5's dashboard budget, checked against a real store:
@@ -24,24 +25,24 @@ import (
 
 // benchStore opens LEADWATCH_BIG_DB, or builds a 20,000 + 20,000 store in
 // b.TempDir().
-func benchStore(b *testing.B) *store.DB {
+func benchStore(b *testing.B) *sqlite.DB {
 	b.Helper()
 	ctx := context.Background()
 	path := os.Getenv("LEADWATCH_BIG_DB")
 	if path == "" {
 		path = filepath.Join(b.TempDir(), "bench.db")
-		db, err := store.Open(ctx, path, store.Options{})
+		db, err := sqlite.Open(ctx, path, store.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := store.Fill(ctx, db, 20_000, 20_000); err != nil {
+		if err := db.Fill(ctx, 20_000, 20_000); err != nil {
 			b.Fatal(err)
 		}
 		if err := db.Close(); err != nil {
 			b.Fatal(err)
 		}
 	}
-	db, err := store.Open(ctx, path, store.Options{})
+	db, err := sqlite.Open(ctx, path, store.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -56,7 +57,7 @@ const benchWidth, benchHeight = 160, 48
 // firstFrame runs the dashboard's start-up as bubbletea does, minus the
 // terminal: New, the window size (which starts the first refresh), the
 // refresh's queries, its result, and the frame drawn from it.
-func firstFrame(b *testing.B, db *store.DB) string {
+func firstFrame(b *testing.B, db *sqlite.DB) string {
 	b.Helper()
 	m := New(Config{Source: db, Now: time.Now})
 	_ = m.Init() // its Cmds block (tick, change wait); the refresh it asks for is the one below
@@ -91,7 +92,7 @@ func BenchmarkDashboardFirstFrame(b *testing.B) {
 	b.Run("OpenStore", func(b *testing.B) {
 		var view string
 		for b.Loop() {
-			fresh, err := store.Open(context.Background(), db.Path(), store.Options{})
+			fresh, err := sqlite.Open(context.Background(), db.Path(), store.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

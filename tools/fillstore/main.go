@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/sqlite"
 	_ "modernc.org/sqlite" // the driver store uses, for ANALYZE
 )
 
@@ -43,11 +44,11 @@ func run() error {
 	defer stop()
 
 	start := time.Now()
-	db, err := store.Open(ctx, *path, store.Options{})
+	db, err := sqlite.Open(ctx, *path, store.Options{})
 	if err != nil {
 		return err
 	}
-	if err := store.Fill(ctx, db, *leads, *callbacks); err != nil {
+	if err := db.Fill(ctx, *leads, *callbacks); err != nil {
 		db.Close()
 		return err
 	}

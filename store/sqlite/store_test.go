@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"os"
 	"path/filepath"
 	"sync"
@@ -42,13 +43,13 @@ func (c *testClock) Advance(d time.Duration) {
 func MustOpen(tb testing.TB) (*DB, *testClock) {
 	tb.Helper()
 	clk := newClock()
-	db := MustOpenPath(tb, filepath.Join(tb.TempDir(), "leadwatch.db"), Options{Now: clk.Now})
+	db := MustOpenPath(tb, filepath.Join(tb.TempDir(), "leadwatch.db"), store.Options{Now: clk.Now})
 	return db, clk
 }
 
 // MustOpenPath opens the store at path with opt and closes it when the test
 // ends.
-func MustOpenPath(tb testing.TB, path string, opt Options) *DB {
+func MustOpenPath(tb testing.TB, path string, opt store.Options) *DB {
 	tb.Helper()
 	db, err := Open(context.Background(), path, opt)
 	if err != nil {
@@ -68,7 +69,7 @@ func payload(ext string) []byte {
 
 func mustEnqueue(tb testing.TB, db *DB, ext string) crm.Lead {
 	tb.Helper()
-	l, err := db.Enqueue(context.Background(), payload(ext), EnqueueOptions{})
+	l, err := db.Enqueue(context.Background(), payload(ext), store.EnqueueOptions{})
 	if err != nil {
 		tb.Fatalf("enqueue %s: %v", ext, err)
 	}
@@ -170,20 +171,20 @@ func TestOpen(t *testing.T) {
 	})
 	t.Run("ReopenKeepsData", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "a.db")
-		db, err := Open(ctx, path, Options{})
+		db, err := Open(ctx, path, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		mustEnqueue(t, db, "L1")
 		db.Close()
-		db = MustOpenPath(t, path, Options{})
+		db = MustOpenPath(t, path, store.Options{})
 		if _, err := db.Lead(ctx, "L1"); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("TooNew", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "a.db")
-		db, err := Open(ctx, path, Options{})
+		db, err := Open(ctx, path, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -192,9 +193,9 @@ func TestOpen(t *testing.T) {
 		}
 		db.Close()
 		for _, ro := range []bool{false, true} {
-			_, err = Open(ctx, path, Options{ReadOnly: ro})
-			if !errors.Is(err, ErrTooNew) {
-				t.Fatalf("read-only %v: err = %v, want ErrTooNew", ro, err)
+			_, err = Open(ctx, path, store.Options{ReadOnly: ro})
+			if !errors.Is(err, store.ErrTooNew) {
+				t.Fatalf("read-only %v: err = %v, want store.ErrTooNew", ro, err)
 			}
 			t.Logf("read-only %v: %v", ro, err)
 		}
@@ -206,11 +207,11 @@ func TestOpen(t *testing.T) {
 		// later one apply on top.
 		clk := newClock()
 		path := filepath.Join(t.TempDir(), "a.db")
-		db, err := Open(ctx, path, Options{Now: clk.Now})
+		db, err := Open(ctx, path, store.Options{Now: clk.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Fill(ctx, db, 500, 700); err != nil {
+		if err := db.Fill(ctx, 500, 700); err != nil {
 			t.Fatal(err)
 		}
 		for _, stmt := range []string{
@@ -225,7 +226,7 @@ func TestOpen(t *testing.T) {
 			}
 		}
 		db.Close()
-		db = MustOpenPath(t, path, Options{Now: clk.Now})
+		db = MustOpenPath(t, path, store.Options{Now: clk.Now})
 		countStar(t, db) // fails unless the rollup matches the rows
 		var v int
 		db.reader.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v)
@@ -246,7 +247,7 @@ func TestOpen(t *testing.T) {
 	})
 	t.Run("FileMode0600", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "a.db")
-		db := MustOpenPath(t, path, Options{})
+		db := MustOpenPath(t, path, store.Options{})
 		mustEnqueue(t, db, "L1")
 		for _, p := range []string{path, path + "-wal", path + "-shm"} {
 			st, err := os.Stat(p)
@@ -259,13 +260,13 @@ func TestOpen(t *testing.T) {
 		}
 	})
 	t.Run("ReadOnlyMissingFile", func(t *testing.T) {
-		_, err := Open(ctx, filepath.Join(t.TempDir(), "missing.db"), Options{ReadOnly: true})
-		if !errors.Is(err, ErrReadOnly) {
-			t.Fatalf("err = %v, want ErrReadOnly", err)
+		_, err := Open(ctx, filepath.Join(t.TempDir(), "missing.db"), store.Options{ReadOnly: true})
+		if !errors.Is(err, store.ErrReadOnly) {
+			t.Fatalf("err = %v, want store.ErrReadOnly", err)
 		}
 	})
 	t.Run("MemoryRefused", func(t *testing.T) {
-		if _, err := Open(ctx, ":memory:", Options{}); err == nil {
+		if _, err := Open(ctx, ":memory:", store.Options{}); err == nil {
 			t.Fatal("opened :memory:")
 		}
 	})
@@ -284,28 +285,28 @@ func TestEnqueue(t *testing.T) {
 	}{
 		{name: "Good", payload: `{"external_id":"G-1","phone":"+4915112345678","extra":{"a":[1,2]}}`},
 		{name: "GoodWithSpacesKeptVerbatim", payload: "  {\"phone\": \"+14155552671\",  \"external_id\": \"G-2\"}\n"},
-		{name: "NotJSON", payload: `external_id=1`, wantErr: ErrInvalid},
+		{name: "NotJSON", payload: `external_id=1`, wantErr: store.ErrInvalid},
 		{name: "BrokenJSON", payload: `{"external_id":"X"`, wantErr: crm.ErrInvalidLead},
-		{name: "MissingPhone", payload: `{"external_id":"X"}`, wantErr: ErrInvalid},
-		{name: "EmptyExternalID", payload: `{"external_id":"","phone":"+4915112345678"}`, wantErr: ErrInvalid},
-		{name: "Duplicate", payload: string(payload("DUP-1")), wantErr: ErrDuplicate},
+		{name: "MissingPhone", payload: `{"external_id":"X"}`, wantErr: store.ErrInvalid},
+		{name: "EmptyExternalID", payload: `{"external_id":"","phone":"+4915112345678"}`, wantErr: store.ErrInvalid},
+		{name: "Duplicate", payload: string(payload("DUP-1")), wantErr: store.ErrDuplicate},
 		{name: "BadPhoneFlagged", payload: `{"external_id":"P-1","phone":"0151 1234"}`, wantBadPh: true},
 		{name: "NationalFormatFlagged", payload: `{"external_id":"P-2","phone":"015112345678"}`, wantBadPh: true},
-		{name: "BadPhoneStrict", payload: `{"external_id":"P-3","phone":"+49 151 1234"}`, strict: true, wantErr: ErrInvalid},
+		{name: "BadPhoneStrict", payload: `{"external_id":"P-3","phone":"+49 151 1234"}`, strict: true, wantErr: store.ErrInvalid},
 		{name: "GoodPhoneStrict", payload: `{"external_id":"P-4","phone":"+447911123456"}`, strict: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l, err := db.Enqueue(ctx, []byte(tt.payload), EnqueueOptions{Strict: tt.strict})
+			l, err := db.Enqueue(ctx, []byte(tt.payload), store.EnqueueOptions{Strict: tt.strict})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
 				}
 				// An invalid lead is both the store's and crm's sentinel,
 				// whichever a caller knows.
-				if (errors.Is(err, ErrInvalid) || errors.Is(err, crm.ErrInvalidLead)) &&
-					!(errors.Is(err, ErrInvalid) && errors.Is(err, crm.ErrInvalidLead)) {
-					t.Fatalf("err = %v wraps only one of ErrInvalid and crm.ErrInvalidLead", err)
+				if (errors.Is(err, store.ErrInvalid) || errors.Is(err, crm.ErrInvalidLead)) &&
+					!(errors.Is(err, store.ErrInvalid) && errors.Is(err, crm.ErrInvalidLead)) {
+					t.Fatalf("err = %v wraps only one of store.ErrInvalid and crm.ErrInvalidLead", err)
 				}
 				t.Logf("refused: %v", err)
 				return
@@ -329,13 +330,13 @@ func TestEnqueue(t *testing.T) {
 		})
 	}
 	t.Run("DuplicateNamesState", func(t *testing.T) {
-		_, err := db.Enqueue(ctx, payload("DUP-1"), EnqueueOptions{})
+		_, err := db.Enqueue(ctx, payload("DUP-1"), store.EnqueueOptions{})
 		if err == nil || err.Error() != "external_id already in the outbox: DUP-1 is already there (queued)" {
 			t.Fatalf("err = %v", err)
 		}
 	})
 	t.Run("NotFound", func(t *testing.T) {
-		if _, err := db.Lead(ctx, "nope"); !errors.Is(err, ErrNotFound) || !errors.Is(err, crm.ErrNotFound) {
+		if _, err := db.Lead(ctx, "nope"); !errors.Is(err, store.ErrNotFound) || !errors.Is(err, crm.ErrNotFound) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -353,11 +354,11 @@ func TestEnqueueBatch(t *testing.T) {
 		payload("B-1"), // repeated within the batch
 		[]byte(`nonsense`),
 	}
-	leads, errs, err := db.EnqueueBatch(ctx, payloads, EnqueueOptions{})
+	leads, errs, err := db.EnqueueBatch(ctx, payloads, store.EnqueueOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []error{nil, ErrInvalid, ErrDuplicate, nil, ErrDuplicate, ErrInvalid}
+	want := []error{nil, store.ErrInvalid, store.ErrDuplicate, nil, store.ErrDuplicate, store.ErrInvalid}
 	for i, w := range want {
 		if w == nil && (errs[i] != nil || leads[i].ID == 0) {
 			t.Errorf("item %d: err %v lead %+v", i, errs[i], leads[i])
@@ -442,7 +443,7 @@ func TestClaimRecordRelease(t *testing.T) {
 		}
 	})
 	t.Run("RecordAcceptedCapsBody", func(t *testing.T) {
-		big := make([]byte, MaxResponseBody+100)
+		big := make([]byte, store.MaxResponseBody+100)
 		err := db.Record(ctx, "w1", crm.AttemptResult{
 			Attempt: crm.Attempt{LeadID: b.ID, HTTPStatus: 200, ResponseBody: big, Outcome: crm.StateAccepted},
 			CRMID:   "crm-b",
@@ -454,7 +455,7 @@ func TestClaimRecordRelease(t *testing.T) {
 		if d.Lead.State != crm.StateAccepted || d.Lead.CRMID != "crm-b" || !d.Lead.NextAttemptAt.IsZero() {
 			t.Errorf("lead = %+v", d.Lead)
 		}
-		if len(d.Attempts[0].ResponseBody) != MaxResponseBody {
+		if len(d.Attempts[0].ResponseBody) != store.MaxResponseBody {
 			t.Errorf("body kept %d bytes", len(d.Attempts[0].ResponseBody))
 		}
 	})
@@ -560,14 +561,14 @@ func TestExpiredLeaseRetakenWithSameKey(t *testing.T) {
 func TestConcurrentClaimTwoHandles(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "shared.db")
-	db1 := MustOpenPath(t, path, Options{})
-	db2 := MustOpenPath(t, path, Options{})
+	db1 := MustOpenPath(t, path, store.Options{})
+	db2 := MustOpenPath(t, path, store.Options{})
 	const leads = 300
 	var ps [][]byte
 	for i := range leads {
 		ps = append(ps, payload(fmt.Sprintf("C-%d", i)))
 	}
-	if _, _, err := db1.EnqueueBatch(ctx, ps, EnqueueOptions{}); err != nil {
+	if _, _, err := db1.EnqueueBatch(ctx, ps, store.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var (
@@ -651,12 +652,12 @@ func TestResubmit(t *testing.T) {
 		{name: "RejectedNewKey", state: crm.StateRejected},
 		{name: "ValidationErrorEditedNewKey", state: crm.StateValidationError, payload: edit},
 		{name: "DuplicateNewKey", state: crm.StateDuplicate},
-		{name: "AcceptedRefused", state: crm.StateAccepted, wantErr: ErrNotResubmittable},
-		{name: "InFlightRefused", state: crm.StateInFlight, wantErr: ErrNotResubmittable},
-		{name: "QueuedRefused", wantErr: ErrNotResubmittable},
-		{name: "EditChangesExternalIDRefused", state: crm.StateFailed, wantErr: ErrInvalid,
+		{name: "AcceptedRefused", state: crm.StateAccepted, wantErr: store.ErrNotResubmittable},
+		{name: "InFlightRefused", state: crm.StateInFlight, wantErr: store.ErrNotResubmittable},
+		{name: "QueuedRefused", wantErr: store.ErrNotResubmittable},
+		{name: "EditChangesExternalIDRefused", state: crm.StateFailed, wantErr: store.ErrInvalid,
 			payload: func(string) []byte { return payload("SOMEONE-ELSE") }},
-		{name: "EditInvalidRefused", state: crm.StateFailed, wantErr: ErrInvalid,
+		{name: "EditInvalidRefused", state: crm.StateFailed, wantErr: store.ErrInvalid,
 			payload: func(ext string) []byte { return []byte(`{"external_id":"` + ext + `"}`) }},
 	}
 	for i, tt := range tests {
@@ -726,7 +727,7 @@ func TestResubmit(t *testing.T) {
 		})
 	}
 	t.Run("NotFound", func(t *testing.T) {
-		if _, err := db.Resubmit(ctx, "nope", nil); !errors.Is(err, ErrNotFound) {
+		if _, err := db.Resubmit(ctx, "nope", nil); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("err = %v", err)
 		}
 	})
@@ -860,8 +861,8 @@ func TestSaveCallbacks(t *testing.T) {
 		if !bytes.Equal(ev.RawBody, byExt.RawBody) || fmt.Sprint(ev) != fmt.Sprint(want) {
 			t.Fatalf("Callback = %+v\nwant       %+v", ev, want)
 		}
-		if _, err := db.Callback(ctx, 1<<40); !errors.Is(err, ErrNotFound) || !errors.Is(err, crm.ErrNotFound) {
-			t.Fatalf("missing callback: %v, want ErrNotFound", err)
+		if _, err := db.Callback(ctx, 1<<40); !errors.Is(err, store.ErrNotFound) || !errors.Is(err, crm.ErrNotFound) {
+			t.Fatalf("missing callback: %v, want store.ErrNotFound", err)
 		}
 	})
 	t.Run("EmptyDedupKeyRefusedWhole", func(t *testing.T) {
@@ -878,7 +879,7 @@ func TestSaveCallbacks(t *testing.T) {
 func TestRefusalsBounded(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
-	db := MustOpenPath(t, filepath.Join(t.TempDir(), "r.db"), Options{Now: clk.Now, MaxRefusals: 5})
+	db := MustOpenPath(t, filepath.Join(t.TempDir(), "r.db"), store.Options{Now: clk.Now, MaxRefusals: 5})
 	for i := range 12 {
 		err := db.SaveRefusal(ctx, crm.Refusal{RemoteAddr: "10.0.0.1:5000", HTTPStatus: 403, Code: crm.CodeBadSignature,
 			Detail: fmt.Sprintf("no secret matches #%d", i), Head: []byte(`{"internal_id":`)})
@@ -919,7 +920,7 @@ func countStar(t *testing.T, db *DB) crm.Counts {
 func TestCountsMatchCountStar(t *testing.T) {
 	ctx := context.Background()
 	clk := newClock()
-	db := MustOpenPath(t, filepath.Join(t.TempDir(), "c.db"), Options{Now: clk.Now, MaxRefusals: 3})
+	db := MustOpenPath(t, filepath.Join(t.TempDir(), "c.db"), store.Options{Now: clk.Now, MaxRefusals: 3})
 	check := func(step string) {
 		t.Helper()
 		got, err := db.Counts(ctx)
@@ -964,7 +965,7 @@ func TestCountsMatchCountStar(t *testing.T) {
 		db.SaveRefusal(ctx, crm.Refusal{Code: crm.CodeBadSignature})
 	}
 	check("refusals")
-	if err := Fill(ctx, db, 3000, 2000); err != nil {
+	if err := db.Fill(ctx, 3000, 2000); err != nil {
 		t.Fatal(err)
 	}
 	check("fill")
@@ -974,9 +975,9 @@ func TestWatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "w.db")
-	db1 := MustOpenPath(t, path, Options{})
-	db2 := MustOpenPath(t, path, Options{})
-	ch := db1.Watch(ctx, 10*time.Millisecond)
+	db1 := MustOpenPath(t, path, store.Options{})
+	db2 := MustOpenPath(t, path, store.Options{})
+	ch := db1.watch(ctx, 10*time.Millisecond)
 	// Only fresh signals count: drain whatever came before each step.
 	drain := func() {
 		for {
@@ -1010,7 +1011,7 @@ func TestWatch(t *testing.T) {
 		// point (a commit before it would otherwise go unseen).
 		wctx, wcancel := context.WithCancel(ctx)
 		defer wcancel()
-		fresh := db1.Watch(wctx, 10*time.Millisecond)
+		fresh := db1.watch(wctx, 10*time.Millisecond)
 		select {
 		case <-fresh:
 		case <-time.After(5 * time.Second):
@@ -1030,7 +1031,7 @@ func TestWatch(t *testing.T) {
 	})
 	t.Run("ClosedOnCancel", func(t *testing.T) {
 		cctx, ccancel := context.WithCancel(ctx)
-		c := db1.Watch(cctx, time.Hour)
+		c := db1.watch(cctx, time.Hour)
 		ccancel()
 		deadline := time.After(5 * time.Second)
 		for {
@@ -1049,7 +1050,7 @@ func TestWatch(t *testing.T) {
 func TestExport(t *testing.T) {
 	ctx := context.Background()
 	db, _ := MustOpen(t)
-	if err := Fill(ctx, db, 2500, 2100); err != nil {
+	if err := db.Fill(ctx, 2500, 2100); err != nil {
 		t.Fatal(err)
 	}
 	var last int64
@@ -1180,19 +1181,19 @@ func TestBadInput(t *testing.T) {
 	}
 	t.Run("FiveMiBLeadRefusedByDefault", func(t *testing.T) {
 		db, _ := MustOpen(t)
-		_, err := db.Enqueue(ctx, big("BIG", 5<<20), EnqueueOptions{})
-		if !errors.Is(err, ErrInvalid) || !errors.Is(err, crm.ErrInvalidLead) {
-			t.Fatalf("err = %v, want ErrInvalid and crm.ErrInvalidLead", err)
+		_, err := db.Enqueue(ctx, big("BIG", 5<<20), store.EnqueueOptions{})
+		if !errors.Is(err, store.ErrInvalid) || !errors.Is(err, crm.ErrInvalidLead) {
+			t.Fatalf("err = %v, want store.ErrInvalid and crm.ErrInvalidLead", err)
 		}
 		t.Logf("refused: %v", err)
-		if _, err := db.Lead(ctx, "BIG"); !errors.Is(err, ErrNotFound) {
+		if _, err := db.Lead(ctx, "BIG"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("stored anyway: %v", err)
 		}
 	})
 	t.Run("FiveMiBLeadStoredWholeWhenAllowed", func(t *testing.T) {
-		db := MustOpenPath(t, filepath.Join(t.TempDir(), "b.db"), Options{MaxPayload: 8 << 20})
+		db := MustOpenPath(t, filepath.Join(t.TempDir(), "b.db"), store.Options{MaxPayload: 8 << 20})
 		p := big("BIG", 5<<20)
-		if _, err := db.Enqueue(ctx, p, EnqueueOptions{}); err != nil {
+		if _, err := db.Enqueue(ctx, p, store.EnqueueOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		l, err := db.Lead(ctx, "BIG")
@@ -1202,36 +1203,36 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("ReadOnlyOption", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "ro.db")
-		rw := MustOpenPath(t, path, Options{})
+		rw := MustOpenPath(t, path, store.Options{})
 		mustEnqueue(t, rw, "RO-1")
-		ro := MustOpenPath(t, path, Options{ReadOnly: true})
+		ro := MustOpenPath(t, path, store.Options{ReadOnly: true})
 		if l, err := ro.Lead(ctx, "RO-1"); err != nil || l.ExternalID != "RO-1" {
 			t.Fatalf("read: %v", err)
 		}
-		if _, err := ro.Enqueue(ctx, payload("RO-2"), EnqueueOptions{}); !errors.Is(err, ErrReadOnly) {
-			t.Fatalf("enqueue err = %v, want ErrReadOnly", err)
+		if _, err := ro.Enqueue(ctx, payload("RO-2"), store.EnqueueOptions{}); !errors.Is(err, store.ErrReadOnly) {
+			t.Fatalf("enqueue err = %v, want store.ErrReadOnly", err)
 		}
-		if err := ro.Ping(ctx); !errors.Is(err, ErrReadOnly) {
-			t.Fatalf("ping err = %v, want ErrReadOnly", err)
+		if err := ro.Ping(ctx); !errors.Is(err, store.ErrReadOnly) {
+			t.Fatalf("ping err = %v, want store.ErrReadOnly", err)
 		}
 		// The driver's own refusal maps too: write on the mode=ro connection
 		// directly, bypassing the handle's early check.
 		_, err := ro.writer.ExecContext(ctx, `INSERT INTO refusals (at) VALUES (1)`)
-		if err = mapErr(ctx, err); !errors.Is(err, ErrReadOnly) {
-			t.Fatalf("driver write on mode=ro: %v, want ErrReadOnly", err)
+		if err = mapErr(ctx, err); !errors.Is(err, store.ErrReadOnly) {
+			t.Fatalf("driver write on mode=ro: %v, want store.ErrReadOnly", err)
 		}
 	})
 	t.Run("ReadOnlyAlone", func(t *testing.T) {
 		// No read-write handle open: SQLite must read the WAL database
 		// without creating anything itself.
 		path := filepath.Join(t.TempDir(), "alone.db")
-		rw, err := Open(ctx, path, Options{})
+		rw, err := Open(ctx, path, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		mustEnqueue(t, rw, "RO-1")
 		rw.Close()
-		ro := MustOpenPath(t, path, Options{ReadOnly: true})
+		ro := MustOpenPath(t, path, store.Options{ReadOnly: true})
 		if _, err := ro.Lead(ctx, "RO-1"); err != nil {
 			t.Fatal(err)
 		}
@@ -1246,7 +1247,7 @@ func TestBadInput(t *testing.T) {
 		}
 		dir := t.TempDir()
 		path := filepath.Join(dir, "ro.db")
-		rw, err := Open(ctx, path, Options{})
+		rw, err := Open(ctx, path, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1254,10 +1255,10 @@ func TestBadInput(t *testing.T) {
 		os.Chmod(path, 0o400)
 		os.Chmod(dir, 0o500)
 		defer os.Chmod(dir, 0o700)
-		db, err := Open(ctx, path, Options{})
+		db, err := Open(ctx, path, store.Options{})
 		if err == nil {
 			defer db.Close()
-			_, err = db.Enqueue(ctx, payload("X"), EnqueueOptions{})
+			_, err = db.Enqueue(ctx, payload("X"), store.EnqueueOptions{})
 		}
 		if err == nil {
 			t.Fatal("wrote to a read-only file")
@@ -1266,24 +1267,24 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("LockedPastBusyTimeout", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "busy.db")
-		db := MustOpenPath(t, path, Options{BusyTimeout: 100 * time.Millisecond})
+		db := MustOpenPath(t, path, store.Options{BusyTimeout: 100 * time.Millisecond})
 		release := holdWriteLock(t, path)
 		start := time.Now()
-		_, err := db.Enqueue(ctx, payload("BUSY-1"), EnqueueOptions{})
-		if !errors.Is(err, ErrBusy) {
-			t.Fatalf("err = %v, want ErrBusy", err)
+		_, err := db.Enqueue(ctx, payload("BUSY-1"), store.EnqueueOptions{})
+		if !errors.Is(err, store.ErrBusy) {
+			t.Fatalf("err = %v, want store.ErrBusy", err)
 		}
 		if waited := time.Since(start); waited < 80*time.Millisecond {
 			t.Errorf("gave up after %v, before the busy timeout", waited)
 		}
 		t.Logf("busy: %v", err)
-		if _, err := db.SaveCallbacks(ctx, []crm.CallbackEvent{callback("c", "", "e", "", 1)}); !errors.Is(err, ErrBusy) {
-			t.Fatalf("save callbacks err = %v, want ErrBusy", err)
+		if _, err := db.SaveCallbacks(ctx, []crm.CallbackEvent{callback("c", "", "e", "", 1)}); !errors.Is(err, store.ErrBusy) {
+			t.Fatalf("save callbacks err = %v, want store.ErrBusy", err)
 		}
 		if err := release(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.Lead(ctx, "BUSY-1"); !errors.Is(err, ErrNotFound) {
+		if _, err := db.Lead(ctx, "BUSY-1"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("half stored: %v", err)
 		}
 		if got := countStar(t, db); got.CallbacksVerified != 0 {
@@ -1307,17 +1308,17 @@ func TestBadInput(t *testing.T) {
 		var last string
 		for i := range 50 {
 			last = fmt.Sprintf("F-%d", i+1)
-			if _, err := db.Enqueue(ctx, big(last, 3000), EnqueueOptions{}); err != nil {
+			if _, err := db.Enqueue(ctx, big(last, 3000), store.EnqueueOptions{}); err != nil {
 				full = err
 				break
 			}
 			before = countStar(t, db)
 		}
-		if !errors.Is(full, ErrDiskFull) {
-			t.Fatalf("err = %v, want ErrDiskFull", full)
+		if !errors.Is(full, store.ErrDiskFull) {
+			t.Fatalf("err = %v, want store.ErrDiskFull", full)
 		}
 		t.Logf("full: %v", full)
-		if _, err := db.Lead(ctx, last); !errors.Is(err, ErrNotFound) {
+		if _, err := db.Lead(ctx, last); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("lead %s half stored: %v", last, err)
 		}
 		if after := countStar(t, db); fmt.Sprint(after) != fmt.Sprint(before) {
@@ -1332,7 +1333,7 @@ func TestBadInput(t *testing.T) {
 		db, _ := MustOpen(t)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := db.Enqueue(cctx, payload("X"), EnqueueOptions{}); !errors.Is(err, context.Canceled) {
+		if _, err := db.Enqueue(cctx, payload("X"), store.EnqueueOptions{}); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}
 	})
@@ -1391,7 +1392,7 @@ func TestRecordGroupCommit(t *testing.T) {
 		}
 	})
 	t.Run("AfterClose", func(t *testing.T) {
-		db2 := MustOpenPath(t, filepath.Join(t.TempDir(), "x.db"), Options{})
+		db2 := MustOpenPath(t, filepath.Join(t.TempDir(), "x.db"), store.Options{})
 		db2.Close()
 		if err := db2.Record(ctx, "w", crm.AttemptResult{Attempt: crm.Attempt{LeadID: 1, Outcome: crm.StateAccepted}}); !errors.Is(err, errClosed) {
 			t.Fatalf("Record after Close = %v, want %v", err, errClosed)

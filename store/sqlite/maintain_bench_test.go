@@ -1,7 +1,8 @@
-package store
+package sqlite
 
 import (
 	"context"
+	"github.com/leadwatch/leadwatch/store"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 // BenchmarkCheckFile is the file identity check every commit pays (one
 // stat of the path); op = one check.
 func BenchmarkCheckFile(b *testing.B) {
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	for b.Loop() {
 		if err := db.checkFile(); err != nil {
 			b.Fatal(err)
@@ -21,7 +22,7 @@ func BenchmarkCheckFile(b *testing.B) {
 // BenchmarkHealthCached is what a /healthz request costs while the probe
 // is fresh; op = one Health call, 32 callers at once.
 func BenchmarkHealthCached(b *testing.B) {
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{ProbeMaxAge: time.Hour})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{ProbeMaxAge: time.Hour})
 	if code, err := db.Health(context.Background()); code != "" {
 		b.Fatal(code, err)
 	}
@@ -40,7 +41,7 @@ func BenchmarkHealthCached(b *testing.B) {
 // BenchmarkHealthProbe is one write probe (a committed one-row write with
 // its fsync), what a flood of /healthz costs once every ProbeMaxAge.
 func BenchmarkHealthProbe(b *testing.B) {
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	ctx := context.Background()
 	for b.Loop() {
 		if err := db.probeWrite(ctx); err != nil {
@@ -54,8 +55,8 @@ func BenchmarkHealthProbe(b *testing.B) {
 // long a listener's commit waits behind a running prune.
 func BenchmarkPruneChunk(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
-	if err := Fill(ctx, db, 1000, pruneChunk); err != nil {
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
+	if err := db.Fill(ctx, 1000, pruneChunk); err != nil {
 		b.Fatal(err)
 	}
 	future := ms(time.Now().Add(time.Hour))
@@ -76,9 +77,9 @@ func BenchmarkPruneChunk(b *testing.B) {
 // chunks one after another; op = one Prune.
 func BenchmarkPrune(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	const n = 100_000
-	if err := Fill(ctx, db, 1000, n); err != nil {
+	if err := db.Fill(ctx, 1000, n); err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {

@@ -1,8 +1,9 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +17,10 @@ import (
 // fsync (synchronous=FULL) each.
 func BenchmarkEnqueue(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		if _, err := db.Enqueue(ctx, payload(fmt.Sprintf("E-%d", i)), EnqueueOptions{}); err != nil {
+		if _, err := db.Enqueue(ctx, payload(fmt.Sprintf("E-%d", i)), store.EnqueueOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -30,7 +31,7 @@ func BenchmarkEnqueue(b *testing.B) {
 // does with a file.
 func BenchmarkEnqueueBatch(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	const batch = 1000
 	n := 0
 	for b.Loop() {
@@ -39,7 +40,7 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 			ps[i] = payload(fmt.Sprintf("E-%d", n))
 			n++
 		}
-		_, errs, err := db.EnqueueBatch(ctx, ps, EnqueueOptions{})
+		_, errs, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -56,13 +57,13 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 // of 32 and one Record each (op = one lead sent).
 func BenchmarkClaimRecord(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	enqueue := func(n, from int) {
 		ps := make([][]byte, n)
 		for i := range ps {
 			ps[i] = payload(fmt.Sprintf("CR-%d", from+i))
 		}
-		if _, _, err := db.EnqueueBatch(ctx, ps, EnqueueOptions{}); err != nil {
+		if _, _, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -99,12 +100,12 @@ func BenchmarkClaimRecord(b *testing.B) {
 // (the dispatcher's concurrency), where the group commit shares fsyncs.
 func BenchmarkRecordConcurrent(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	ps := make([][]byte, b.N)
 	for i := range ps {
 		ps[i] = payload(fmt.Sprintf("RC-%d", i))
 	}
-	if _, _, err := db.EnqueueBatch(ctx, ps, EnqueueOptions{}); err != nil {
+	if _, _, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	ids := make(chan int64, b.N)
@@ -145,12 +146,12 @@ func BenchmarkRecordConcurrent(b *testing.B) {
 // listener's batching under 32 connections); op = one callback.
 func BenchmarkSaveCallbacks(b *testing.B) {
 	ctx := context.Background()
-	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), Options{})
+	db := MustOpenPath(b, filepath.Join(b.TempDir(), "bench.db"), store.Options{})
 	var ps [][]byte
 	for i := range 1000 {
 		ps = append(ps, payload(fmt.Sprintf("SC-%d", i)))
 	}
-	if _, _, err := db.EnqueueBatch(ctx, ps, EnqueueOptions{}); err != nil {
+	if _, _, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{}); err != nil {
 		b.Fatal(err)
 	}
 	const batch = 32
@@ -196,11 +197,11 @@ func bigStore(b *testing.B, n int) *DB {
 			os.Remove(tmp + suffix)
 		}
 		start := time.Now()
-		db, err := Open(ctx, tmp, Options{})
+		db, err := Open(ctx, tmp, store.Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := Fill(ctx, db, n, n); err != nil {
+		if err := db.Fill(ctx, n, n); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := db.writer.ExecContext(ctx, `ANALYZE`); err != nil {
@@ -214,7 +215,7 @@ func bigStore(b *testing.B, n int) *DB {
 		}
 		b.Logf("built %s in %v", path, time.Since(start).Round(time.Millisecond))
 	}
-	db := MustOpenPath(b, path, Options{})
+	db := MustOpenPath(b, path, store.Options{})
 	// Pin the clock to the newest callback so Throughput's window holds
 	// data however old the cached file is.
 	var latest int64

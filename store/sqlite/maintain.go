@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,21 +27,6 @@ import (
 // milliseconds and the listener's commits slip in between.
 const pruneChunk = 1000
 
-// PruneStats counts what Prune dropped.
-type PruneStats struct {
-	// RawBodies is how many callbacks lost their raw body. The rows, their
-	// parsed fields and dedup keys stay.
-	RawBodies int64
-	// Attempts is how many attempt rows of leads in a final state were
-	// deleted (the lead keeps its outcome, reason and last HTTP answer).
-	Attempts int64
-	// Refusals is how many refusals were deleted.
-	Refusals int64
-	// Bytes is the size of the bodies dropped: raw bodies, the deleted
-	// attempts' response bodies and previous payloads, refusal heads.
-	Bytes int64
-}
-
 // Prune drops what only explains the past, older than before: callbacks'
 // raw bodies (by arrival), the attempt rows of leads in a final state (by
 // start) and refusals. It keeps every lead and every callback row, so
@@ -51,12 +37,12 @@ type PruneStats struct {
 // beside a busy listener; on an error the chunks done stay done, and the
 // stats count them. The file does not shrink (SQLite reuses the freed
 // pages); Backup writes a compact copy.
-func (db *DB) Prune(ctx context.Context, before time.Time) (PruneStats, error) {
-	var st PruneStats
+func (db *DB) Prune(ctx context.Context, before time.Time) (store.PruneStats, error) {
+	var st store.PruneStats
 	// Refused up front, not only when a chunk has work: a prune that
 	// reports nothing to do on a store that cannot be written would mislead.
 	if db.readOnly {
-		return st, fmt.Errorf("prune: %w: opened read-only", ErrReadOnly)
+		return st, fmt.Errorf("prune: %w: opened read-only", store.ErrReadOnly)
 	}
 	if err := db.replacedErr(); err != nil {
 		return st, fmt.Errorf("prune: %w", err)
@@ -85,7 +71,7 @@ func (db *DB) Prune(ctx context.Context, before time.Time) (PruneStats, error) {
 // take (after id, up to id, before ms); stat is the count it adds to.
 type pruneStep struct {
 	table, count, apply string
-	stat                func(*PruneStats) *int64
+	stat                func(*store.PruneStats) *int64
 }
 
 // pruneSteps are Prune's steps, in order.
@@ -95,16 +81,16 @@ func pruneSteps() []pruneStep {
 			`SELECT COUNT(*), COALESCE(SUM(length(raw_body)), 0) FROM callbacks
 				WHERE id > ? AND id <= ? AND received_at < ? AND length(raw_body) > 0`,
 			`UPDATE callbacks SET raw_body = x'' WHERE id > ? AND id <= ? AND received_at < ? AND length(raw_body) > 0`,
-			func(st *PruneStats) *int64 { return &st.RawBodies }},
+			func(st *store.PruneStats) *int64 { return &st.RawBodies }},
 		{"attempts",
 			`SELECT COUNT(*), COALESCE(SUM(COALESCE(length(response_body), 0) + COALESCE(length(prev_payload), 0)), 0)
 				FROM attempts WHERE id > ? AND id <= ? AND started_at < ? AND ` + finalLead,
 			`DELETE FROM attempts WHERE id > ? AND id <= ? AND started_at < ? AND ` + finalLead,
-			func(st *PruneStats) *int64 { return &st.Attempts }},
+			func(st *store.PruneStats) *int64 { return &st.Attempts }},
 		{"refusals",
 			`SELECT COUNT(*), COALESCE(SUM(length(head)), 0) FROM refusals WHERE id > ? AND id <= ? AND at < ?`,
 			`DELETE FROM refusals WHERE id > ? AND id <= ? AND at < ?`,
-			func(st *PruneStats) *int64 { return &st.Refusals }},
+			func(st *store.PruneStats) *int64 { return &st.Refusals }},
 	}
 }
 
@@ -219,29 +205,6 @@ const forgottenPayload = "{}"
 // quote the lead's fields).
 const forgottenReason = "personal data erased"
 
-// ForgetStats counts what Forget erased.
-type ForgetStats struct {
-	// Withdrawn is true when the lead was still to be sent (queued,
-	// retry_wait, in_flight): it is now failed and will not be sent; an
-	// attempt in flight records nothing (its lease is gone).
-	Withdrawn bool
-	// Attempts is how many attempts lost a response body or previous
-	// payload.
-	Attempts int64
-	// Callbacks is how many callbacks naming the lead lost their raw body
-	// and reason.
-	Callbacks int64
-	// Refusals is how many refusals lost their first bytes because they
-	// named the lead (its external_id, phone or email).
-	Refusals int64
-	// Checkpointed is true when the WAL was checkpointed and truncated
-	// afterwards, so the erased bytes are gone from the files, not only
-	// from the database. False when another process's reader held old
-	// pages; the bytes leave the WAL when it is next checkpointed and
-	// overwritten.
-	Checkpointed bool
-}
-
 // Forget erases one person's data from the store while keeping counts and
 // dedup keys: the lead's payload becomes "{}" (phone, email and every
 // other field gone), its reason and last error are replaced, its attempts
@@ -256,10 +219,10 @@ type ForgetStats struct {
 // The transaction runs with secure_delete on, so the old bytes are zeroed,
 // and ends with a WAL checkpoint (ForgetStats.Checkpointed). An unknown id
 // is ErrNotFound.
-func (db *DB) Forget(ctx context.Context, externalID string) (st ForgetStats, err error) {
+func (db *DB) Forget(ctx context.Context, externalID string) (st store.ForgetStats, err error) {
 	defer func() { db.noteFailure(err) }()
 	if db.readOnly {
-		return st, fmt.Errorf("forget %s: %w: opened read-only", externalID, ErrReadOnly)
+		return st, fmt.Errorf("forget %s: %w: opened read-only", externalID, store.ErrReadOnly)
 	}
 	if err := db.replacedErr(); err != nil {
 		return st, fmt.Errorf("forget %s: %w", externalID, err)
@@ -309,7 +272,7 @@ func checkpoint(ctx context.Context, conn *sql.Conn, busyTimeout time.Duration) 
 }
 
 // forgetTx is Forget's transaction on conn.
-func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, st *ForgetStats) error {
+func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, st *store.ForgetStats) error {
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(ctx, err)
@@ -326,7 +289,7 @@ func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, s
 	err = tx.QueryRowContext(ctx, `SELECT id, state, crm_id, payload FROM leads WHERE external_id = ?`, externalID).
 		Scan(&id, &state, &crmID, &payload)
 	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
+		return store.ErrNotFound
 	}
 	if err != nil {
 		return mapErr(ctx, err)

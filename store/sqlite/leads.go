@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"sort"
 	"strings"
 	"time"
@@ -69,20 +70,13 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// EnqueueOptions tune Enqueue.
-type EnqueueOptions struct {
-	// Strict refuses a lead whose phone is not valid E.164 instead of
-	// storing it flagged (Lead.PhoneInvalid) for the CRM to judge.
-	Strict bool
-}
-
 // checkPayload is the enqueue gate, crm.CheckLead under the store's size
 // limit. Its errors wrap both ErrInvalid and crm.ErrInvalidLead, with
 // crm's reason as the message.
 func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, error) {
 	f, err := crm.CheckLead(payload, crm.LeadCheck{Strict: strict, MaxBytes: db.opt.MaxPayload})
 	if err != nil {
-		return f, &causeError{sentinel: ErrInvalid, cause: err}
+		return f, &causeError{sentinel: store.ErrInvalid, cause: err}
 	}
 	return f, nil
 }
@@ -92,7 +86,7 @@ func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, error) 
 // payload is stored byte for byte: it is what will be signed and sent.
 // Errors: ErrInvalid (with the reason), ErrDuplicate (naming the id and its
 // state), or a store failure.
-func (db *DB) Enqueue(ctx context.Context, payload []byte, opt EnqueueOptions) (crm.Lead, error) {
+func (db *DB) Enqueue(ctx context.Context, payload []byte, opt store.EnqueueOptions) (crm.Lead, error) {
 	leads, errs, err := db.EnqueueBatch(ctx, [][]byte{payload}, opt)
 	if err != nil {
 		return crm.Lead{}, err
@@ -108,7 +102,7 @@ func (db *DB) Enqueue(ctx context.Context, payload []byte, opt EnqueueOptions) (
 // at the item's index and do not stop the others; leads[i] is the stored
 // lead when errs[i] is nil. err is only for a store failure, and then
 // nothing of the batch is stored.
-func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOptions) (leads []crm.Lead, errs []error, err error) {
+func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.EnqueueOptions) (leads []crm.Lead, errs []error, err error) {
 	defer func() { db.noteFailure(err) }()
 	leads = make([]crm.Lead, len(payloads))
 	errs = make([]error, len(payloads))
@@ -153,7 +147,7 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOp
 			if err := tx.QueryRowContext(ctx, `SELECT state FROM leads WHERE external_id = ?`, it.f.ExternalID).Scan(&state); err != nil {
 				return nil, nil, fmt.Errorf("enqueue %s: %w", it.f.ExternalID, mapErr(ctx, err))
 			}
-			errs[it.i] = fmt.Errorf("%w: %s is already there (%s)", ErrDuplicate, it.f.ExternalID, state)
+			errs[it.i] = fmt.Errorf("%w: %s is already there (%s)", store.ErrDuplicate, it.f.ExternalID, state)
 			continue
 		}
 		if err != nil {
@@ -171,7 +165,7 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt EnqueueOp
 func (db *DB) Lead(ctx context.Context, externalID string) (crm.Lead, error) {
 	l, err := scanLead(db.reader.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return l, fmt.Errorf("lead %s: %w", externalID, ErrNotFound)
+		return l, fmt.Errorf("lead %s: %w", externalID, store.ErrNotFound)
 	}
 	if err != nil {
 		return l, fmt.Errorf("lead %s: %w", externalID, mapErr(ctx, err))
@@ -301,8 +295,8 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 
 // capBody keeps at most MaxResponseBody bytes of a response.
 func capBody(b []byte) []byte {
-	if len(b) > MaxResponseBody {
-		return b[:MaxResponseBody]
+	if len(b) > store.MaxResponseBody {
+		return b[:store.MaxResponseBody]
 	}
 	return b
 }
@@ -423,7 +417,7 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 			return res, fmt.Errorf("resubmit %s: %w", externalID, err)
 		}
 		if f.ExternalID != externalID {
-			return res, fmt.Errorf("resubmit %s: %w: the edit changes external_id to %q; enqueue it as a new lead instead", externalID, ErrInvalid, f.ExternalID)
+			return res, fmt.Errorf("resubmit %s: %w: the edit changes external_id to %q; enqueue it as a new lead instead", externalID, store.ErrInvalid, f.ExternalID)
 		}
 		badPhone = f.PhoneInvalid
 	}
@@ -434,16 +428,16 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 	defer tx.Rollback()
 	old, err := scanLead(tx.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return res, fmt.Errorf("resubmit %s: %w", externalID, ErrNotFound)
+		return res, fmt.Errorf("resubmit %s: %w", externalID, store.ErrNotFound)
 	}
 	if err != nil {
 		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
 	}
 	if !old.State.Resubmittable() {
-		return res, fmt.Errorf("resubmit %s: %w: it is %s; only failed, rejected, validation_error or duplicate leads can be", externalID, ErrNotResubmittable, old.State)
+		return res, fmt.Errorf("resubmit %s: %w: it is %s; only failed, rejected, validation_error or duplicate leads can be", externalID, store.ErrNotResubmittable, old.State)
 	}
 	if payload == nil && string(old.Payload) == forgottenPayload {
-		return res, fmt.Errorf("resubmit %s: %w: its personal data was erased (forget); resubmit it with a new payload", externalID, ErrNotResubmittable)
+		return res, fmt.Errorf("resubmit %s: %w: its personal data was erased (forget); resubmit it with a new payload", externalID, store.ErrNotResubmittable)
 	}
 	edited := payload != nil && !bytes.Equal(payload, old.Payload)
 	if payload == nil {

@@ -1,9 +1,10 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -15,7 +16,7 @@ import (
 // that fsyncs do not matter, small enough to keep the WAL modest.
 const fillBatch = 50000
 
-// Fill appends a synthetic campaign to db — leads leads and callbacks
+// Fill appends a synthetic campaign to the database — leads leads and callbacks
 // callbacks spread over the 24 hours before now — for benchmarks, the
 // dashboard's budget checks and demos. It writes in large transactions
 // with prepared statements and skips the enqueue gate, so a million rows
@@ -26,9 +27,9 @@ const fillBatch = 50000
 // CRM id (some also by external id), about 3% unmatched. Counters are kept
 // by the same triggers as every other write. Repeated calls append (ids
 // continue after the highest one).
-func Fill(ctx context.Context, db *DB, leads, callbacks int) error {
+func (db *DB) Fill(ctx context.Context, leads, callbacks int) error {
 	if db.readOnly {
-		return fmt.Errorf("fill: %w", ErrReadOnly)
+		return fmt.Errorf("fill: %w", store.ErrReadOnly)
 	}
 	var base int64
 	if err := db.writer.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM leads`).Scan(&base); err != nil {

@@ -1,10 +1,11 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
@@ -50,7 +51,7 @@ func (db *DB) Record(ctx context.Context, owner string, r crm.AttemptResult) err
 		return fmt.Errorf("record lead %d: outcome %q is not retry_wait or a final state", a.LeadID, a.Outcome)
 	}
 	if db.readOnly {
-		return fmt.Errorf("record lead %d: %w: opened read-only", a.LeadID, ErrReadOnly)
+		return fmt.Errorf("record lead %d: %w: opened read-only", a.LeadID, store.ErrReadOnly)
 	}
 	call, err := db.records.Submit(ctx, recordReq{owner: owner, r: r})
 	if errors.Is(err, groupcommit.ErrClosed) {
@@ -77,8 +78,8 @@ func (db *DB) Record(ctx context.Context, owner string, r crm.AttemptResult) err
 // neighbours.
 func (db *DB) commitRecords(batch []recordReq) ([]error, error) {
 	results, err := db.runRecords(batch)
-	if err == nil || len(batch) == 1 || errors.Is(err, ErrBusy) || errors.Is(err, ErrDiskFull) ||
-		errors.Is(err, ErrReadOnly) || errors.Is(err, ErrReplaced) || db.bg.Err() != nil {
+	if err == nil || len(batch) == 1 || errors.Is(err, store.ErrBusy) || errors.Is(err, store.ErrDiskFull) ||
+		errors.Is(err, store.ErrReadOnly) || errors.Is(err, store.ErrReplaced) || db.bg.Err() != nil {
 		return results, err
 	}
 	results = make([]error, len(batch))

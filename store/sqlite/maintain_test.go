@@ -1,4 +1,4 @@
-package store
+package sqlite
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -116,7 +117,7 @@ func TestPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := PruneStats{RawBodies: 1, Attempts: 1, Refusals: 1,
+	want := store.PruneStats{RawBodies: 1, Attempts: 1, Refusals: 1,
 		Bytes: int64(len(oldEv.RawBody) + len(`{"status":"accepted"}`) + len(`{"old":1}`))}
 	if st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
@@ -169,7 +170,7 @@ func TestPrune(t *testing.T) {
 	})
 	t.Run("Again", func(t *testing.T) {
 		st, err := db.Prune(ctx, recent.Add(-24*time.Hour))
-		if err != nil || st != (PruneStats{}) {
+		if err != nil || st != (store.PruneStats{}) {
 			t.Fatalf("second prune = %+v, %v; want nothing left to drop", st, err)
 		}
 	})
@@ -179,7 +180,7 @@ func TestPruneManyChunks(t *testing.T) {
 	ctx := context.Background()
 	db, clk := MustOpen(t)
 	// Fill spreads 3 chunks' worth of callbacks over the last 24 hours.
-	if err := Fill(ctx, db, 300, 3*pruneChunk+17); err != nil {
+	if err := db.Fill(ctx, 300, 3*pruneChunk+17); err != nil {
 		t.Fatal(err)
 	}
 	cut := ms(clk.Now().Add(-12 * time.Hour))
@@ -245,7 +246,7 @@ func TestBackup(t *testing.T) {
 				werr <- err
 				return
 			}
-			if _, err := db.Enqueue(ctx, payload(fmt.Sprintf("W-%d", i)), EnqueueOptions{}); err != nil {
+			if _, err := db.Enqueue(ctx, payload(fmt.Sprintf("W-%d", i)), store.EnqueueOptions{}); err != nil {
 				werr <- err
 				return
 			}
@@ -277,7 +278,7 @@ func TestBackup(t *testing.T) {
 		if err != nil || ok != "ok" {
 			t.Fatalf("integrity_check = %q, %v", ok, err)
 		}
-		cp := MustOpenPath(t, target, Options{})
+		cp := MustOpenPath(t, target, store.Options{})
 		c := assertCounts(t, cp) // a snapshot: the counters match its rows
 		if c.CallbacksVerified == 0 || c.States[crm.StateQueued] < 50 {
 			t.Fatalf("copy counts %v", c)
@@ -356,7 +357,7 @@ func TestForget(t *testing.T) {
 	for i := range 40 {
 		mustEnqueue(t, db, fmt.Sprintf("N-%d", i))
 	}
-	if _, err := db.Enqueue(ctx, person(phone), EnqueueOptions{}); err != nil {
+	if _, err := db.Enqueue(ctx, person(phone), store.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 40; i < 80; i++ {
@@ -399,7 +400,7 @@ func TestForget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := ForgetStats{Attempts: 3, Callbacks: 1, Refusals: 1, Checkpointed: true}
+	want := store.ForgetStats{Attempts: 3, Callbacks: 1, Refusals: 1, Checkpointed: true}
 	if st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
 	}
@@ -460,13 +461,13 @@ func TestForget(t *testing.T) {
 	t.Run("NotResentAsIs", func(t *testing.T) {
 		// Forgotten and accepted; an operator resubmit without a new payload
 		// would send "{}".
-		if _, err := db.Resubmit(ctx, ext, nil); !errors.Is(err, ErrNotResubmittable) {
-			t.Fatalf("resubmit of a forgotten lead: %v, want ErrNotResubmittable", err)
+		if _, err := db.Resubmit(ctx, ext, nil); !errors.Is(err, store.ErrNotResubmittable) {
+			t.Fatalf("resubmit of a forgotten lead: %v, want store.ErrNotResubmittable", err)
 		}
 	})
 	t.Run("UnknownID", func(t *testing.T) {
-		if _, err := db.Forget(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
-			t.Fatalf("err = %v, want ErrNotFound", err)
+		if _, err := db.Forget(ctx, "nobody"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("err = %v, want store.ErrNotFound", err)
 		}
 	})
 	t.Run("ReaderHoldsCheckpoint", func(t *testing.T) {
@@ -474,7 +475,7 @@ func TestForget(t *testing.T) {
 		// A read transaction that has read keeps its snapshot: the WAL
 		// cannot be truncated under it. Forget must not wait the busy
 		// timeout for it (the store's writes would stall meanwhile).
-		slow := MustOpenPath(t, db.Path(), Options{BusyTimeout: time.Minute})
+		slow := MustOpenPath(t, db.Path(), store.Options{BusyTimeout: time.Minute})
 		tx, err := slow.beginRead(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -531,7 +532,7 @@ func TestForgetLargePayload(t *testing.T) {
 	const phone = "+4915144556677"
 	notes := bytes.Repeat([]byte("call after six; "), 1200) // ~19 KiB
 	p := fmt.Sprintf(`{"external_id":"F-big","phone":%q,"notes":"%s %s"}`, phone, notes, phone)
-	if _, err := db.Enqueue(ctx, []byte(p), EnqueueOptions{}); err != nil {
+	if _, err := db.Enqueue(ctx, []byte(p), store.EnqueueOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mustEnqueue(t, db, "N-after")

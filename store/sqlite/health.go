@@ -1,10 +1,11 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"os"
 	"sync"
@@ -14,27 +15,6 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
-)
-
-// Health codes: the fixed vocabulary of Health, which /healthz passes on
-// as its reason. They name a condition, never carry error text: the
-// listener faces the internet, the text goes to the log.
-const (
-	HealthReplaced    = "store_replaced"
-	HealthDiskFull    = "disk_full"
-	HealthReadOnly    = "read_only"
-	HealthUnreachable = "unreachable"
-)
-
-// Defaults for the health options.
-const (
-	// DefaultFileCheckInterval is how often an idle handle checks that its
-	// path still names the file it opened. Busy handles also check after
-	// every commit.
-	DefaultFileCheckInterval = time.Second
-	// DefaultProbeMaxAge is how old a write probe may be before Health runs
-	// another.
-	DefaultProbeMaxAge = 2 * time.Second
 )
 
 const (
@@ -84,13 +64,13 @@ type writeResult struct {
 // handle's life.
 func (db *DB) Health(ctx context.Context) (code string, err error) {
 	if err := db.replacedErr(); err != nil {
-		return HealthReplaced, err
+		return store.HealthReplaced, err
 	}
 	h := &db.health
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return HealthUnreachable, fmt.Errorf("store health: %w", errClosed)
+		return store.HealthUnreachable, fmt.Errorf("store health: %w", errClosed)
 	}
 	if f, ok := h.failing(db.failHold()); ok {
 		h.mu.Unlock()
@@ -112,10 +92,10 @@ func (db *DB) Health(ctx context.Context) (code string, err error) {
 	select {
 	case <-wait:
 	case <-ctx.Done():
-		return HealthUnreachable, fmt.Errorf("store health: waiting for the write probe: %w", ctx.Err())
+		return store.HealthUnreachable, fmt.Errorf("store health: waiting for the write probe: %w", ctx.Err())
 	}
 	if err := db.replacedErr(); err != nil {
-		return HealthReplaced, err
+		return store.HealthReplaced, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -149,7 +129,7 @@ func (db *DB) runProbe(done chan struct{}) {
 		err = fmt.Errorf("store write probe: %w", err)
 		if code == "" {
 			// Whatever stops a one-row commit stops callbacks too.
-			code = HealthUnreachable
+			code = store.HealthUnreachable
 		}
 	}
 	h.mu.Lock()
@@ -239,15 +219,15 @@ func healthCode(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, ErrReplaced):
-		return HealthReplaced
-	case errors.Is(err, ErrDiskFull):
-		return HealthDiskFull
-	case errors.Is(err, ErrReadOnly):
-		return HealthReadOnly
-	case errors.Is(err, ErrBusy), errors.Is(err, errClosed), errors.Is(err, groupcommit.ErrClosed),
+	case errors.Is(err, store.ErrReplaced):
+		return store.HealthReplaced
+	case errors.Is(err, store.ErrDiskFull):
+		return store.HealthDiskFull
+	case errors.Is(err, store.ErrReadOnly):
+		return store.HealthReadOnly
+	case errors.Is(err, store.ErrBusy), errors.Is(err, errClosed), errors.Is(err, groupcommit.ErrClosed),
 		errors.Is(err, sql.ErrConnDone):
-		return HealthUnreachable
+		return store.HealthUnreachable
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return ""
 	}
@@ -255,7 +235,7 @@ func healthCode(err error) string {
 	if errors.As(err, &se) {
 		switch se.Code() & 0xff {
 		case codeIOErr, codeCorrupt, codeCantOpen, codeProtocol, codeNotADB:
-			return HealthUnreachable
+			return store.HealthUnreachable
 		}
 	}
 	return ""
@@ -296,7 +276,7 @@ func (db *DB) checkFile() error {
 // markReplaced fails the handle for good with ErrReplaced and logs it,
 // once.
 func (db *DB) markReplaced(detail error) error {
-	err := fmt.Errorf("%w: %s: %v; restart leadwatch to open the file now at the path", ErrReplaced, db.path, detail)
+	err := fmt.Errorf("%w: %s: %v; restart leadwatch to open the file now at the path", store.ErrReplaced, db.path, detail)
 	if db.replaced.CompareAndSwap(nil, &err) {
 		db.log.Error("store file removed or replaced while open: every write fails from now on; restart to open the file at the path",
 			"path", db.path, "detail", detail.Error())

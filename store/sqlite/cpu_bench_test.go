@@ -1,10 +1,11 @@
 //go:build unix
 
-package store
+package sqlite
 
 import (
 	"context"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -50,7 +51,7 @@ func BenchmarkSaveCallbacksCPU(b *testing.B) {
 		return evs
 	}
 	measure := func(b *testing.B, perCommit int, op func(db *DB, i int)) {
-		db := MustOpenPath(b, filepath.Join(b.TempDir(), "cpu.db"), Options{})
+		db := MustOpenPath(b, filepath.Join(b.TempDir(), "cpu.db"), store.Options{})
 		start := processCPU(b)
 		i := 0
 		for b.Loop() {

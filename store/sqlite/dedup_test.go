@@ -1,9 +1,10 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"path"
 	"path/filepath"
@@ -274,7 +275,7 @@ func TestMigrateDedupFromV3(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db := MustOpenPath(t, p, Options{})
+	db := MustOpenPath(t, p, store.Options{})
 	var v int
 	if err := db.reader.QueryRow(`SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil || v != SchemaVersion() {
 		t.Fatalf("schema version %d (%v), want %d", v, err, SchemaVersion())

@@ -1,9 +1,10 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -101,7 +102,7 @@ func TestHealthOK(t *testing.T) {
 		}
 	})
 	t.Run("ProbeRepeatsWhenOld", func(t *testing.T) {
-		db := MustOpenPath(t, filepath.Join(t.TempDir(), "p.db"), Options{ProbeMaxAge: time.Nanosecond})
+		db := MustOpenPath(t, filepath.Join(t.TempDir(), "p.db"), store.Options{ProbeMaxAge: time.Nanosecond})
 		for range 3 {
 			if code, err := checkHealth(t, db); code != "" {
 				t.Fatalf("health = %q, %v", code, err)
@@ -117,10 +118,10 @@ func TestHealthOK(t *testing.T) {
 
 func TestHealthReadOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ro.db")
-	MustOpenPath(t, path, Options{})
-	ro := MustOpenPath(t, path, Options{ReadOnly: true})
+	MustOpenPath(t, path, store.Options{})
+	ro := MustOpenPath(t, path, store.Options{ReadOnly: true})
 	code, err := checkHealth(t, ro)
-	if code != HealthReadOnly || !errors.Is(err, ErrReadOnly) {
+	if code != store.HealthReadOnly || !errors.Is(err, store.ErrReadOnly) {
 		t.Fatalf("health = %q, %v; want read_only", code, err)
 	}
 	t.Logf("read-only: %v", err)
@@ -144,16 +145,16 @@ func TestHealthDiskFull(t *testing.T) {
 	big := fmt.Sprintf(`{"external_id":"F-%%d","phone":"+4915112345678","notes":"%0*d"}`, 3000, 0)
 	var full error
 	for i := range 50 {
-		if _, err := db.Enqueue(ctx, []byte(fmt.Sprintf(big, i+1)), EnqueueOptions{}); err != nil {
+		if _, err := db.Enqueue(ctx, []byte(fmt.Sprintf(big, i+1)), store.EnqueueOptions{}); err != nil {
 			full = err
 			break
 		}
 	}
-	if !errors.Is(full, ErrDiskFull) {
-		t.Fatalf("enqueue err = %v, want ErrDiskFull", full)
+	if !errors.Is(full, store.ErrDiskFull) {
+		t.Fatalf("enqueue err = %v, want store.ErrDiskFull", full)
 	}
 	code, err := checkHealth(t, db)
-	if code != HealthDiskFull || !errors.Is(err, ErrDiskFull) {
+	if code != store.HealthDiskFull || !errors.Is(err, store.ErrDiskFull) {
 		t.Fatalf("health = %q, %v; want disk_full", code, err)
 	}
 	t.Run("ProbeDecidesAfterTheHold", func(t *testing.T) {
@@ -161,15 +162,15 @@ func TestHealthDiskFull(t *testing.T) {
 		// the failure is older than its hold, the probe answers, and its
 		// one-row update fits. A real write then sets the failure again.
 		db.opt.ProbeMaxAge = time.Millisecond
-		defer func() { db.opt.ProbeMaxAge = DefaultProbeMaxAge }()
+		defer func() { db.opt.ProbeMaxAge = store.DefaultProbeMaxAge }()
 		poll.Until(t, "the probe to decide again", func() bool {
 			code, _ := checkHealth(t, db)
 			return code == ""
 		})
-		if _, err := db.Enqueue(ctx, []byte(fmt.Sprintf(big, 999)), EnqueueOptions{}); !errors.Is(err, ErrDiskFull) {
-			t.Fatalf("enqueue err = %v, want ErrDiskFull", err)
+		if _, err := db.Enqueue(ctx, []byte(fmt.Sprintf(big, 999)), store.EnqueueOptions{}); !errors.Is(err, store.ErrDiskFull) {
+			t.Fatalf("enqueue err = %v, want store.ErrDiskFull", err)
 		}
-		if code, _ := checkHealth(t, db); code != HealthDiskFull {
+		if code, _ := checkHealth(t, db); code != store.HealthDiskFull {
 			t.Fatalf("health = %q after another failed write, want disk_full", code)
 		}
 	})
@@ -185,12 +186,12 @@ func TestHealthDiskFull(t *testing.T) {
 
 func TestHealthLockedElsewhere(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "busy.db")
-	db := MustOpenPath(t, path, Options{BusyTimeout: 100 * time.Millisecond, ProbeMaxAge: time.Nanosecond})
+	db := MustOpenPath(t, path, store.Options{BusyTimeout: 100 * time.Millisecond, ProbeMaxAge: time.Nanosecond})
 	// Another process's connection holding the write lock past the busy
 	// timeout: nothing can commit.
 	release := holdWriteLock(t, path)
 	code, err := checkHealth(t, db)
-	if code != HealthUnreachable || !errors.Is(err, ErrBusy) {
+	if code != store.HealthUnreachable || !errors.Is(err, store.ErrBusy) {
 		t.Fatalf("health while locked = %q, %v; want unreachable", code, err)
 	}
 	if err := release(); err != nil {
@@ -202,14 +203,14 @@ func TestHealthLockedElsewhere(t *testing.T) {
 }
 
 func TestHealthClosed(t *testing.T) {
-	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), Options{})
+	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if code, err := checkHealth(t, db); code != HealthUnreachable || err == nil {
+	if code, err := checkHealth(t, db); code != store.HealthUnreachable || err == nil {
 		t.Fatalf("health after close = %q, %v; want unreachable", code, err)
 	}
 }
@@ -220,7 +221,7 @@ func TestReplacedFile(t *testing.T) {
 		return []crm.CallbackEvent{callback(fmt.Sprintf("crm-%d", i), "", "lead.created", "new", int64(1000+i))}
 	}
 	// openWatched opens a store whose logs are recorded.
-	openWatched := func(t *testing.T, opt Options) (*DB, *logRecorder) {
+	openWatched := func(t *testing.T, opt store.Options) (*DB, *logRecorder) {
 		logs := &logRecorder{}
 		opt.Logger = slog.New(logs)
 		return MustOpenPath(t, filepath.Join(t.TempDir(), "leadwatch.db"), opt), logs
@@ -230,30 +231,30 @@ func TestReplacedFile(t *testing.T) {
 	// one error was logged, naming the path.
 	assertFailed := func(t *testing.T, db *DB, logs *logRecorder) {
 		t.Helper()
-		if _, err := db.SaveCallbacks(ctx, ev(2)); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("save callbacks err = %v, want ErrReplaced", err)
+		if _, err := db.SaveCallbacks(ctx, ev(2)); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("save callbacks err = %v, want store.ErrReplaced", err)
 		}
-		if _, err := db.Enqueue(ctx, payload("R-2"), EnqueueOptions{}); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("enqueue err = %v, want ErrReplaced", err)
+		if _, err := db.Enqueue(ctx, payload("R-2"), store.EnqueueOptions{}); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("enqueue err = %v, want store.ErrReplaced", err)
 		}
-		if err := db.SaveRefusal(ctx, crm.Refusal{Code: "bad_signature"}); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("save refusal err = %v, want ErrReplaced", err)
+		if err := db.SaveRefusal(ctx, crm.Refusal{Code: "bad_signature"}); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("save refusal err = %v, want store.ErrReplaced", err)
 		}
-		if err := db.Ping(ctx); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("ping err = %v, want ErrReplaced", err)
+		if err := db.Ping(ctx); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("ping err = %v, want store.ErrReplaced", err)
 		}
-		if _, err := db.Prune(ctx, time.Now()); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("prune err = %v, want ErrReplaced", err)
+		if _, err := db.Prune(ctx, time.Now()); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("prune err = %v, want store.ErrReplaced", err)
 		}
-		if _, err := db.Forget(ctx, "R-1"); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("forget err = %v, want ErrReplaced", err)
+		if _, err := db.Forget(ctx, "R-1"); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("forget err = %v, want store.ErrReplaced", err)
 		}
 		// A backup would copy whatever the path names now.
-		if err := db.Backup(ctx, filepath.Join(t.TempDir(), "copy.db")); !errors.Is(err, ErrReplaced) {
-			t.Fatalf("backup err = %v, want ErrReplaced", err)
+		if err := db.Backup(ctx, filepath.Join(t.TempDir(), "copy.db")); !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("backup err = %v, want store.ErrReplaced", err)
 		}
 		code, err := checkHealth(t, db)
-		if code != HealthReplaced || !errors.Is(err, ErrReplaced) {
+		if code != store.HealthReplaced || !errors.Is(err, store.ErrReplaced) {
 			t.Fatalf("health = %q, %v; want store_replaced", code, err)
 		}
 		errs := logs.at(slog.LevelError)
@@ -268,7 +269,7 @@ func TestReplacedFile(t *testing.T) {
 
 	t.Run("RemovedCommitFails", func(t *testing.T) {
 		// An hour between checks: only the commit's own check can see it.
-		db, logs := openWatched(t, Options{FileCheckInterval: time.Hour})
+		db, logs := openWatched(t, store.Options{FileCheckInterval: time.Hour})
 		if _, err := db.SaveCallbacks(ctx, ev(1)); err != nil {
 			t.Fatal(err)
 		}
@@ -278,8 +279,8 @@ func TestReplacedFile(t *testing.T) {
 		// The first commit after the removal lands in the unlinked file
 		// and must not be acknowledged.
 		_, err := db.SaveCallbacks(ctx, ev(3))
-		if !errors.Is(err, ErrReplaced) {
-			t.Fatalf("first commit after rm: err = %v, want ErrReplaced", err)
+		if !errors.Is(err, store.ErrReplaced) {
+			t.Fatalf("first commit after rm: err = %v, want store.ErrReplaced", err)
 		}
 		t.Logf("commit: %v", err)
 		assertFailed(t, db, logs)
@@ -287,7 +288,7 @@ func TestReplacedFile(t *testing.T) {
 	t.Run("RemovedIdleNoticed", func(t *testing.T) {
 		// No write at all: the interval check alone, at its default
 		// (1 s), must notice within 5 s.
-		db, logs := openWatched(t, Options{})
+		db, logs := openWatched(t, store.Options{})
 		if err := os.Remove(db.Path()); err != nil {
 			t.Fatal(err)
 		}
@@ -297,12 +298,12 @@ func TestReplacedFile(t *testing.T) {
 		assertFailed(t, db, logs)
 	})
 	t.Run("RenamedOver", func(t *testing.T) {
-		db, logs := openWatched(t, Options{FileCheckInterval: time.Hour})
+		db, logs := openWatched(t, store.Options{FileCheckInterval: time.Hour})
 		mustEnqueue(t, db, "R-1")
 		// Another database, renamed over the path: the path now names a
 		// valid store that is not the file this handle writes.
 		other := filepath.Join(t.TempDir(), "other.db")
-		o, err := Open(ctx, other, Options{})
+		o, err := Open(ctx, other, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,13 +314,13 @@ func TestReplacedFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, err := checkHealth(t, db)
-		if code != HealthReplaced || !errors.Is(err, ErrReplaced) {
+		if code != store.HealthReplaced || !errors.Is(err, store.ErrReplaced) {
 			t.Fatalf("health = %q, %v; want store_replaced (its probe checks the file)", code, err)
 		}
 		assertFailed(t, db, logs)
 	})
 	t.Run("RenamedOverIdleNoticed", func(t *testing.T) {
-		db, logs := openWatched(t, Options{FileCheckInterval: 10 * time.Millisecond})
+		db, logs := openWatched(t, store.Options{FileCheckInterval: 10 * time.Millisecond})
 		other := filepath.Join(t.TempDir(), "other.db")
 		if err := os.WriteFile(other, nil, 0o600); err != nil {
 			t.Fatal(err)
@@ -333,7 +334,7 @@ func TestReplacedFile(t *testing.T) {
 		assertFailed(t, db, logs)
 	})
 	t.Run("UntouchedStaysOK", func(t *testing.T) {
-		db, logs := openWatched(t, Options{FileCheckInterval: time.Millisecond})
+		db, logs := openWatched(t, store.Options{FileCheckInterval: time.Millisecond})
 		for i := range 20 {
 			if _, err := db.SaveCallbacks(ctx, ev(100+i)); err != nil {
 				t.Fatal(err)
@@ -375,16 +376,16 @@ func TestHealthDiskFullOnCallbacks(t *testing.T) {
 			break
 		}
 	}
-	if !errors.Is(full, ErrDiskFull) {
-		t.Fatalf("save callbacks err = %v, want ErrDiskFull", full)
+	if !errors.Is(full, store.ErrDiskFull) {
+		t.Fatalf("save callbacks err = %v, want store.ErrDiskFull", full)
 	}
-	if code, err := checkHealth(t, db); code != HealthDiskFull || !errors.Is(err, ErrDiskFull) {
+	if code, err := checkHealth(t, db); code != store.HealthDiskFull || !errors.Is(err, store.ErrDiskFull) {
 		t.Fatalf("health = %q, %v; want disk_full", code, err)
 	}
-	if err := db.SaveRefusal(ctx, crm.Refusal{At: time.Now(), Code: "bad_signature", Head: body}); !errors.Is(err, ErrDiskFull) {
-		t.Fatalf("save refusal err = %v, want ErrDiskFull", err)
+	if err := db.SaveRefusal(ctx, crm.Refusal{At: time.Now(), Code: "bad_signature", Head: body}); !errors.Is(err, store.ErrDiskFull) {
+		t.Fatalf("save refusal err = %v, want store.ErrDiskFull", err)
 	}
-	if code, _ := checkHealth(t, db); code != HealthDiskFull {
+	if code, _ := checkHealth(t, db); code != store.HealthDiskFull {
 		t.Fatalf("health after a failed refusal = %q, want disk_full", code)
 	}
 }

@@ -1,10 +1,11 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"sort"
 	"time"
 
@@ -209,7 +210,7 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 	defer tx.Rollback()
 	d.Lead, err = scanLead(tx.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return d, fmt.Errorf("lead detail %s: %w", externalID, ErrNotFound)
+		return d, fmt.Errorf("lead detail %s: %w", externalID, store.ErrNotFound)
 	}
 	if err != nil {
 		return d, fmt.Errorf("lead detail %s: %w", externalID, mapErr(ctx, err))

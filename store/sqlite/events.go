@@ -1,10 +1,11 @@
-package store
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/leadwatch/leadwatch/store"
 	"slices"
 	"strings"
 	"time"
@@ -57,7 +58,7 @@ func scanCallbackRow(s scanner, body bool) (crm.CallbackEvent, error) {
 func (db *DB) Callback(ctx context.Context, id int64) (crm.CallbackEvent, error) {
 	ev, err := scanCallback(db.reader.QueryRowContext(ctx, `SELECT `+callbackCols+` FROM callbacks WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return crm.CallbackEvent{}, fmt.Errorf("callback %d: %w", id, ErrNotFound)
+		return crm.CallbackEvent{}, fmt.Errorf("callback %d: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
 		return crm.CallbackEvent{}, fmt.Errorf("callback %d: %w", id, mapErr(ctx, err))

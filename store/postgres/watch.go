@@ -1,0 +1,4 @@
+package postgres
+
+// watcher is the LISTEN/NOTIFY change signal (placeholder until built).
+type watcher struct{}
