@@ -38,6 +38,7 @@ type services struct {
 	handler *callbacks.Handler
 	ln      net.Listener
 	srv     *http.Server
+	certs   *callbacks.CertFiles // the listener's TLS certificate, nil without TLS
 
 	mu        sync.Mutex
 	listenErr error // the listener could not bind or stopped (the dashboard shows it)
@@ -92,6 +93,7 @@ func newServices(cfg config.Config, db store.Store, log *slog.Logger, opts servi
 			Tolerance:            cfg.Callbacks.Tolerance.D(),
 			MaxBody:              cfg.Callbacks.MaxBody,
 			MaxBodyBytesInFlight: cfg.Callbacks.MaxBodyBytesInFlight,
+			TrustedProxies:       cfg.TrustedProxyPrefixes(),
 			Logger:               log,
 		}, db)
 		if err != nil {
@@ -114,6 +116,11 @@ func newServices(cfg config.Config, db store.Store, log *slog.Logger, opts servi
 		} else {
 			lim := connLimiter(cfg, log)
 			s.ln = lim.Listener(ln)
+			if err := s.setupTLS(cfg); err != nil {
+				ln.Close()
+				h.Close()
+				return nil, err
+			}
 			s.srv = callbacks.NewServer(ln.Addr().String(), h, callbacks.WithConnLimiter(lim), callbacks.WithLogger(log))
 		}
 	}

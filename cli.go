@@ -154,7 +154,7 @@ func (o *storeFlags) addConfig(fs *pflag.FlagSet) {
 }
 
 func (o *storeFlags) addDB(fs *pflag.FlagSet) {
-	fs.StringVar(&o.dbPath, "db", "", "the SQLite database `FILE` (default store.path, LEADWATCH_DB)")
+	fs.StringVar(&o.dbPath, "db", "", "the database: a SQLite `FILE`, or a postgres:// URL (default store.path, LEADWATCH_DB)")
 }
 
 // annEnv is the annotation that lists, space-separated, the environment
@@ -182,8 +182,9 @@ func allEnv() string {
 }
 
 // rootSynopsis is the root's usage: its two forms, then the commands.
-const rootSynopsis = `  leadwatch [--config FILE] [--db FILE] [--listen ADDR]   the dashboard: listener + sender + panes
-  leadwatch --demo [--db FILE]                            the dashboard against an embedded sandbox CRM
+const rootSynopsis = `  leadwatch [--config FILE] [--db FILE|URL] [--listen ADDR]   the dashboard: listener + sender + panes
+  leadwatch --no-listen --no-send [--db FILE|URL]             attach: watch a store other instances feed
+  leadwatch --demo [--db FILE]                                the dashboard against an embedded sandbox CRM
   leadwatch COMMAND [ARGS] [FLAGS]
 `
 

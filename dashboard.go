@@ -23,31 +23,45 @@ import (
 func dashboardCmd(e env) *cobra.Command {
 	var o storeFlags
 	var demo bool
-	var listen, logPath string
+	var d dashboardFlags
 	c := &cobra.Command{
 		Use:   "leadwatch",
 		Short: "a signed CartelCRM outbox, callback listener and dashboard",
 		Long: "leadwatch — a signed CartelCRM outbox, callback listener and dashboard\n\n" +
 			"With no command it runs the callback listener and the sender with the live dashboard.\n" +
+			"--no-listen --no-send attaches to a store that 'leadwatch serve' instances feed\n" +
+			"(a PostgreSQL URL from another machine, say): it watches and starts neither.\n" +
 			"--demo runs it all against an embedded sandbox CRM: no config, no secrets, no network.",
 		Args: noCommand,
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			if demo {
-				return runDemo(cmd.Context(), e, o.dbPath, logPath)
+				if d.noListen || d.noSend {
+					return usageErrorf("--demo runs its own listener and sender: drop --no-listen and --no-send")
+				}
+				return runDemo(cmd.Context(), e, o.dbPath, d.logPath)
 			}
-			return cmdDashboard(cmd.Context(), e, o, listen, logPath)
+			return cmdDashboard(cmd.Context(), e, o, d)
 		}),
 	}
 	o.addConfig(c.Flags())
 	o.addDB(c.Flags())
 	c.Flags().BoolVar(&demo, "demo", false, "run against an embedded sandbox with a synthetic campaign")
-	c.Flags().StringVar(&listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
-	c.Flags().StringVar(&logPath, "log", "", "log to `FILE` (default leadwatch.log beside the database)")
+	c.Flags().StringVar(&d.listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
+	c.Flags().BoolVar(&d.noListen, "no-listen", false, "start no callback listener (another instance receives them)")
+	c.Flags().BoolVar(&d.noSend, "no-send", false, "start no sender: leads stay queued for another instance")
+	c.Flags().StringVar(&d.logPath, "log", "", "log to `FILE` (default leadwatch.log beside a SQLite file; for a\n"+
+		"PostgreSQL URL $XDG_STATE_HOME/leadwatch/leadwatch.log, else ~/.local/state/leadwatch/)")
 	return readsEnv(c, allEnv())
 }
 
-func cmdDashboard(ctx context.Context, e env, o storeFlags, listen, logPath string) error {
-	cfg, err := o.loadForServices(e, listen)
+// dashboardFlags are the dashboard's own flags.
+type dashboardFlags struct {
+	listen, logPath  string
+	noListen, noSend bool // attach mode: watch a store other instances feed
+}
+
+func cmdDashboard(ctx context.Context, e env, o storeFlags, d dashboardFlags) error {
+	cfg, err := o.loadDashboard(e, d)
 	if err != nil {
 		var ve *config.ValidationError
 		if errors.As(err, &ve) && slices.Contains(ve.Missing, "crm.base_url") {
@@ -56,7 +70,7 @@ func cmdDashboard(ctx context.Context, e env, o storeFlags, listen, logPath stri
 		}
 		return err
 	}
-	log, closeLog, err := openLog(logPath, cfg.Store.Path)
+	log, closeLog, err := openLog(e, d.logPath, cfg.Store.Path)
 	if err != nil {
 		return err
 	}
@@ -66,24 +80,82 @@ func cmdDashboard(ctx context.Context, e env, o storeFlags, listen, logPath stri
 		return err
 	}
 	defer db.Close()
-	svc, err := newServices(cfg, db, log, serviceOptions{send: true, listen: true, tolerateBindError: true})
+	svc, err := newServices(cfg, db, log, serviceOptions{send: !d.noSend, listen: !d.noListen, tolerateBindError: true})
 	if err != nil {
 		return err
 	}
+	log.Info("leadwatch dashboard", "db", db.Location(), "listen", svc.ListenAddr(),
+		"sending", !d.noSend, "crm", crm.RedactURL(cfg.CRM.BaseURL))
 	return runDashboard(ctx, e, db, svc, cfg.CRM.BaseURL, cfg.Retry.MaxAttempts, log)
 }
 
+// loadDashboard loads the dashboard's configuration and checks what the
+// services it starts need: all of it normally, the sender's settings only
+// without a listener, the store only when attached.
+func (o storeFlags) loadDashboard(e env, d dashboardFlags) (config.Config, error) {
+	cfg, err := o.load(e)
+	if err != nil {
+		return cfg, err
+	}
+	if d.listen != "" {
+		cfg.Callbacks.Listen = d.listen
+	}
+	var need config.Need
+	if !d.noSend {
+		need |= config.NeedSender
+	}
+	if !d.noListen {
+		need |= config.NeedListener
+	}
+	return cfg, cfg.Validate(need)
+}
+
 // openLog opens the dashboard's log file: the dashboard owns the terminal,
-// so nothing may be logged to it.
-func openLog(path, dbPath string) (*slog.Logger, func(), error) {
+// so nothing may be logged to it. Without --log it is leadwatch.log beside
+// a SQLite database; a PostgreSQL store has no directory of its own, so its
+// log goes to stateLogPath.
+func openLog(e env, path, location string) (*slog.Logger, func(), error) {
 	if path == "" {
-		path = filepath.Join(filepath.Dir(dbPath), "leadwatch.log")
+		kind, err := store.Backend(location)
+		if err != nil {
+			return nil, nil, fmt.Errorf("open store: %w", err)
+		}
+		if kind == store.Postgres {
+			if path, err = stateLogPath(e); err != nil {
+				return nil, nil, err
+			}
+		} else {
+			path = filepath.Join(filepath.Dir(location), "leadwatch.log")
+		}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open log: %w", err)
+		return nil, nil, fmt.Errorf("open log: %w (choose another with --log FILE)", err)
 	}
 	return slog.New(slog.NewTextHandler(f, nil)), func() { f.Close() }, nil
+}
+
+// stateLogPath is the dashboard's log for a store that is not a file:
+// $XDG_STATE_HOME/leadwatch/leadwatch.log, ~/.local/state/leadwatch/ when
+// XDG_STATE_HOME is unset (the XDG base directory rule), the directory
+// created 0700.
+func stateLogPath(e env) (string, error) {
+	dir := e.getenv("XDG_STATE_HOME")
+	if dir == "" || !filepath.IsAbs(dir) {
+		home := e.getenv("HOME")
+		if home == "" {
+			var err error
+			if home, err = os.UserHomeDir(); err != nil {
+				return "", fmt.Errorf("open log: no home directory for ~/.local/state (set XDG_STATE_HOME or pass --log FILE): %w", err)
+			}
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	dir = filepath.Join(dir, "leadwatch")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("open log: %w (set XDG_STATE_HOME or pass --log FILE)", err)
+	}
+	return filepath.Join(dir, "leadwatch.log"), nil
 }
 
 // runDashboard runs the services beside the UI until the user quits or
@@ -96,9 +168,14 @@ func runDashboard(ctx context.Context, e env, db store.Store, svc *services, bas
 
 	// Whether the store can commit (its file removed, the disk full) the
 	// dashboard reads with each refresh (ui.Source.Health); Status is the
-	// services' own state only.
-	model := ui.New(ui.Config{
-		Source:  dashboardSource{Store: db, notify: svc.disp.Notify},
+	// services' own state only. Attached (--no-send), there is no
+	// dispatcher to wake, pause or ask.
+	notify, paused := func() {}, func() bool { return false }
+	if svc.disp != nil {
+		notify, paused = svc.disp.Notify, svc.disp.Paused
+	}
+	cfg := ui.Config{
+		Source:  dashboardSource{Store: db, notify: notify},
 		Changes: db.Watch(runCtx),
 		Status: func() ui.Status {
 			err := svc.ListenErr()
@@ -107,12 +184,17 @@ func runDashboard(ctx context.Context, e env, db store.Store, svc *services, bas
 				ListenerErr:  err,
 				Healthy:      err == nil && svc.ListenAddr() != "",
 				BaseURL:      baseURL,
-				Paused:       svc.disp.Paused(),
+				Paused:       paused(),
+				NoSender:     svc.disp == nil,
+				NoListener:   svc.handler == nil,
 				MaxAttempts:  maxAttempts,
 			}
 		},
-		Pause: svc.disp.SetPaused,
-	})
+	}
+	if svc.disp != nil {
+		cfg.Pause = svc.disp.SetPaused // nil hides pausing
+	}
+	model := ui.New(cfg)
 	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(runCtx), tea.WithOutput(e.stdout)}
 	if e.stdin != nil {
 		opts = append(opts, tea.WithInput(e.stdin))

@@ -47,7 +47,7 @@ type demoWorld struct {
 
 // newDemoWorld builds the demo: the listener on a free loopback port, the
 // sandbox posting callbacks to it, and a dispatcher sending to the sandbox.
-func newDemoWorld(ctx context.Context, dbPath, logPath string, logTo *os.File) (*demoWorld, error) {
+func newDemoWorld(ctx context.Context, e env, dbPath, logPath string, logTo *os.File) (*demoWorld, error) {
 	w := &demoWorld{}
 	ok := false
 	defer func() {
@@ -66,7 +66,7 @@ func newDemoWorld(ctx context.Context, dbPath, logPath string, logTo *os.File) (
 	if logTo != nil {
 		w.log = slog.New(slog.NewTextHandler(logTo, nil))
 	} else {
-		log, closeLog, err := openLog(logPath, dbPath)
+		log, closeLog, err := openLog(e, logPath, dbPath)
 		if err != nil {
 			return nil, err
 		}
@@ -196,7 +196,7 @@ func (w *demoWorld) walkIns(ctx context.Context) {
 }
 
 func runDemo(ctx context.Context, e env, dbPath, logPath string) error {
-	w, err := newDemoWorld(ctx, dbPath, logPath, nil)
+	w, err := newDemoWorld(ctx, e, dbPath, logPath, nil)
 	if err != nil {
 		return err
 	}

@@ -188,7 +188,7 @@ func TestHelp(t *testing.T) {
 		not  []string
 	}{
 		{"Root", []string{"--help"}, []string{
-			"Usage:\n  leadwatch [--config FILE] [--db FILE] [--listen ADDR]",
+			"Usage:\n  leadwatch [--config FILE] [--db FILE|URL] [--listen ADDR]",
 			"\n  submit      enqueue JSONL or CSV leads", "\n  completion  ",
 			"      --demo ", "Environment:\n  CARTELCRM_BASE_URL ", "  LEADWATCH_DB ", "  CALLBACK_SECRET ",
 		}, nil},

@@ -101,7 +101,8 @@ func backupCmd(e env) *cobra.Command {
 		Short: "write a consistent copy of the store to FILE",
 		Long: "Write a consistent, compact copy of the store to FILE, which must not exist. Safe\n" +
 			"while leadwatch runs: the copy is one snapshot, and writers go on meanwhile. The copy\n" +
-			"holds the same personal data as the store and is created readable by you only.",
+			"holds the same personal data as the store and is created readable by you only.\n" +
+			"For a SQLite store only: back up a PostgreSQL store with pg_dump.",
 		Args: oneArg("FILE"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			return cmdBackup(cmd.Context(), e, o, args[0])
@@ -113,6 +114,14 @@ func backupCmd(e env) *cobra.Command {
 }
 
 func cmdBackup(ctx context.Context, e env, o storeFlags, path string) error {
+	cfg, err := o.load(e)
+	if err != nil {
+		return err
+	}
+	if kind, err := store.Backend(cfg.Store.Path); err == nil && kind == store.Postgres {
+		return fmt.Errorf("backup copies SQLite stores only; back up the PostgreSQL store %s with pg_dump, "+
+			"e.g. pg_dump --format=custom --file=%s \"$DATABASE_URL\"", store.RedactLocation(cfg.Store.Path), path)
+	}
 	db, err := o.openDB(ctx, e, true)
 	if err != nil {
 		return err
@@ -164,7 +173,9 @@ func cmdForget(ctx context.Context, e env, o storeFlags, id string) error {
 	if st.Withdrawn {
 		fmt.Fprintf(e.stdout, "%s was still to be sent: it is now failed and will not be sent\n", id)
 	}
-	if !st.Checkpointed {
+	// Checkpointed is SQLite's WAL; PostgreSQL's old row versions are
+	// vacuum's business, not something forget can wait for.
+	if kind, _ := store.Backend(db.Location()); kind == store.SQLite && !st.Checkpointed {
 		fmt.Fprintln(e.stderr, "leadwatch forget: warning: another process holds old pages of the log; "+
 			"the erased bytes leave the files at its next checkpoint")
 	}

@@ -189,7 +189,13 @@ func TestServeCommand(t *testing.T) {
 	dbPath := filepath.Join(t.TempDir(), "serve.db")
 	env := []string{"CARTELCRM_BASE_URL=" + sb.URL, "CARTELCRM_API_KEY=" + sandbox.TestAPIKey,
 		"CARTELCRM_HMAC_SECRET=" + sandbox.TestHMACSecret, "CALLBACK_SECRET=old-secret," + sandbox.TestCallbackSecret}
-	cmd, errStream, _ := startProcess(t, env, true, "serve", "--db", dbPath, "--listen", "127.0.0.1:0")
+	// No drain window: this test stops at SIGTERM (TestServeDrainsOnSIGTERM
+	// covers the drain).
+	cfgPath := filepath.Join(t.TempDir(), "leadwatch.toml")
+	if err := os.WriteFile(cfgPath, []byte("[callbacks]\ndrain = \"0s\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, errStream, _ := startProcess(t, env, true, "serve", "--config", cfgPath, "--db", dbPath, "--listen", "127.0.0.1:0")
 	m, logged := readUntil(t, errStream, regexp.MustCompile(`leadwatch serving"? listen=(127\.0\.0\.1:\d+)`), 15*time.Second)
 	addr := m[1]
 

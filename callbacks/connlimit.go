@@ -64,6 +64,13 @@ func (l *ConnLimiter) Open() int {
 	return l.open
 }
 
+// Idle is how many open connections are idle between requests now.
+func (l *ConnLimiter) Idle() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.idle.Len()
+}
+
 // Evicted is how many connections were closed to make room.
 func (l *ConnLimiter) Evicted() uint64 { return l.evicted.Load() }
 
@@ -90,6 +97,10 @@ func (l *ConnLimiter) Listener(ln net.Listener) net.Listener {
 // ConnState is the http.Server hook that tells l which connections are
 // idle. Connections not accepted through Listener are ignored.
 func (l *ConnLimiter) ConnState(c net.Conn, st http.ConnState) {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		// A TLS connection over one of ours (CertFiles.TLSListener).
+		c = tc.NetConn()
+	}
 	lc, ok := c.(*limitedConn)
 	if !ok {
 		return

@@ -49,6 +49,14 @@
 //     for up to the idle timeout. So no unauthenticated client can hold
 //     an idle connection: the only idle ones are the CRM's (ConnLimiter
 //     makes room among those at the cap).
+//   - After SetDraining(true) (serve's SIGTERM), /healthz answers 503
+//     with reason "draining" while callbacks are still served, so that a
+//     balancer takes the instance out before it stops.
+//   - Behind a proxy of Config.TrustedProxies, a refusal's client address
+//     comes from X-Forwarded-For (the rightmost address not itself
+//     trusted; see proxy.go), and a refusal keeps the connection open: it
+//     is the proxy's, pooled, not the refused client's. X-Forwarded-For
+//     from any other peer is ignored.
 //   - Repeated conditions (refusal queue full, refusals not stored, the
 //     body budget full, an unhealthy store) are logged once per ten
 //     seconds each, with a count of the lines left out (internal/ratelog).
@@ -64,6 +72,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -149,6 +158,9 @@ type Config struct {
 	// Logger receives operational logs; default discards. Secrets and
 	// signatures are never logged.
 	Logger *slog.Logger
+	// TrustedProxies are the balancers whose X-Forwarded-For is believed
+	// (see clientAddr); empty trusts nobody's.
+	TrustedProxies []netip.Prefix
 }
 
 // Stats are the listener's counters, for the dashboard header.
@@ -192,6 +204,15 @@ type Handler struct {
 	// rlog logs repeated conditions once per logInterval: a refusal flood
 	// or a full disk must not turn into a log flood.
 	rlog *ratelog.Logger
+
+	// secrets verify signatures; SetSecrets swaps them (SIGHUP) while
+	// requests read them.
+	secrets atomic.Pointer[[][]byte]
+	// proxies are Config.TrustedProxies.
+	proxies trustedProxies
+	// draining makes /healthz fail while callbacks are still served
+	// (SetDraining).
+	draining atomic.Bool
 
 	verified, replays, refused, unavailable, shed, dropped, batches atomic.Uint64
 	reading                                                         atomic.Int64 // bodies being read
@@ -260,6 +281,8 @@ func NewHandler(cfg Config, sink EventSink) (*Handler, error) {
 		refusals: make(chan crm.Refusal, cfg.RefusalQueue),
 		bodies:   newBodyBudget(cfg.MaxBodyBytesInFlight, cfg.MaxBody, cfg.BodyWait),
 	}
+	h.secrets.Store(&secrets)
+	h.proxies = trustedProxies(cfg.TrustedProxies)
 	h.health, _ = sink.(HealthChecker)
 	h.rlog = ratelog.New(h.log, logInterval, ratelog.WithClock(cfg.Now))
 	h.commits = h.newCommitter()
@@ -357,7 +380,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		default:
 			// The client went away or was too slow (the server's ReadTimeout):
 			// nothing was delivered, so there is nothing to refuse or store.
-			h.log.Debug("callback body read failed", "remote", r.RemoteAddr, "err", err)
+			h.log.Debug("callback body read failed", "remote", h.proxies.clientAddr(r), "err", err)
 			w.Header()["Connection"] = connClose
 			ansBadRequest.write(w)
 		}
@@ -386,9 +409,10 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sigHeader := first(sigVals)
-	idx, err := crm.VerifySignature(sigHeader, body, h.cfg.Secrets)
+	secrets := *h.secrets.Load()
+	idx, err := crm.VerifySignature(sigHeader, body, secrets)
 	if err != nil {
-		h.refuse(w, r, now, ansSignature, signatureDetail(sigVals, err, body, h.cfg.Secrets, h.refusalRoom()), body)
+		h.refuse(w, r, now, ansSignature, signatureDetail(sigVals, err, body, secrets, h.refusalRoom()), body)
 		return
 	}
 
@@ -502,6 +526,12 @@ func (h *Handler) serveHealth(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	// A probe's connection is not kept (see the package comment).
 	w.Header()["Connection"] = connClose
+	if h.draining.Load() {
+		// Told to stop: the balancer must take this instance out while
+		// it still serves what reaches it. Not a store problem: no log.
+		ansHealthDraining.write(w)
+		return
+	}
 	code, err := h.checkHealth(ctx)
 	if code != "" {
 		h.rlog.Warn("health:"+code, "health check: the store cannot commit; /healthz answers 503", "reason", code, "err", err)
@@ -608,6 +638,7 @@ var (
 	ansHealthDiskFull    = newHealthDown(HealthDiskFull)
 	ansHealthReadOnly    = newHealthDown(HealthReadOnly)
 	ansHealthUnreachable = newHealthDown(HealthUnreachable)
+	ansHealthDraining    = newHealthDown(HealthDraining)
 
 	contentTypeJSON = []string{"application/json"}
 	noSniff         = []string{"nosniff"}

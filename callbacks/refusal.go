@@ -36,7 +36,7 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, now time.Time, 
 	}
 	rf := crm.Refusal{
 		At:         now,
-		RemoteAddr: r.RemoteAddr,
+		RemoteAddr: h.proxies.clientAddr(r),
 		HTTPStatus: a.status,
 		Code:       codeOf(a),
 		Detail:     detail,
@@ -59,7 +59,13 @@ func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, now time.Time, 
 		h.rlog.Warn("refusal_queue", "refusal queue full; refusals are answered and counted but not stored",
 			"queue", cap(h.refusals))
 	}
-	w.Header()["Connection"] = connClose
+	// A refused client loses its connection (see the package comment),
+	// but a trusted proxy's connection is not the client's: it is pooled
+	// and carries other clients' callbacks, and closing it would only
+	// cost the proxy a new handshake. The proxy closes its client's side.
+	if !h.proxies.viaProxy(r) {
+		w.Header()["Connection"] = connClose
+	}
 	a.write(w)
 }
 

@@ -41,4 +41,7 @@ const (
 	HealthDiskFull      = "disk_full"
 	HealthReadOnly      = "read_only"
 	HealthUnreachable   = "unreachable" // the store does not answer, or fails otherwise
+	// HealthDraining is not the store's: the instance was told to stop
+	// and waits for the balancer to take it out (Handler.SetDraining).
+	HealthDraining = "draining"
 )

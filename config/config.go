@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -111,6 +112,19 @@ type Callbacks struct {
 	// MaxBodyBytesInFlight caps the bytes of request bodies being read at
 	// once (at least max_body).
 	MaxBodyBytesInFlight int64 `toml:"max_body_bytes_in_flight"`
+	// Drain is how long serve, told to stop (SIGTERM), answers /healthz 503
+	// "draining" while still serving callbacks, so that a balancer's
+	// health checks take the instance out before it stops accepting. 0
+	// stops at once (no balancer).
+	Drain Duration `toml:"drain"`
+	// TrustedProxies are the balancers (IP addresses or CIDRs) whose
+	// X-Forwarded-For is believed: behind them, the client address of a
+	// refusal is the rightmost forwarded address not itself trusted.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// TLSCert and TLSKey are PEM files; set both for a listener that
+	// faces the CRM over HTTPS without a proxy, or neither.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 }
 
 // Store is the [store] table.
@@ -138,6 +152,7 @@ func Default() Config {
 			Tolerance:            Duration(300 * time.Second),
 			MaxBody:              1 << 20,
 			MaxBodyBytesInFlight: 16 << 20,
+			Drain:                Duration(5 * time.Second),
 		},
 		Store: Store{Path: "leadwatch.db"},
 	}
@@ -255,7 +270,7 @@ func Environment() []EnvVar {
 		}},
 		{"LEADWATCH_LISTEN", "callbacks.listen", "listener address, e.g. 127.0.0.1:8080; wins over PORT",
 			func(c *Config, v string) error { c.Callbacks.Listen = v; return nil }},
-		{"LEADWATCH_DB", "store.path", "the SQLite database",
+		{"LEADWATCH_DB", "store.path", "the database: a file path, or a postgres:// URL",
 			func(c *Config, v string) error { c.Store.Path = v; return nil }},
 	}
 }
@@ -402,6 +417,14 @@ func (c Config) Validate(need Need) error {
 		invalid(c.Callbacks.MaxConns < 0, "callbacks.max_conns must not be negative (0: as many as the open-file limit allows), not %d", c.Callbacks.MaxConns)
 		invalid(c.Callbacks.MaxBodyBytesInFlight < c.Callbacks.MaxBody,
 			"callbacks.max_body_bytes_in_flight must be at least callbacks.max_body (%d), not %d", c.Callbacks.MaxBody, c.Callbacks.MaxBodyBytesInFlight)
+		invalid(c.Callbacks.Drain < 0, "callbacks.drain must not be negative (0: stop at once), not %s", c.Callbacks.Drain.D())
+		if _, err := ParseTrustedProxies(c.Callbacks.TrustedProxies); err != nil {
+			e.Invalid = append(e.Invalid, err.Error())
+		}
+		invalid(c.Callbacks.TLSCert != "" && c.Callbacks.TLSKey == "",
+			"callbacks.tls_cert is set but callbacks.tls_key is not: set both (PEM files) for HTTPS, or neither")
+		invalid(c.Callbacks.TLSKey != "" && c.Callbacks.TLSCert == "",
+			"callbacks.tls_key is set but callbacks.tls_cert is not: set both (PEM files) for HTTPS, or neither")
 	}
 	invalid(c.Store.Path == "", "store.path is empty: set it in [store], LEADWATCH_DB or --db")
 	if len(e.Missing) == 0 && len(e.Invalid) == 0 {
@@ -410,11 +433,43 @@ func (c Config) Validate(need Need) error {
 	return &e
 }
 
+// ParseTrustedProxies parses callbacks.trusted_proxies: each item is an
+// IP address (a single host) or a CIDR. The error names the bad item.
+func ParseTrustedProxies(items []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(items))
+	for _, it := range items {
+		it = strings.TrimSpace(it)
+		if p, err := netip.ParsePrefix(it); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(it)
+		if err != nil {
+			return nil, fmt.Errorf("callbacks.trusted_proxies: %q is neither an IP address nor a CIDR (write it like \"10.0.0.5\" or \"10.0.0.0/24\")", it)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
 // CallbackSecrets returns the callback secrets as bytes.
 func (c Config) CallbackSecrets() [][]byte {
 	out := make([][]byte, len(c.Callbacks.Secrets))
 	for i, s := range c.Callbacks.Secrets {
 		out[i] = s.Reveal()
+	}
+	return out
+}
+
+// TrustedProxyPrefixes is callbacks.trusted_proxies parsed; a bad item
+// (which Validate reports) is left out.
+func (c Config) TrustedProxyPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, it := range c.Callbacks.TrustedProxies {
+		if p, err := ParseTrustedProxies([]string{it}); err == nil {
+			out = append(out, p...)
+		}
 	}
 	return out
 }

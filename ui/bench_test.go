@@ -13,15 +13,25 @@ import (
 	"github.com/muesli/termenv"
 
 	"github.com/leadwatch/leadwatch/store"
+	"github.com/leadwatch/leadwatch/store/postgres"
 	"github.com/leadwatch/leadwatch/store/sqlite"
+	"github.com/leadwatch/leadwatch/store/storetest"
 )
 
-// Issue #5's dashboard budget, checked against a real store:
+// Issue #5's dashboard budget, checked against a real store on each
+// backend (issue #10):
 //
-//	LEADWATCH_BIG_DB=/tmp/big.db go test ./ui -run '^$' -bench Dashboard -benchtime 20x
+//	LEADWATCH_BIG_DB=/tmp/big.db LEADWATCH_BENCH_POSTGRES=postgres://…/big \
+//	  go test ./ui -run '^$' -bench 'Dashboard(FirstFrame|Refresh)' -benchtime 20x
 //
-// with a 1,000,000 + 1,000,000 store made by tools/fillstore. Without
-// LEADWATCH_BIG_DB the benchmarks build a small store so they stay quick.
+// with 1,000,000 + 1,000,000 stores made by tools/fillstore (a file and a
+// PostgreSQL database). Without LEADWATCH_BIG_DB the SQLite benchmarks
+// build a small store so they stay quick; without LEADWATCH_BENCH_POSTGRES
+// the PostgreSQL ones fill a small scratch database on the server of
+// LEADWATCH_TEST_POSTGRES, and skip when that is unset too.
+
+// benchSmall is the size of the stores built when no big one is named.
+const benchSmall = 20_000
 
 // benchStore opens LEADWATCH_BIG_DB, or builds a 20,000 + 20,000 store in
 // b.TempDir().
@@ -35,7 +45,7 @@ func benchStore(b *testing.B) *sqlite.DB {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := db.Fill(ctx, 20_000, 20_000); err != nil {
+		if err := db.Fill(ctx, benchSmall, benchSmall); err != nil {
 			b.Fatal(err)
 		}
 		if err := db.Close(); err != nil {
@@ -50,6 +60,74 @@ func benchStore(b *testing.B) *sqlite.DB {
 	return db
 }
 
+// benchPostgresEnv names a filled PostgreSQL database for the PostgreSQL
+// variants (tools/fillstore -db URL).
+const benchPostgresEnv = "LEADWATCH_BENCH_POSTGRES"
+
+// benchPostgres opens LEADWATCH_BENCH_POSTGRES, or fills a 20,000 + 20,000
+// scratch database (dropped after the benchmark) on the test server;
+// it returns the store and its URL, to open it afresh.
+func benchPostgres(b *testing.B) (*postgres.DB, string) {
+	b.Helper()
+	ctx := context.Background()
+	url := os.Getenv(benchPostgresEnv)
+	if url == "" {
+		if os.Getenv(storetest.PostgresEnv) == "" {
+			b.Skip("set " + benchPostgresEnv + " to a filled database (tools/fillstore), or " +
+				storetest.PostgresEnv + " to a PostgreSQL server (tools/pgtest.sh start prints one), to run the PostgreSQL variant")
+		}
+		url = storetest.Postgres(b)
+		db, err := postgres.Open(ctx, url, store.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Fill(ctx, benchSmall, benchSmall); err != nil {
+			b.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	db, err := postgres.Open(ctx, url, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	return db, url
+}
+
+// benchBackend is one backend's store for the benchmarks: the store
+// opened once, and a way to open it afresh as a new process does.
+type benchBackend struct {
+	db   Source
+	open func() (Source, func() error, error)
+}
+
+// benchBackends runs f once per backend, as sub-benchmarks SQLite and
+// Postgres; the PostgreSQL one skips without a server.
+func benchBackends(b *testing.B, f func(b *testing.B, be benchBackend)) {
+	b.Run("SQLite", func(b *testing.B) {
+		db := benchStore(b)
+		f(b, benchBackend{db: db, open: func() (Source, func() error, error) {
+			fresh, err := sqlite.Open(context.Background(), db.Path(), store.Options{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return fresh, fresh.Close, nil
+		}})
+	})
+	b.Run("Postgres", func(b *testing.B) {
+		db, url := benchPostgres(b)
+		f(b, benchBackend{db: db, open: func() (Source, func() error, error) {
+			fresh, err := postgres.Open(context.Background(), url, store.Options{})
+			if err != nil {
+				return nil, nil, err
+			}
+			return fresh, fresh.Close, nil
+		}})
+	})
+}
+
 // benchWidth and benchHeight are the terminal of the budget's check: a
 // grid of four panes.
 const benchWidth, benchHeight = 160, 48
@@ -57,7 +135,7 @@ const benchWidth, benchHeight = 160, 48
 // firstFrame runs the dashboard's start-up as bubbletea does, minus the
 // terminal: New, the window size (which starts the first refresh), the
 // refresh's queries, its result, and the frame drawn from it.
-func firstFrame(b *testing.B, db *sqlite.DB) string {
+func firstFrame(b *testing.B, db Source) string {
 	b.Helper()
 	m := New(Config{Source: db, Now: time.Now})
 	_ = m.Init() // its Cmds block (tick, change wait); the refresh it asks for is the one below
@@ -79,55 +157,58 @@ func firstFrame(b *testing.B, db *sqlite.DB) string {
 // BenchmarkDashboardFirstFrame measures New to a drawn frame with data
 // (budget: 300 ms at 1,000,000 leads and callbacks; the process start and
 // store open come on top and are measured by tools/perf-dashboard.sh).
-// OpenStore includes store.Open, so SQLite's page cache starts empty as
-// in a fresh process (the OS's file cache stays warm).
+// OpenStore includes the store's Open: SQLite's page cache starts empty
+// as in a fresh process (the OS's file cache stays warm); PostgreSQL's
+// pool connects afresh (the server's buffers stay warm).
 func BenchmarkDashboardFirstFrame(b *testing.B) {
-	db := benchStore(b)
 	check := func(b *testing.B, view string) {
 		if !strings.Contains(view, "fill-") {
 			b.Fatalf("first frame has no leads:\n%s", view)
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/frame")
 	}
-	b.Run("OpenStore", func(b *testing.B) {
-		var view string
-		for b.Loop() {
-			fresh, err := sqlite.Open(context.Background(), db.Path(), store.Options{})
-			if err != nil {
-				b.Fatal(err)
+	benchBackends(b, func(b *testing.B, be benchBackend) {
+		b.Run("OpenStore", func(b *testing.B) {
+			var view string
+			for b.Loop() {
+				fresh, closeFresh, err := be.open()
+				if err != nil {
+					b.Fatal(err)
+				}
+				view = firstFrame(b, fresh)
+				if err := closeFresh(); err != nil {
+					b.Fatal(err)
+				}
 			}
-			view = firstFrame(b, fresh)
-			if err := fresh.Close(); err != nil {
-				b.Fatal(err)
+			check(b, view)
+		})
+		b.Run("OpenedStore", func(b *testing.B) {
+			var view string
+			for b.Loop() {
+				view = firstFrame(b, be.db)
 			}
-		}
-		check(b, view)
-	})
-	b.Run("OpenedStore", func(b *testing.B) {
-		var view string
-		for b.Loop() {
-			view = firstFrame(b, db)
-		}
-		check(b, view)
+			check(b, view)
+		})
 	})
 }
 
 // BenchmarkDashboardRefresh measures one refresh's queries: the snapshot
 // Cmd of the grid, every pane on screen (budget: 10 ms).
 func BenchmarkDashboardRefresh(b *testing.B) {
-	db := benchStore(b)
-	m := New(Config{Source: db, Now: time.Now})
-	tm, _ := m.Update(tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
-	m = tm.(Model)
-	m.cycle.running = false
-	for b.Loop() {
-		cmd := m.refresh()
+	benchBackends(b, func(b *testing.B, be benchBackend) {
+		m := New(Config{Source: be.db, Now: time.Now})
+		tm, _ := m.Update(tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
+		m = tm.(Model)
 		m.cycle.running = false
-		if msg := cmd().(snapshotMsg); msg.err != nil {
-			b.Fatal(msg.err)
+		for b.Loop() {
+			cmd := m.refresh()
+			m.cycle.running = false
+			if msg := cmd().(snapshotMsg); msg.err != nil {
+				b.Fatal(msg.err)
+			}
 		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/refresh")
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/refresh")
+	})
 }
 
 // BenchmarkDashboardView measures drawing a frame from loaded data: what

@@ -90,6 +90,8 @@ func (h header) View(width int) string {
 		listener = st.Bad.Render("✗ " + storeTrouble(h.health.code))
 	case s.ListenerErr != nil:
 		listener = st.Bad.Render("✗ listener down: " + clean(s.ListenerErr.Error()))
+	case s.NoListener:
+		listener = st.Muted.Render("○ attached: no listener here")
 	case s.ListenerAddr == "":
 		listener = st.Muted.Render("○ no listener")
 	case s.Healthy:
@@ -102,7 +104,10 @@ func (h header) View(width int) string {
 		crmURL = st.Muted.Render("CRM not configured")
 	}
 	sending := st.Good.Render("▶ sending")
-	if s.Paused {
+	switch {
+	case s.NoSender:
+		sending = st.Muted.Render("◎ attached: not sending")
+	case s.Paused:
 		sending = st.Warn.Render("⏸ paused")
 	}
 	// The URL is the longest and the least urgent: it goes last, where a

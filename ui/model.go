@@ -22,6 +22,8 @@ type Status struct {
 	Healthy      bool   // the listener is serving
 	BaseURL      string // CartelCRM's base URL; credentials in it are never drawn
 	Paused       bool   // sending is paused
+	NoSender     bool   // this process runs no sender (attached, --no-send): others send
+	NoListener   bool   // this process runs no listener (attached, --no-listen): others receive
 	MaxAttempts  int    // retry.max_attempts, for "attempt n/max"; 0 unknown
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/leadwatch/leadwatch/store"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -228,8 +229,19 @@ func scanDue(s scanner) (due, error) {
 
 // Claim implements crm.Outbox. In one write transaction it picks the due
 // leads with one indexed query per live state (merged by due time, oldest
-// first) and leases them. An in_flight lead whose lease expired is retaken
-// with its key unchanged, so the CRM answers the retry as a replay.
+// first: the order Claim returns them in) and leases them with one UPDATE
+// (sqlClaimLease) whose WHERE repeats the due guard. An in_flight lead
+// whose lease expired is retaken with its key unchanged, so the CRM
+// answers the retry as a replay.
+//
+// Correctness rests on that guard, not on SQLite serializing writers: a
+// candidate that stopped being due between the read and the UPDATE
+// (another handle leased it, a Record finished it, a Resubmit or Forget
+// changed it) fails the guard and is left alone, so one lead is never
+// handed to two workers; the batch then only comes back shorter. Under
+// SQLite's write lock (BEGIN IMMEDIATE) that cannot happen, and the
+// guard costs nothing; TestClaimGuard changes a candidate between the two
+// steps to show it holds.
 func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) (_ []crm.Lead, err error) {
 	defer func() { db.noteFailure(err) }()
 	if owner == "" {
@@ -247,6 +259,30 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 	}
 	defer tx.Rollback()
 
+	cands, err := db.claimCandidates(ctx, tx, now, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	db.hookAfterRead(ctx, "claim", tx)
+	out, err := db.leaseCandidates(ctx, tx, cands, owner, now, lease)
+	if err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if err := db.commit(ctx, tx); err != nil {
+		return nil, fmt.Errorf("claim: %w", err)
+	}
+	return out, nil
+}
+
+// claimCandidates returns up to limit due leads, oldest due first (ties by
+// id): one indexed query per live state, merged.
+func (db *DB) claimCandidates(ctx context.Context, tx *sql.Tx, now time.Time, limit int) ([]due, error) {
 	var cands []due
 	for _, st := range liveStates() {
 		bound := ms(now)
@@ -257,16 +293,13 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 		}
 		rows, err := db.hotW.in(ctx, tx, sqlClaimDue).QueryContext(ctx, string(st), bound, limit)
 		if err != nil {
-			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+			return nil, mapErr(ctx, err)
 		}
 		ds, err := collect(rows, scanDue)
 		if err != nil {
-			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+			return nil, mapErr(ctx, err)
 		}
 		cands = append(cands, ds...)
-	}
-	if len(cands) == 0 {
-		return nil, nil
 	}
 	sort.Slice(cands, func(i, j int) bool {
 		if cands[i].at != cands[j].at {
@@ -277,19 +310,35 @@ func (db *DB) Claim(ctx context.Context, owner string, now time.Time, lease time
 	if len(cands) > limit {
 		cands = cands[:limit]
 	}
-	upd := db.hotW.in(ctx, tx, sqlClaimOne)
-	exp := ms(now.Add(lease))
-	out := make([]crm.Lead, 0, len(cands))
-	for _, c := range cands {
-		l, err := scanLead(upd.QueryRowContext(ctx, owner, exp, exp, ms(db.now()), c.id))
-		if err != nil {
-			return nil, fmt.Errorf("claim: %w", mapErr(ctx, err))
+	return cands, nil
+}
+
+// leaseCandidates leases to owner those of cands that are still due at
+// now, in one guarded UPDATE, and returns them in cands' order (RETURNING's
+// order is unspecified). A candidate that is no longer due is skipped.
+func (db *DB) leaseCandidates(ctx context.Context, tx *sql.Tx, cands []due, owner string, now time.Time, lease time.Duration) ([]crm.Lead, error) {
+	rank := make(map[int64]int, len(cands))
+	var ids strings.Builder
+	ids.WriteByte('[')
+	for i, c := range cands {
+		rank[c.id] = i
+		if i > 0 {
+			ids.WriteByte(',')
 		}
-		out = append(out, l)
+		ids.WriteString(strconv.FormatInt(c.id, 10))
 	}
-	if err := db.commit(ctx, tx); err != nil {
-		return nil, fmt.Errorf("claim: %w", err)
+	ids.WriteByte(']')
+	exp := ms(now.Add(lease))
+	rows, err := db.hotW.in(ctx, tx, sqlClaimLease).QueryContext(ctx,
+		owner, exp, exp, ms(db.now()), ids.String(), ms(now))
+	if err != nil {
+		return nil, mapErr(ctx, err)
 	}
+	out, err := collect(rows, scanLead)
+	if err != nil {
+		return nil, mapErr(ctx, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return rank[out[i].ID] < rank[out[j].ID] })
 	return out, nil
 }
 
@@ -302,7 +351,10 @@ func capBody(b []byte) []byte {
 }
 
 // linkLate attaches unmatched callbacks that name crmID to the lead, and
-// takes the newest status among them.
+// takes the newest status among the lead's callbacks. Both are single
+// guarded statements: the link takes only callbacks still unlinked, and
+// the status is set from the newest linked callback in the UPDATE itself,
+// only if no newer event's status is there already.
 func (db *DB) linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID string, now time.Time) error {
 	res, err := db.hotW.in(ctx, tx, sqlLinkLate).ExecContext(ctx, leadID, crmID)
 	if err != nil {
@@ -311,19 +363,8 @@ func (db *DB) linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID stri
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil
 	}
-	var (
-		status string
-		at     int64
-	)
-	err = tx.QueryRowContext(ctx, `SELECT status, COALESCE(event_time, received_at) AS t FROM callbacks
-		WHERE lead_id = ? AND status <> '' ORDER BY t DESC, id DESC LIMIT 1`, leadID).Scan(&status, &at)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return mapErr(ctx, err)
-	}
-	return db.setCRMStatus(ctx, tx, leadID, status, at, now)
+	_, err = db.hotW.in(ctx, tx, sqlLinkStatus).ExecContext(ctx, ms(now), leadID, leadID)
+	return mapErr(ctx, err)
 }
 
 // setCRMStatus keeps status as the lead's CRM status unless a newer event
@@ -426,50 +467,69 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 		return res, fmt.Errorf("resubmit %s: %w", externalID, err)
 	}
 	defer tx.Rollback()
-	old, err := scanLead(tx.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return res, fmt.Errorf("resubmit %s: %w", externalID, store.ErrNotFound)
-	}
-	if err != nil {
-		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
-	}
-	if !old.State.Resubmittable() {
-		return res, fmt.Errorf("resubmit %s: %w: it is %s; only failed, rejected, validation_error or duplicate leads can be", externalID, store.ErrNotResubmittable, old.State)
-	}
-	if payload == nil && string(old.Payload) == forgottenPayload {
-		return res, fmt.Errorf("resubmit %s: %w: its personal data was erased (forget); resubmit it with a new payload", externalID, store.ErrNotResubmittable)
-	}
-	edited := payload != nil && !bytes.Equal(payload, old.Payload)
-	if payload == nil {
-		payload = old.Payload
-		badPhone = old.PhoneInvalid
-	}
-	now := db.now()
-	res.OldKey = old.IdempotencyKey
-	res.Edited = edited
-	res.KeyKept = crm.KeepsKey(old.State, old.Payload, payload)
-	key := old.IdempotencyKey
-	var notes []string
-	notes = append(notes, "resubmitted from "+string(old.State))
-	if edited {
-		notes = append(notes, "payload edited")
-	} else {
-		notes = append(notes, "payload unchanged")
-	}
-	if res.KeyKept {
-		notes = append(notes, "same key kept")
-	} else {
-		key = crm.NewIdempotencyKey(externalID, now)
-		notes = append(notes, "new key "+key)
-	}
-	res.Lead, err = scanLead(tx.QueryRowContext(ctx, `UPDATE leads SET payload = ?, idempotency_key = ?,
-			state = 'queued', phone_invalid = ?, attempts = 0, next_attempt_at = ?, reason = '',
-			last_http_status = 0, last_error = '', last_delay_ms = 0, last_delay_why = '',
-			lease_owner = '', lease_expires_at = NULL, updated_at = ?
-		WHERE id = ? RETURNING `+leadCols,
-		payload, key, boolInt(badPhone), ms(now), ms(now), old.ID))
-	if err != nil {
-		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+	var (
+		old    crm.Lead
+		edited bool
+		key    string
+		notes  []string
+		now    = db.now()
+	)
+	for try := 0; ; try++ {
+		if try == maxGuardRetries {
+			return res, fmt.Errorf("resubmit %s: %w: the lead kept changing while it was being resubmitted; try again", externalID, store.ErrBusy)
+		}
+		res = crm.Resubmission{}
+		old, err = scanLead(tx.QueryRowContext(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = ?`, externalID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return res, fmt.Errorf("resubmit %s: %w", externalID, store.ErrNotFound)
+		}
+		if err != nil {
+			return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+		}
+		if !old.State.Resubmittable() {
+			return res, fmt.Errorf("resubmit %s: %w: it is %s; only failed, rejected, validation_error or duplicate leads can be", externalID, store.ErrNotResubmittable, old.State)
+		}
+		if payload == nil && string(old.Payload) == forgottenPayload {
+			return res, fmt.Errorf("resubmit %s: %w: its personal data was erased (forget); resubmit it with a new payload", externalID, store.ErrNotResubmittable)
+		}
+		send, phone := payload, badPhone
+		edited = payload != nil && !bytes.Equal(payload, old.Payload)
+		if payload == nil {
+			send, phone = old.Payload, old.PhoneInvalid
+		}
+		res.OldKey = old.IdempotencyKey
+		res.Edited = edited
+		res.KeyKept = crm.KeepsKey(old.State, old.Payload, send)
+		key = old.IdempotencyKey
+		notes = []string{"resubmitted from " + string(old.State)}
+		if edited {
+			notes = append(notes, "payload edited")
+		} else {
+			notes = append(notes, "payload unchanged")
+		}
+		if res.KeyKept {
+			notes = append(notes, "same key kept")
+		} else {
+			key = crm.NewIdempotencyKey(externalID, now)
+			notes = append(notes, "new key "+key)
+		}
+		db.hookAfterRead(ctx, "resubmit", tx)
+		// The WHERE re-checks everything the new row was computed from
+		// (state, payload, key): a lead changed since the read (resubmitted
+		// by another handle, forgotten) matches no row and is read again.
+		res.Lead, err = scanLead(tx.QueryRowContext(ctx, `UPDATE leads SET payload = ?, idempotency_key = ?,
+				state = 'queued', phone_invalid = ?, attempts = 0, next_attempt_at = ?, reason = '',
+				last_http_status = 0, last_error = '', last_delay_ms = 0, last_delay_why = '',
+				lease_owner = '', lease_expires_at = NULL, updated_at = ?
+			WHERE id = ? AND state = ? AND payload = ? AND idempotency_key = ? RETURNING `+leadCols,
+			send, key, boolInt(phone), ms(now), ms(now), old.ID, string(old.State), old.Payload, old.IdempotencyKey))
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+		}
+		break
 	}
 	var prev []byte
 	if edited {

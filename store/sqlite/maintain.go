@@ -100,7 +100,8 @@ const finalLead = `EXISTS (SELECT 1 FROM leads l WHERE l.id = attempts.lead_id
 
 // pruneChunk runs one chunk of a Prune step in its own transaction: count
 // what it will drop, drop it. A chunk with nothing to drop ends without a
-// commit (no fsync).
+// commit (no fsync). The rows returned are those the drop changed; the
+// bytes are as counted just before, in the same transaction.
 func (db *DB) pruneChunk(ctx context.Context, step pruneStep, lo, hi, before int64) (n, bytes int64, err error) {
 	defer func() { db.noteFailure(err) }()
 	if err := ctx.Err(); err != nil {
@@ -117,8 +118,11 @@ func (db *DB) pruneChunk(ctx context.Context, step pruneStep, lo, hi, before int
 	if n == 0 {
 		return 0, 0, nil
 	}
-	if _, err := tx.ExecContext(ctx, step.apply, lo, hi, before); err != nil {
-		return 0, 0, mapErr(ctx, err)
+	// The apply statement holds the whole condition (the count is only a
+	// plan and the bytes' measure), so what it drops is what is due for
+	// dropping when it runs, and the rows it reports are the ones dropped.
+	if n, err = execCount(ctx, tx, step.apply, lo, hi, before); err != nil {
+		return 0, 0, err
 	}
 	if err := db.commit(ctx, tx); err != nil {
 		return 0, 0, err
@@ -286,28 +290,44 @@ func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, s
 		exec           = func(q string, args ...any) (int64, error) { return execCount(ctx, tx, q, args...) }
 		liveStatesList = `'queued', 'retry_wait', 'in_flight'`
 	)
-	err = tx.QueryRowContext(ctx, `SELECT id, state, crm_id, payload FROM leads WHERE external_id = ?`, externalID).
-		Scan(&id, &state, &crmID, &payload)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	if err != nil {
-		return mapErr(ctx, err)
-	}
-	// The identifiers other rows may quote, as of now and before each
-	// edit, read before the attempts lose their previous payloads.
-	prev, err := queryAll(ctx, tx, scanBytes, `SELECT prev_payload FROM attempts WHERE lead_id = ? AND prev_payload IS NOT NULL`, id)
-	if err != nil {
-		return err
-	}
-	needles := personalStrings(externalID, append(prev, payload)...)
-	st.Withdrawn = !crm.State(state).Final()
-	if _, err := exec(`UPDATE leads SET payload = ?, reason = ?, last_error = '',
-			state = CASE WHEN state IN (`+liveStatesList+`) THEN 'failed' ELSE state END,
-			next_attempt_at = CASE WHEN state IN (`+liveStatesList+`) THEN NULL ELSE next_attempt_at END,
-			lease_owner = '', lease_expires_at = NULL, updated_at = ?
-		WHERE id = ?`, []byte(forgottenPayload), forgottenReason, nowMS, id); err != nil {
-		return err
+	var needles []string
+	for try := 0; ; try++ {
+		if try == maxGuardRetries {
+			return fmt.Errorf("%w: the lead kept changing while it was being erased; try again", store.ErrBusy)
+		}
+		err = tx.QueryRowContext(ctx, `SELECT id, state, crm_id, payload FROM leads WHERE external_id = ?`, externalID).
+			Scan(&id, &state, &crmID, &payload)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return mapErr(ctx, err)
+		}
+		// The identifiers other rows may quote, as of now and before each
+		// edit, read before the attempts lose their previous payloads.
+		prev, err := queryAll(ctx, tx, scanBytes, `SELECT prev_payload FROM attempts WHERE lead_id = ? AND prev_payload IS NOT NULL`, id)
+		if err != nil {
+			return err
+		}
+		needles = personalStrings(externalID, append(prev, payload)...)
+		st.Withdrawn = !crm.State(state).Final()
+		db.hookAfterRead(ctx, "forget", tx)
+		// The WHERE re-checks what the rest is computed from: the state
+		// (Withdrawn), the CRM id (which callbacks to wipe) and the payload
+		// (the identifiers; an edit also adds the previous payloads). A
+		// lead changed since the read matches no row and is read again.
+		n, err := exec(`UPDATE leads SET payload = ?, reason = ?, last_error = '',
+				state = CASE WHEN state IN (`+liveStatesList+`) THEN 'failed' ELSE state END,
+				next_attempt_at = CASE WHEN state IN (`+liveStatesList+`) THEN NULL ELSE next_attempt_at END,
+				lease_owner = '', lease_expires_at = NULL, updated_at = ?
+			WHERE id = ? AND state = ? AND crm_id = ? AND payload = ?`,
+			[]byte(forgottenPayload), forgottenReason, nowMS, id, state, crmID, payload)
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			break
+		}
 	}
 	if st.Attempts, err = exec(`UPDATE attempts SET response_body = NULL, prev_payload = NULL
 		WHERE lead_id = ? AND (response_body IS NOT NULL OR prev_payload IS NOT NULL)`, id); err != nil {

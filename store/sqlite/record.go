@@ -129,7 +129,10 @@ func (db *DB) runRecords(batch []recordReq) (results []error, err error) {
 }
 
 // recordOne applies one attempt inside tx; lost when owner does not hold
-// the lead's lease (then nothing was written).
+// the lead's lease (then nothing was written). The lease is the guard of
+// the lead's UPDATE (sqlRecordLead: WHERE lease_owner = ? AND state =
+// 'in_flight'); no row returned is a lost lease, and the attempt row and
+// the linking come only after a row matched.
 func (db *DB) recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.AttemptResult, now time.Time) (lost bool, err error) {
 	a := r.Attempt
 	var next sql.NullInt64

@@ -14,9 +14,21 @@ import (
 const (
 	sqlClaimDue = `SELECT id, next_attempt_at FROM leads WHERE state = ? AND next_attempt_at <= ?
 			ORDER BY next_attempt_at, id LIMIT ?`
-	sqlClaimOne = `UPDATE leads SET state = 'in_flight', lease_owner = ?,
+	// sqlClaimLease leases the leads whose ids are in the JSON array
+	// parameter, each only if it is still due at the last parameter: the
+	// WHERE repeats claimGuard, so a lead leased, finished or changed since
+	// the candidates were read is not taken (Claim).
+	sqlClaimLease = `UPDATE leads SET state = 'in_flight', lease_owner = ?,
 		lease_expires_at = ?, next_attempt_at = ?, attempts = attempts + 1, updated_at = ?
-		WHERE id = ? RETURNING ` + leadCols
+		WHERE id IN (SELECT value FROM json_each(?)) AND ` + claimGuard + `
+		RETURNING ` + leadCols
+	// claimGuard is what makes a lead due (its parameter is now, in ms):
+	// queued whatever its time, retry_wait once its time came, in_flight
+	// once its lease expired (next_attempt_at mirrors lease_expires_at).
+	// It is sqlClaimDue's condition, for all live states at once. The
+	// unary + keeps the planner from serving it with leads_state_due (a
+	// walk of every queued lead) instead of looking the ids up by rowid.
+	claimGuard    = `(+state = 'queued' OR (+state IN ('retry_wait', 'in_flight') AND +next_attempt_at <= ?))`
 	sqlRecordLead = `UPDATE leads SET state = ?,
 			crm_id = CASE WHEN ? <> '' THEN ? ELSE crm_id END,
 			reason = ?, last_http_status = ?, last_error = ?, last_delay_ms = ?, last_delay_why = ?,
@@ -27,7 +39,14 @@ const (
 		(lead_id, kind, number, idempotency_key, started_at, duration_us, http_status, response_body,
 		 error, outcome, delay_ms, delay_why, note)
 		VALUES (?, 'send', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlLinkLate     = `UPDATE callbacks SET lead_id = ? WHERE internal_id = ? AND lead_id IS NULL`
+	sqlLinkLate = `UPDATE callbacks SET lead_id = ? WHERE internal_id = ? AND lead_id IS NULL`
+	// sqlLinkStatus makes the newest status among a lead's callbacks (by
+	// event time, else arrival) the lead's CRM status, unless a newer one
+	// is there: the read and the guarded write are one statement.
+	sqlLinkStatus = `UPDATE leads SET crm_status = c.status, crm_status_at = c.t, updated_at = ?
+		FROM (SELECT status, COALESCE(event_time, received_at) AS t FROM callbacks
+			WHERE lead_id = ? AND status <> '' ORDER BY t DESC, id DESC LIMIT 1) AS c
+		WHERE leads.id = ? AND (leads.crm_status_at IS NULL OR leads.crm_status_at <= c.t)`
 	sqlSetCRMStatus = `UPDATE leads SET crm_status = ?, crm_status_at = ?, updated_at = ?
 		WHERE id = ? AND (crm_status_at IS NULL OR crm_status_at <= ?)`
 	sqlNextDue = `SELECT MIN(next_attempt_at) FROM leads WHERE state = ?`
@@ -79,8 +98,8 @@ func sqlInsertCallbacks(n int) string {
 }
 
 var (
-	hotWrites = append([]string{sqlClaimDue, sqlClaimOne, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
-		sqlSetCRMStatus, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
+	hotWrites = append([]string{sqlClaimDue, sqlClaimLease, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
+		sqlLinkStatus, sqlSetCRMStatus, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
 		insertCallbackSQL[:]...)
 	hotReads = []string{sqlNextDue}
 )

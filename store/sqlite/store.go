@@ -17,7 +17,9 @@
 //
 // It satisfies store.Store. Its SQL keeps to plain transactions, unique
 // keys and integer timestamps, as store/postgres's does, so the two answer
-// store/storetest alike.
+// store/storetest alike. Its correctness does not rest on the write lock:
+// every write that depends on what it read re-checks it in its own WHERE
+// (guard.go lists them).
 package sqlite
 
 import (
@@ -72,6 +74,9 @@ type DB struct {
 	records *groupcommit.Batcher[recordReq, error] // Record's group commit
 	bg      context.Context                        // the committer's context, ended by Close
 	stop    context.CancelFunc                     // ends bg
+
+	// afterRead is a test hook (nil in production): see hookAfterRead.
+	afterRead func(ctx context.Context, op string, tx *sql.Tx)
 }
 
 // migration is one embedded schema change.
@@ -296,18 +301,51 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		return checkVersion(v, len(ms), true)
 	}
-	if _, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT    NOT NULL,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("migrations table: %w", mapErr(ctx, err))
+	err = db.retryBusy(ctx, func() error {
+		_, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER PRIMARY KEY,
+			name       TEXT    NOT NULL,
+			applied_at INTEGER NOT NULL
+		)`)
+		return mapErr(ctx, err)
+	})
+	if err != nil {
+		return fmt.Errorf("migrations table: %w", err)
 	}
 	for {
-		done, err := db.migrateOne(ctx, ms)
+		var done bool
+		err := db.retryBusy(ctx, func() (err error) {
+			done, err = db.migrateOne(ctx, ms)
+			return err
+		})
 		if err != nil || done {
 			return err
 		}
+	}
+}
+
+// retryBusy runs fn again while it fails with ErrBusy, for up to the busy
+// timeout. SQLite's busy handler covers most waits, but not all: while
+// several handles open one fresh file at once, the one switching it to WAL
+// holds a lock that others meet as an immediate SQLITE_BUSY, without the
+// handler being called. A migration is one transaction, so running it
+// again is safe.
+func (db *DB) retryBusy(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(db.opt.BusyTimeout)
+	wait := time.Millisecond
+	for {
+		err := fn()
+		if !errors.Is(err, store.ErrBusy) || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
 

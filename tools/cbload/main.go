@@ -17,6 +17,13 @@
 //	go run ./tools/cbload -nostore 127.0.0.1:9090
 //	CALLBACK_SECRET=… go run ./tools/cbload -url http://127.0.0.1:9090/cartelcrm/callback -rate 0 -duration 10s
 //
+// -url may list several listeners, comma-separated (several `serve`
+// instances on one PostgreSQL database, issue #10): connection i sends to
+// URL i mod n, so the load spreads evenly, and the summary adds each
+// target's count.
+//
+//	CALLBACK_SECRET=… go run ./tools/cbload -url http://127.0.0.1:8088/cartelcrm/callback,http://127.0.0.1:8089/cartelcrm/callback -rate 0
+//
 // Requests are signed with crm.NewSignedCallback, so they are verified and
 // stored like real ones. Each callback names a lead of a store made by
 // tools/fillstore (internal id "crm-N", N up to -leads) with a unique
@@ -63,7 +70,7 @@ func main() {
 }
 
 func run() error {
-	target := flag.String("url", "", "callback URL on a loopback address (required)")
+	target := flag.String("url", "", "callback URL on a loopback address, or several comma-separated (required)")
 	rate := flag.Int("rate", 1000, "callbacks per second")
 	duration := flag.Duration("duration", 30*time.Second, "how long to send")
 	leads := flag.Int64("leads", 1_000_000, "callbacks name leads crm-1 … crm-N")
@@ -92,7 +99,8 @@ func run() error {
 	case *leads < 1:
 		return errors.New("-leads must be at least 1")
 	}
-	if err := checkLoopback(*target); err != nil {
+	targets, err := parseTargets(*target, *workers)
+	if err != nil {
 		return err
 	}
 	// The first secret signs, as the CRM would with the current one.
@@ -107,13 +115,14 @@ func run() error {
 	}
 
 	var (
-		st   stats
+		st   = stats{perTarget: make([]atomic.Int64, len(targets))}
 		jobs = make(chan int, *workers)
 		wg   sync.WaitGroup
 	)
 	base := time.Now().UnixMilli()
-	for range *workers {
+	for w := range *workers {
 		wg.Add(1)
+		ti := w % len(targets) // each connection keeps to one target
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -124,7 +133,8 @@ func run() error {
 					Status:     "contacted",
 					Timestamp:  base + int64(seq), // unique: no duplicate keys
 				})
-				st.record(post(ctx, client, *target, body, key))
+				st.record(post(ctx, client, targets[ti], body, key))
+				st.perTarget[ti].Add(1)
 			}
 		}()
 	}
@@ -234,6 +244,28 @@ func serveNoStore(addr string, verify bool, secretList string) error {
 	return nil
 }
 
+// parseTargets splits -url's comma-separated list, checking each is a
+// loopback URL and that each of the workers' connections has one.
+func parseTargets(list string, workers int) ([]string, error) {
+	var targets []string
+	for _, t := range strings.Split(list, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if err := checkLoopback(t); err != nil {
+			return nil, err
+		}
+		targets = append(targets, t)
+	}
+	switch {
+	case len(targets) == 0:
+		return nil, errors.New("need -url: the listener's callback URL (or several, comma-separated)")
+	case len(targets) > workers:
+		return nil, fmt.Errorf("-url lists %d targets but -workers is %d: need at least one connection per target", len(targets), workers)
+	}
+	return targets, nil
+}
+
 // checkLoopback refuses any target that is not a loopback address, so the
 // tool cannot load someone else's server.
 func checkLoopback(raw string) error {
@@ -277,6 +309,7 @@ func post(ctx context.Context, c *http.Client, target string, body, secret []byt
 // stats collects outcomes from the workers.
 type stats struct {
 	sent, ok, non2xx, errs, late atomic.Int64
+	perTarget                    []atomic.Int64 // requests sent to each -url target
 
 	mu        sync.Mutex
 	latencies []time.Duration
@@ -319,6 +352,13 @@ func (s *stats) print(w io.Writer, elapsed time.Duration) {
 		elapsed.Round(time.Millisecond), float64(s.sent.Load())/elapsed.Seconds())
 	fmt.Fprintf(w, "latency p50=%v p99=%v max=%v\n",
 		q(0.50).Round(10*time.Microsecond), q(0.99).Round(10*time.Microsecond), q(1).Round(10*time.Microsecond))
+	if len(s.perTarget) > 1 {
+		counts := make([]int64, len(s.perTarget))
+		for i := range s.perTarget {
+			counts[i] = s.perTarget[i].Load()
+		}
+		fmt.Fprintf(w, "per target: %v\n", counts)
+	}
 	if len(s.statuses) > 0 {
 		fmt.Fprintf(w, "non-2xx statuses: %v\n", s.statuses)
 	}
