@@ -38,28 +38,6 @@ const leadsExternalIDKey = "leads_external_id_key"
 // a COMMIT; anything else was rolled back by the server.
 var errUnreachable = errors.New("cannot reach the database server")
 
-// storeError carries a sentinel and the driver error behind it. Its message
-// is the sentinel's, which is written for people; the driver's text is kept
-// in the chain for logs and errors.As.
-type storeError struct {
-	sentinel error
-	cause    error
-}
-
-func (e *storeError) Error() string   { return e.sentinel.Error() }
-func (e *storeError) Unwrap() []error { return []error{e.sentinel, e.cause} }
-
-// causeError is the other way round: the cause's message (it already says
-// what is wrong, e.g. crm's "invalid lead: phone is required") under a
-// sentinel of the store's.
-type causeError struct {
-	sentinel error
-	cause    error
-}
-
-func (e *causeError) Error() string   { return e.cause.Error() }
-func (e *causeError) Unwrap() []error { return []error{e.sentinel, e.cause} }
-
 // unreachableError is errUnreachable with the network cause in its
 // message ("cannot reach the database server: dial tcp …: connection
 // refused"), which is what an operator needs to act on.
@@ -85,20 +63,20 @@ func mapErr(ctx context.Context, err error) error {
 		if errors.Is(err, cerr) {
 			return err
 		}
-		return &storeError{sentinel: cerr, cause: err}
+		return store.WrapErr(cerr, err)
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == stateDiskFull:
-			return &storeError{sentinel: store.ErrDiskFull, cause: err}
+			return store.WrapErr(store.ErrDiskFull, err)
 		case pe.Code == stateReadOnlyTx:
-			return &storeError{sentinel: store.ErrReadOnly, cause: err}
+			return store.WrapErr(store.ErrReadOnly, err)
 		case pe.Code == stateOutOfMemory, pe.Code == stateTooManyConns,
 			pe.Code == stateSerialization, pe.Code == stateDeadlock, pe.Code == stateLockNotAvail:
-			return &storeError{sentinel: store.ErrBusy, cause: err}
+			return store.WrapErr(store.ErrBusy, err)
 		case pe.Code == stateUniqueViolation && pe.ConstraintName == leadsExternalIDKey:
-			return &storeError{sentinel: store.ErrDuplicate, cause: err}
+			return store.WrapErr(store.ErrDuplicate, err)
 		case pe.Code == stateAdminShutdown, pe.Code == stateCrashShutdown, pe.Code == stateCannotConnect,
 			strings.HasPrefix(pe.Code, classConnection):
 			return &unreachableError{cause: err}

@@ -19,17 +19,6 @@ import (
 // the person is left, so it cannot be resubmitted as it is.
 const forgottenPayload = "{}"
 
-// checkPayload is the enqueue gate, crm.CheckLead under the store's size
-// limit. Its errors wrap both ErrInvalid and crm.ErrInvalidLead, with
-// crm's reason as the message.
-func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, error) {
-	f, err := crm.CheckLead(payload, crm.LeadCheck{Strict: strict, MaxBytes: db.opt.MaxPayload})
-	if err != nil {
-		return f, &causeError{sentinel: store.ErrInvalid, cause: err}
-	}
-	return f, nil
-}
-
 // Enqueue commits a lead to the outbox, queued and due now, with a fresh
 // idempotency key committed alongside. payload is stored byte for byte: it
 // is what will be signed and sent. Errors: ErrInvalid (with the reason),
@@ -63,7 +52,7 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 	}
 	var good []item
 	for i, p := range payloads {
-		f, err := db.checkPayload(p, opt.Strict)
+		f, err := store.CheckPayload(p, opt.Strict, db.opt.MaxPayload)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -327,7 +316,7 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 	var res crm.Resubmission
 	var badPhone bool
 	if payload != nil {
-		f, err := db.checkPayload(payload, false)
+		f, err := store.CheckPayload(payload, false, db.opt.MaxPayload)
 		if err != nil {
 			return res, fmt.Errorf("resubmit %s: %w", externalID, err)
 		}

@@ -149,8 +149,8 @@ func TestMaintHealth(t *testing.T) {
 			t.Fatalf("Health: %q, %v; want healthy", code, err)
 		}
 	}
-	if db.health.probes != 1 {
-		t.Fatalf("%d probes for 5 Health calls within the probe age; want 1", db.health.probes)
+	if n := db.health.Probes(); n != 1 {
+		t.Fatalf("%d probes for 5 Health calls within the probe age; want 1", n)
 	}
 	ro, err := Open(ctx, u, store.Options{ReadOnly: true})
 	if err != nil {

@@ -37,8 +37,8 @@ type DB struct {
 	opt      store.Options
 	readOnly bool
 
-	watch  *watcher     // LISTEN/NOTIFY change signal (watch.go)
-	health *healthState // Health's cached probe (health.go)
+	watch  *watcher             // LISTEN/NOTIFY change signal (watch.go)
+	health *store.HealthTracker // Health's cached probe (health.go)
 
 	bg     context.Context    // background work (the fold ticker); ended by Close
 	stop   context.CancelFunc // ends bg
@@ -133,7 +133,7 @@ func Open(ctx context.Context, url string, opt store.Options) (*DB, error) {
 		return nil, fmt.Errorf("open store %s: %w", loc, scrub(err, pw))
 	}
 	db.bg, db.stop = context.WithCancel(context.Background())
-	db.health = newHealthState()
+	db.health = db.newHealth()
 	db.watch = newWatcher(db)
 	if !db.readOnly {
 		db.bgDone.Add(1)

@@ -237,9 +237,6 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 	return d, nil
 }
 
-// maxBuckets bounds Throughput's slices whatever range is asked for.
-const maxBuckets = 10000
-
 // Throughput implements ui.Source: sends (attempts of kind send, by start)
 // and callbacks (by arrival) per bucket from since to now, oldest bucket
 // first, from the per-second deltas (migration 001): the cost is about
@@ -247,19 +244,7 @@ const maxBuckets = 10000
 // The resolution is one second: since is truncated to a whole second and
 // bucket rounded up to whole seconds.
 func (db *DB) Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error) {
-	bucket = max(time.Second, (bucket + time.Second - 1).Truncate(time.Second))
-	since = since.Truncate(time.Second)
-	now := db.now()
-	n := int((now.Sub(since) + bucket) / bucket) // the bucket holding now included
-	if n < 1 {
-		n = 1
-	}
-	if n > maxBuckets {
-		n = maxBuckets
-		since = now.Truncate(time.Second).Add(-time.Duration(n-1) * bucket)
-	}
-	t := crm.Throughput{Start: since, Bucket: bucket, Sent: make([]int, n), Callbacks: make([]int, n)}
-	from, width := since.Unix(), int64(bucket/time.Second)
+	t, from, width := store.NewThroughput(since, bucket, db.now())
 	type row struct {
 		i               int64
 		sent, callbacks int
@@ -270,14 +255,12 @@ func (db *DB) Throughput(ctx context.Context, since time.Time, bucket time.Durat
 		return b, r.Scan(&b.i, &b.sent, &b.callbacks)
 	}, `SELECT (sec - $1) / $2, sum(sent)::bigint, sum(callbacks)::bigint FROM throughput_deltas
 		WHERE sec >= $1 AND sec < $3 GROUP BY (sec - $1) / $2`,
-		from, width, from+int64(n)*width)
+		from, width, store.ThroughputEnd(t, from, width))
 	if err != nil {
 		return t, fmt.Errorf("throughput: %w", err)
 	}
 	for _, b := range rows {
-		if b.i >= 0 && b.i < int64(n) {
-			t.Sent[b.i], t.Callbacks[b.i] = b.sent, b.callbacks
-		}
+		store.AddThroughput(t, b.i, b.sent, b.callbacks)
 	}
 	return t, nil
 }

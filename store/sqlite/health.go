@@ -8,7 +8,6 @@ import (
 	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,39 +16,15 @@ import (
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
-const (
-	// probeTimeout bounds one write probe. A store that cannot commit a
-	// one-row transaction in this time is not taking callbacks either.
-	probeTimeout = 3 * time.Second
-
-	// failHoldProbes is how long, in probe ages (10 s by default), a
-	// failed write decides Health without a later successful commit.
-	// After it the probe decides again: when the instance is out of a load
-	// balancer no writes come to clear the failure, and a store that
-	// recovered (space freed) must be able to say so. If it did not, the
-	// next real write sets the failure again.
-	failHoldProbes = 5
-)
-
-// health is what Health reports from. Its times are this process's wall
-// clock with its monotonic reading, not Options.Now: they measure how old a
-// result is, which a test clock that stands still must not freeze.
-type health struct {
-	mu      sync.Mutex
-	fail    writeResult   // the last write that failed for the store's sake, until a commit succeeds
-	probe   writeResult   // the last write probe's result
-	probing chan struct{} // non-nil while a probe runs; closed when its result is in
-	probes  int           // probes run, for tests of the cache
-	closed  bool          // set by Close before it waits for probes, so none starts after
-	wg      sync.WaitGroup
-}
-
-// writeResult is the outcome of one write: when, its health code ("" for
-// success), and the error behind the code, for the log.
-type writeResult struct {
-	at   time.Time
-	code string
-	err  error
+// newHealth is Health's state for a newly opened DB: the shared rules
+// (store.HealthTracker) over this backend's write probe and error codes.
+func (db *DB) newHealth() *store.HealthTracker {
+	return store.NewHealthTracker(store.HealthConfig{
+		Probe:  db.probeWrite,
+		Code:   healthCode,
+		MaxAge: db.opt.ProbeMaxAge,
+		Closed: errClosed,
+	})
 }
 
 // Health reports whether the store can commit: "" when it can, else one of
@@ -59,85 +34,18 @@ type writeResult struct {
 // failed because of the store decides until a later commit succeeds, or,
 // when no write comes, for five probe ages; then the probe decides again.
 // Results are cached, so a flood of /healthz requests costs one probe
-// every ProbeMaxAge, and concurrent callers share one probe. A file found
-// removed or replaced is reported (HealthReplaced) for the rest of the
-// handle's life.
+// every ProbeMaxAge, and concurrent callers share one probe
+// (store.HealthTracker). A file found removed or replaced is reported
+// (HealthReplaced) for the rest of the handle's life.
 func (db *DB) Health(ctx context.Context) (code string, err error) {
 	if err := db.replacedErr(); err != nil {
 		return store.HealthReplaced, err
 	}
-	h := &db.health
-	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return store.HealthUnreachable, fmt.Errorf("store health: %w", errClosed)
+	code, err = db.health.Health(ctx)
+	if rerr := db.replacedErr(); rerr != nil {
+		return store.HealthReplaced, rerr
 	}
-	if f, ok := h.failing(db.failHold()); ok {
-		h.mu.Unlock()
-		return f.code, f.err
-	}
-	if !h.probe.at.IsZero() && time.Since(h.probe.at) < db.opt.ProbeMaxAge {
-		p := h.probe
-		h.mu.Unlock()
-		return p.code, p.err
-	}
-	if h.probing == nil {
-		h.probing = make(chan struct{})
-		h.wg.Add(1)
-		go db.runProbe(h.probing)
-	}
-	wait := h.probing
-	h.mu.Unlock()
-
-	select {
-	case <-wait:
-	case <-ctx.Done():
-		return store.HealthUnreachable, fmt.Errorf("store health: waiting for the write probe: %w", ctx.Err())
-	}
-	if err := db.replacedErr(); err != nil {
-		return store.HealthReplaced, err
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if f, ok := h.failing(db.failHold()); ok {
-		return f.code, f.err
-	}
-	return h.probe.code, h.probe.err
-}
-
-// failHold is how long a failed write decides Health (failHoldProbes).
-func (db *DB) failHold() time.Duration { return failHoldProbes * db.opt.ProbeMaxAge }
-
-// failing is the failed write that decides Health now, if any; h.mu is
-// held.
-func (h *health) failing(hold time.Duration) (writeResult, bool) {
-	f := h.fail
-	return f, f.code != "" && time.Since(f.at) < hold
-}
-
-// runProbe runs one write probe and publishes its result. It runs on its
-// own goroutine with its own deadline, so a caller that gives up does not
-// cut short the probe the others wait for; Close ends it.
-func (db *DB) runProbe(done chan struct{}) {
-	h := &db.health
-	defer h.wg.Done()
-	ctx, cancel := context.WithTimeout(db.bg, probeTimeout)
-	err := db.probeWrite(ctx)
-	cancel()
-	code := healthCode(err)
-	if err != nil {
-		err = fmt.Errorf("store write probe: %w", err)
-		if code == "" {
-			// Whatever stops a one-row commit stops callbacks too.
-			code = store.HealthUnreachable
-		}
-	}
-	h.mu.Lock()
-	h.probe = writeResult{at: time.Now(), code: code, err: err}
-	h.probes++
-	h.probing = nil
-	close(done)
-	h.mu.Unlock()
+	return code, err
 }
 
 // probeWrite commits a one-row write: the probe row in counters holds the
@@ -171,38 +79,20 @@ func (db *DB) probeWrite(ctx context.Context) error {
 // replaced, locked, I/O) sets one; any other error (a refused lead, a lost
 // lease, the caller's canceled context) says nothing about the store.
 func (db *DB) noteWrite(err error) {
-	code := healthCode(err)
-	if err != nil && code == "" {
-		return
-	}
-	h := &db.health
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	if err == nil {
-		h.fail = writeResult{}
+		db.health.NoteCommit()
 		return
 	}
-	h.fail = writeResult{at: time.Now(), code: code, err: err}
+	db.health.NoteFailure(err)
 }
 
 // noteFailure is noteWrite for a write method's result, deferred: only a
 // failure is news there (commit records the successes), and a method that
 // returns nil without committing proves nothing.
-func (db *DB) noteFailure(err error) {
-	if err != nil {
-		db.noteWrite(err)
-	}
-}
+func (db *DB) noteFailure(err error) { db.health.NoteFailure(err) }
 
-// closeHealth stops new probes and waits for a running one; Close calls it
-// after ending db.bg, which cuts the probe short.
-func (db *DB) closeHealth() {
-	h := &db.health
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
-	h.wg.Wait()
-}
+// closeHealth stops new probes and waits for a running one; Close calls it.
+func (db *DB) closeHealth() { db.health.Close() }
 
 // SQLite primary result codes that mean the file cannot be used at all.
 const (

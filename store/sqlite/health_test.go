@@ -78,9 +78,7 @@ func TestHealthOK(t *testing.T) {
 	t.Run("FloodCostsOneProbe", func(t *testing.T) {
 		// A fresh probe (default 2 s) answers everyone: 200 callers, at
 		// most one more probe (if the first one just aged out).
-		db.health.mu.Lock()
-		before := db.health.probes
-		db.health.mu.Unlock()
+		before := db.health.Probes()
 		var wg sync.WaitGroup
 		errs := make(chan error, 200)
 		for range 200 {
@@ -95,9 +93,7 @@ func TestHealthOK(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		db.health.mu.Lock()
-		defer db.health.mu.Unlock()
-		if got := db.health.probes - before; got > 1 {
+		if got := db.health.Probes() - before; got > 1 {
 			t.Fatalf("%d probes for 200 calls, want at most 1", got)
 		}
 	})
@@ -108,10 +104,8 @@ func TestHealthOK(t *testing.T) {
 				t.Fatalf("health = %q, %v", code, err)
 			}
 		}
-		db.health.mu.Lock()
-		defer db.health.mu.Unlock()
-		if db.health.probes != 3 {
-			t.Fatalf("%d probes, want 3 (each result was already old)", db.health.probes)
+		if n := db.health.Probes(); n != 3 {
+			t.Fatalf("%d probes, want 3 (each result was already old)", n)
 		}
 	})
 }

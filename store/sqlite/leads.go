@@ -71,17 +71,6 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// checkPayload is the enqueue gate, crm.CheckLead under the store's size
-// limit. Its errors wrap both ErrInvalid and crm.ErrInvalidLead, with
-// crm's reason as the message.
-func (db *DB) checkPayload(payload []byte, strict bool) (crm.LeadFields, error) {
-	f, err := crm.CheckLead(payload, crm.LeadCheck{Strict: strict, MaxBytes: db.opt.MaxPayload})
-	if err != nil {
-		return f, &causeError{sentinel: store.ErrInvalid, cause: err}
-	}
-	return f, nil
-}
-
 // Enqueue commits a lead to the outbox, queued and due now, with a fresh
 // idempotency key committed alongside (docs/architecture.md durability rule 1).
 // payload is stored byte for byte: it is what will be signed and sent.
@@ -113,7 +102,7 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 	}
 	var good []item
 	for i, p := range payloads {
-		f, err := db.checkPayload(p, opt.Strict)
+		f, err := store.CheckPayload(p, opt.Strict, db.opt.MaxPayload)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -453,7 +442,7 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 	var res crm.Resubmission
 	var badPhone bool
 	if payload != nil {
-		f, err := db.checkPayload(payload, false)
+		f, err := store.CheckPayload(payload, false, db.opt.MaxPayload)
 		if err != nil {
 			return res, fmt.Errorf("resubmit %s: %w", externalID, err)
 		}

@@ -226,9 +226,6 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 	return d, nil
 }
 
-// maxBuckets bounds Throughput's slices whatever range is asked for.
-const maxBuckets = 10000
-
 // Throughput implements ui.Source: sends (attempts of kind send, by start)
 // and callbacks (by arrival) per bucket from since to now, oldest bucket
 // first. It reads the per-second rollup (migration 002), so the cost is
@@ -236,29 +233,15 @@ const maxBuckets = 10000
 // is one second: since is truncated to a whole second and bucket rounded
 // up to whole seconds.
 func (db *DB) Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error) {
-	bucket = max(time.Second, (bucket + time.Second - 1).Truncate(time.Second))
-	since = since.Truncate(time.Second)
-	now := db.now()
-	n := int((now.Sub(since) + bucket) / bucket) // the bucket holding now included
-	if n < 1 {
-		n = 1
-	}
-	if n > maxBuckets {
-		n = maxBuckets
-		since = now.Truncate(time.Second).Add(-time.Duration(n-1) * bucket)
-	}
-	t := crm.Throughput{Start: since, Bucket: bucket, Sent: make([]int, n), Callbacks: make([]int, n)}
-	from, width := since.Unix(), int64(bucket/time.Second)
+	t, from, width := store.NewThroughput(since, bucket, db.now())
 	buckets, err := queryAll(ctx, db.reader, scanBucket, `SELECT (sec - ?) / ?, SUM(sent), SUM(callbacks) FROM throughput
 		WHERE sec >= ? AND sec < ? GROUP BY (sec - ?) / ?`,
-		from, width, from, from+int64(n)*width, from, width)
+		from, width, from, store.ThroughputEnd(t, from, width), from, width)
 	if err != nil {
 		return t, fmt.Errorf("throughput: %w", err)
 	}
 	for _, b := range buckets {
-		if b.i >= 0 && b.i < int64(n) {
-			t.Sent[b.i], t.Callbacks[b.i] = b.sent, b.callbacks
-		}
+		store.AddThroughput(t, b.i, b.sent, b.callbacks)
 	}
 	return t, nil
 }

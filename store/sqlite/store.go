@@ -67,7 +67,7 @@ type DB struct {
 
 	file     os.FileInfo           // the database file as opened: checkFile compares the path with it
 	replaced atomic.Pointer[error] // set once the file is found removed or replaced: every write fails with it
-	health   health                // what Health reports from
+	health   *store.HealthTracker  // what Health reports from (health.go)
 
 	hotW, hotR prepared // per-lead and per-callback statements, prepared once
 
@@ -207,6 +207,7 @@ func Open(ctx context.Context, path string, opt store.Options) (*DB, error) {
 		subs:     map[int]chan struct{}{},
 		closed:   make(chan struct{}),
 	}
+	db.health = db.newHealth()
 	var err error
 	if db.writer, err = sql.Open("sqlite", dsn(path, opt, roleWriter)); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
