@@ -183,6 +183,7 @@ func (db *DB) Close() error {
 	db.once.Do(func() {
 		db.stop()
 		db.bgDone.Wait()
+		db.health.Close() // a running probe ends before the pool closes under it
 		if db.watch != nil {
 			db.watch.close()
 		}
