@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,10 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/spf13/cobra"
 
+	"github.com/leadwatch/leadwatch/callbacks"
 	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
@@ -174,12 +179,32 @@ func runDashboard(ctx context.Context, e env, db store.Store, svc *services, bas
 	if svc.disp != nil {
 		notify, paused = svc.disp.Notify, svc.disp.Paused
 	}
+	// The listener's counters become ages and rates here, sampled with
+	// each Status call (once a second).
+	// Attached (--no-listen), another process receives: what the store
+	// holds of its callbacks and refusals stands in, read every 2 s.
+	var (
+		watch  *listenerWatch
+		stored atomic.Pointer[ui.ListenerHealth]
+	)
+	if svc.handler != nil {
+		watch = &listenerWatch{stats: svc.handler.Stats, since: time.Now()}
+	} else {
+		go watchStoredCallbacks(runCtx, db, &stored, 2*time.Second)
+	}
 	cfg := ui.Config{
 		Source:  dashboardSource{Store: db, notify: notify},
 		Changes: db.Watch(runCtx),
 		Status: func() ui.Status {
 			err := svc.ListenErr()
+			var crmHealth *crm.Health
+			if svc.disp != nil {
+				h := svc.disp.Health()
+				crmHealth = &h
+			}
 			return ui.Status{
+				CRM:          crmHealth,
+				Listener:     cmp.Or(watch.sample(time.Now()), stored.Load()),
 				ListenerAddr: svc.ListenAddr(),
 				ListenerErr:  err,
 				Healthy:      err == nil && svc.ListenAddr() != "",
@@ -223,4 +248,82 @@ func (s dashboardSource) Resubmit(ctx context.Context, externalID string, payloa
 		s.notify()
 	}
 	return r, err
+}
+
+// listenerWatch turns the callback handler's counters into the
+// dashboard's ListenerHealth: when the verified count last grew, and
+// how many refusals the last minute added. Safe for concurrent use.
+type listenerWatch struct {
+	stats func() callbacks.Stats
+	since time.Time
+
+	mu           sync.Mutex
+	lastVerified time.Time
+	verified     uint64
+	refused      []refusalSample // oldest first, a minute's worth
+}
+
+// refusalSample is the refused counter at one moment.
+type refusalSample struct {
+	at time.Time
+	n  uint64
+}
+
+// sample reads the counters at now; nil for a nil watch (no listener).
+func (w *listenerWatch) sample(now time.Time) *ui.ListenerHealth {
+	if w == nil {
+		return nil
+	}
+	s := w.stats()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if s.Verified > w.verified {
+		w.verified, w.lastVerified = s.Verified, now
+	}
+	w.refused = append(w.refused, refusalSample{now, s.Refused})
+	// Keep the newest sample at least a minute old as the baseline.
+	for len(w.refused) > 1 && now.Sub(w.refused[1].at) >= time.Minute {
+		w.refused = w.refused[1:]
+	}
+	return &ui.ListenerHealth{
+		Since:        w.since,
+		LastVerified: w.lastVerified,
+		RefusedMin:   int(s.Refused - w.refused[0].n),
+	}
+}
+
+// storedRefusalsCap bounds the refusals read to count the last minute's:
+// more show as the cap.
+const storedRefusalsCap = 500
+
+// watchStoredCallbacks puts in into what the store says of the callback
+// traffic every interval until ctx ends: the newest stored callback and
+// the refusals of the last minute (at most storedRefusalsCap). Both are
+// newest-first reads of a few rows.
+func watchStoredCallbacks(ctx context.Context, db store.Store, into *atomic.Pointer[ui.ListenerHealth], interval time.Duration) {
+	since := time.Now()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		h := ui.ListenerHealth{Since: since}
+		if cbs, err := db.Callbacks(qctx, crm.EventQuery{Limit: 1}); err == nil && len(cbs) > 0 {
+			h.LastVerified = cbs[0].ReceivedAt
+		}
+		if refs, err := db.Refusals(qctx, crm.EventQuery{Limit: storedRefusalsCap}); err == nil {
+			from := time.Now().Add(-time.Minute)
+			for _, r := range refs {
+				if r.At.After(from) {
+					h.RefusedMin++
+				}
+			}
+		}
+		cancel()
+		into.Store(&h)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/leadwatch/leadwatch/config"
@@ -132,7 +134,10 @@ func newDemoWorld(ctx context.Context, e env, dbPath, logPath string, logTo *os.
 		ln.Close()
 		return nil, err
 	}
-	w.sender = &demoSender{good: good, revoked: revoked, stale: map[string]bool{}}
+	w.sender = &demoSender{
+		good: good, revoked: revoked, stale: map[string]bool{},
+		downErr: fmt.Errorf("demo outage: dial tcp %s: connect: connection refused", strings.TrimPrefix(sb.URL, "http://")),
+	}
 	policy := demoPolicy
 	svc, err := newServices(cfg, db, w.log, serviceOptions{
 		send: true, listen: true, policy: &policy, sender: w.sender, listener: ln,
@@ -204,17 +209,47 @@ func runDemo(ctx context.Context, e env, dbPath, logPath string) error {
 	campaignCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go runCampaign(campaignCtx, w.db, w.svc.disp.Notify, w.sender, w.log, campaignPlan{Blocked: w.blocked})
+	go w.sender.outageAt(campaignCtx, demoOutageAt, demoOutageFor, w.log)
 	go w.walkIns(campaignCtx)
 	return runDashboard(ctx, e, w.db, w.svc, w.cfg.CRM.BaseURL, demoPolicy.MaxAttempts, w.log)
 }
 
+// The demo's CRM outage: from demoOutageAt after the start, in the middle
+// of the campaign's peak, for demoOutageFor, no request reaches the
+// sandbox, so the header's CRM health turns red and recovers.
+const (
+	demoOutageAt  = 30 * time.Second
+	demoOutageFor = 20 * time.Second
+)
+
 // demoSender sends most leads with the right key and a few, once, with a
 // revoked one, the way a launch meets a key rotated under it: those fail
 // with 401 and need the operator, whose resubmit then goes through.
+// During an outage every attempt fails as a refused connection would,
+// without an HTTP answer.
 type demoSender struct {
 	good, revoked *crm.Client
 	mu            sync.Mutex
 	stale         map[string]bool // external ids whose next send uses the revoked key
+	down          atomic.Bool     // the outage is on
+	downErr       error           // what an attempt meets during it
+}
+
+// outageAt takes the CRM away after at, for dur, unless ctx ends first.
+func (s *demoSender) outageAt(ctx context.Context, at, dur time.Duration, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(at):
+	}
+	log.Info("demo: CRM outage begins", "for", dur)
+	s.down.Store(true)
+	defer s.down.Store(false)
+	select {
+	case <-ctx.Done():
+	case <-time.After(dur):
+		log.Info("demo: CRM outage ends")
+	}
 }
 
 func (s *demoSender) markStale(externalID string) {
@@ -229,6 +264,10 @@ func (s *demoSender) Submit(ctx context.Context, body []byte, key string) crm.Re
 		ExternalID string `json:"external_id"`
 	}
 	_ = json.Unmarshal(body, &head)
+	if s.down.Load() {
+		// As fast as a refused connection: no answer, so retryable.
+		return crm.Result{Err: s.downErr, Outcome: crm.Classify(0, nil, nil, s.downErr, time.Now())}
+	}
 	s.mu.Lock()
 	stale := s.stale[head.ExternalID]
 	delete(s.stale, head.ExternalID)

@@ -59,6 +59,7 @@ type Dispatcher struct {
 	minClaim int // smallest claim worth a transaction while attempts are in flight
 	paused   atomic.Bool
 	sent     atomic.Int64
+	health   *healthTracker
 }
 
 // NewDispatcher returns a Dispatcher; Run starts it.
@@ -101,6 +102,7 @@ func NewDispatcher(outbox Outbox, sender Sender, cfg DispatcherConfig) *Dispatch
 		// A quarter of the slots: large enough to share a commit, small
 		// enough that the pipeline never runs dry.
 		minClaim: max(1, cfg.Concurrency/4),
+		health:   newHealthTracker(cfg.Clock.Now()),
 	}
 	if cfg.RateLimit > 0 {
 		burst := max(1, int(cfg.RateLimit))
@@ -133,6 +135,10 @@ func (d *Dispatcher) Paused() bool { return d.paused.Load() }
 
 // Sent returns how many attempts this dispatcher has recorded.
 func (d *Dispatcher) Sent() int64 { return d.sent.Load() }
+
+// Health returns what the attempts met at the CRM, as of now; safe to
+// call from any goroutine.
+func (d *Dispatcher) Health() Health { return d.health.snapshot(d.cfg.Clock.Now()) }
 
 // Run sends until ctx is done, then waits for the attempts in flight to
 // finish (each bounded by the client's timeout) and records them; leads
@@ -276,6 +282,9 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 	started := d.cfg.Clock.Now()
 	res := d.sender.Submit(context.WithoutCancel(ctx), l.Payload, l.IdempotencyKey)
 	dec := d.cfg.Policy.Decide(l.Attempts, res.Outcome, d.cfg.Jitter())
+	// Counted before the record: the CRM's health does not depend on
+	// whether the store took the answer.
+	d.health.note(started, res, dec.State)
 
 	a := Attempt{
 		LeadID:         l.ID,

@@ -46,6 +46,18 @@ func TestComponentsFitTheirWidth(t *testing.T) {
 	t.Run("TabsBracketTheActive", func(t *testing.T) {
 		requireContains(t, tabs.View(160), "[4 Status events 7]", " 2 Duplicates │", "3 Rejections 12345")
 	})
+	t.Run("ActiveTabWholeWhenNarrow", func(t *testing.T) {
+		// The inactive tabs give way first: at 60 columns the active one
+		// is still whole, not cut behind "…".
+		for _, w := range []int{40, 60} {
+			v := tabs.View(w)
+			requireContains(t, v, "[4 Status events 7]")
+			if strings.Contains(v, "…") {
+				t.Errorf("tabs at %d are cut: %q", w, v)
+			}
+		}
+		requireContains(t, tabs.View(60), " 3 12345 ")
+	})
 }
 
 // TestStatusBarPrecedence: an action's error outranks a refresh's, which

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"slices"
 	"testing"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -81,11 +82,16 @@ func TestCursorMoves(t *testing.T) {
 func TestFilter(t *testing.T) {
 	h := newHarness()
 	m := press(t, h.sized(t, 160, 48), "3", "/", "3", "0", "2")
-	if q := h.src.lastLeadQuery(t, crm.StateRejected, crm.StateValidationError, crm.StateFailed); q.Filter != "302" {
-		t.Fatalf("rejections query filter = %q, want 302", q.Filter)
+	// The store's filter, then the scan of the newest rows the pane
+	// matches its drawn words on.
+	h.src.mu.Lock()
+	qs := slices.Clone(h.src.leadQueries[len(h.src.leadQueries)-2:])
+	h.src.mu.Unlock()
+	if qs[0].Filter != "302" || qs[1].Filter != "" || qs[1].Limit != leadScan {
+		t.Fatalf("rejections queries = %+v, want filter 302 then a scan of %d", qs, leadScan)
 	}
 	v := m.View()
-	requireContains(t, v, "Rejections (3) · /302", "ext-302", "/302")
+	requireContains(t, v, "Rejections (1/3) · /302", "ext-302", "/302")
 	requireLacks(t, v, "ext-303", "ext-301")
 
 	m = press(t, m, "enter") // keep it, leave the input
@@ -102,11 +108,13 @@ func TestFilter(t *testing.T) {
 
 	t.Run("Events", func(t *testing.T) {
 		m := press(t, h.sized(t, 160, 48), "4", "/", "9", "9", "9")
+		// The last queries are the store-filtered ones and the unfiltered
+		// scan of the newest rows the pane matches its drawn words on.
 		h.src.mu.Lock()
-		q := h.src.eventQueries[len(h.src.eventQueries)-1]
+		qs := h.src.eventQueries[len(h.src.eventQueries)-2:]
 		h.src.mu.Unlock()
-		if q.Filter != "999" {
-			t.Fatalf("events filter = %q", q.Filter)
+		if qs[0].Filter != "999" || qs[1].Filter != "" || qs[1].Limit != eventScan {
+			t.Fatalf("events queries = %+v, want filter 999 then a scan of %d", qs, eventScan)
 		}
 		requireContains(t, m.View(), "ext-999")
 		requireLacks(t, m.View(), "ext-401")

@@ -157,8 +157,10 @@ func (d detailView) title() string {
 // View draws the detail box.
 func (d detailView) View() string {
 	title := d.title()
-	if d.vp.TotalLineCount() > d.vp.Height {
-		title += fmt.Sprintf(" · %d%%", int(d.vp.ScrollPercent()*100))
+	if n := d.vp.TotalLineCount(); n > d.vp.Height {
+		// Where the view is, in lines: a bare "0%" read as progress.
+		top := d.vp.YOffset + 1
+		title += fmt.Sprintf(" · lines %d–%d of %d", top, min(d.vp.YOffset+d.vp.Height, n), n)
 	}
 	return d.st.box(title, d.vp.View(), d.width, d.height, true)
 }
@@ -179,7 +181,7 @@ func (d *detailView) render() {
 			s = d.renderLead()
 		}
 	}
-	d.vp.SetContent(wrapHard(s, d.vp.Width))
+	d.vp.SetContent(wrapWords(s, d.vp.Width))
 }
 
 // stamp prints a time in full, in the dashboard clock's zone.

@@ -17,6 +17,10 @@ type timelineEntry struct {
 	text  string
 }
 
+// timelineIndent is where a timeline entry's text starts: two cells, the
+// 23-cell stamp, two cells.
+const timelineIndent = 27
+
 // renderLead is a lead's story: its state, a timeline across both
 // directions, the payload as sent and the last answer.
 func (d detailView) renderLead() string {
@@ -56,7 +60,9 @@ func (d detailView) renderLead() string {
 		return tl[i].order < tl[j].order
 	})
 	for _, e := range tl {
-		b.WriteString("  " + st.Muted.Render(d.stamp(e.at)) + "  " + e.text + "\n")
+		// Wrapped between words, continuing under the entry's text.
+		line := "  " + st.Muted.Render(d.stamp(e.at)) + "  " + e.text
+		b.WriteString(hangWrap(line, d.vp.Width, timelineIndent) + "\n")
 	}
 
 	b.WriteString("\n" + st.Section.Render("Payload") + st.Muted.Render(fmt.Sprintf("  %d bytes, as signed and sent", len(l.Payload))) + "\n")
@@ -115,7 +121,10 @@ func (d detailView) attemptLine(a crm.Attempt) string {
 		if a.Note != "" {
 			line += "  " + clean(a.Note)
 		}
-		line += st.Muted.Render("  · key " + clean(a.IdempotencyKey))
+		if !strings.Contains(a.Note, a.IdempotencyKey) {
+			// The note may already say the key ("new key X").
+			line += st.Muted.Render("  · key " + clean(a.IdempotencyKey))
+		}
 		if len(a.PrevPayload) > 0 {
 			line += st.Warn.Render("  · payload edited")
 		}

@@ -107,7 +107,7 @@ func (c confirmDialog) View(w, h int, under func() string) string {
 		yes, no = st.ButtonOn.Render("[ Yes ]"), st.ButtonOff.Render("  No  ")
 	}
 	b.WriteString(yes + "   " + no)
-	body := pad(wrapHard(b.String(), bw-4))
+	body := pad(wrapWords(b.String(), bw-4))
 	return overlayCenter(under(), st.box("Confirm", body, bw, strings.Count(body, "\n")+3, true), w, h)
 }
 
@@ -140,7 +140,9 @@ func newEditor(st *Styles, keys keyMap, lead crm.Lead, text string) editorDialog
 	ta.BlurredStyle = ta.FocusedStyle
 	ta.Cursor.Style = st.Cursor
 	ta.CharLimit = 0
-	ta.MaxHeight = 0
+	// The gutter is as wide as MaxHeight's digits: a fixed three keeps
+	// it from shifting when the payload reaches line 10.
+	ta.MaxHeight = 999
 	ta.MaxWidth = 0
 	ta.ShowLineNumbers = true
 	// A steady cursor: no blink timer to wake the program, and stable

@@ -42,6 +42,7 @@ type dashboardKeys struct {
 	Up, Down           key.Binding
 	PageUp, PageDown   key.Binding
 	Top, Bottom        key.Binding
+	Follow             key.Binding // the Status events pane: follow the tail or freeze it
 	Open               key.Binding
 	Filter             key.Binding
 	ClearFilter        key.Binding
@@ -80,7 +81,7 @@ func (k dashboardKeys) ShortHelp() []key.Binding {
 func (k dashboardKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.NextPane, k.PrevPane, k.Pane1, k.Pane2, k.Pane3, k.Pane4},
-		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
+		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Follow},
 		{k.Open, k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
 		{k.Filter, k.ClearFilter, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit},
 	}
@@ -207,6 +208,7 @@ func newKeyMap() keyMap {
 			PageDown:    pgDown,
 			Top:         top,
 			Bottom:      bottom,
+			Follow:      b([]string{"f"}, "f", "follow/freeze events"),
 			Open:        b([]string{"enter"}, "enter", "details"),
 			Filter:      b([]string{"/"}, "/", "filter pane"),
 			ClearFilter: b([]string{"esc"}, "esc", "clear filter"),

@@ -25,6 +25,19 @@ type Status struct {
 	NoSender     bool   // this process runs no sender (attached, --no-send): others send
 	NoListener   bool   // this process runs no listener (attached, --no-listen): others receive
 	MaxAttempts  int    // retry.max_attempts, for "attempt n/max"; 0 unknown
+	// CRM is what this process's sender met at the CRM; nil when it runs
+	// no sender (attached: the store's view is not drawn yet).
+	CRM *crm.Health
+	// Listener is what this process's listener verified and refused; nil
+	// when it runs none.
+	Listener *ListenerHealth
+}
+
+// ListenerHealth is the callback listener's recent traffic.
+type ListenerHealth struct {
+	Since        time.Time // when the listener started counting
+	LastVerified time.Time // the last verified callback; zero before the first
+	RefusedMin   int       // callbacks refused over the last minute
 }
 
 // Config wires the dashboard to the rest of leadwatch.
@@ -215,6 +228,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 // setNow moves the clock of every part that draws times.
 func (m *Model) setNow(now time.Time) {
 	m.now = now
+	m.header.now = now
+	m.bar.expire(now)
 	for id := range paneCount {
 		m.pane(id).setNow(now)
 	}
@@ -226,6 +241,7 @@ func (m *Model) setStatus(s Status) {
 	m.status = s
 	m.header.status = s
 	m.bar.listenerErr = s.ListenerErr
+	m.bar.crmErr = crmTrouble(s.CRM, m.now)
 	m.retries.maxAttempts = s.MaxAttempts
 }
 

@@ -62,12 +62,42 @@ func (d helpDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 // View draws the full help centred over the screen.
 func (d helpDialog) View(w, h int, under func() string) string {
 	hm := help.New()
-	hm.Styles, hm.Width, hm.ShowAll = d.st.Help, w, true
-	body := hm.View(d.full) + "\n\n" + d.st.Muted.Render("confirm: y/n, ←/→ + enter; editor: ctrl+s checks, esc discards")
+	hm.Styles = d.st.Help
+	body := helpColumns(hm, d.full.FullHelp(), max(w-8, 20)) + "\n\n" +
+		d.st.Muted.Render("confirm: y/n, ←/→ + enter; editor: ctrl+s checks, esc discards")
 	bw := min(max(lipgloss.Width(body)+4, 40), w-2)
 	body = pad(wrapHard(body, bw-4))
 	box := d.st.box(d.title, body, bw, strings.Count(body, "\n")+3, true)
 	return overlayCenter(under(), box, w, h)
+}
+
+// helpColumns lays the groups of keys out as columns, as many side by
+// side as fit in w cells, the rest in further rows below: every key is
+// drawn, where help.Model would drop the columns past w behind "…".
+func helpColumns(hm help.Model, groups [][]key.Binding, w int) string {
+	const gap = "    "
+	hm.Width = 0
+	var rows, row []string
+	rowW := 0
+	flush := func() {
+		if len(row) > 0 {
+			rows = append(rows, lipgloss.JoinHorizontal(lipgloss.Top, row...))
+		}
+		row, rowW = nil, 0
+	}
+	for _, g := range groups {
+		col := hm.FullHelpView([][]key.Binding{g})
+		cw := lipgloss.Width(col)
+		if len(row) > 0 && rowW+len(gap)+cw > w {
+			flush()
+		}
+		if len(row) > 0 {
+			row, rowW = append(row, gap), rowW+len(gap)
+		}
+		row, rowW = append(row, col), rowW+cw
+	}
+	flush()
+	return strings.Join(rows, "\n\n")
 }
 
 func (d helpDialog) resize(int, int) overlay { return d }

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -52,16 +53,27 @@ func mergeEvents(cbs []crm.CallbackEvent, refs []crm.Refusal, limit int) []event
 	return rows
 }
 
+// eventScan is how many of the newest events the pane reads unfiltered
+// while a filter is on, to match the words it draws (REFUSED, unmatched,
+// a refusal's code and detail) that the store's filter does not see.
+const eventScan = 500
+
 // eventPane tails incoming status callbacks and refusals. EventQuery has
-// no offset, so the pane always shows the newest rows: a tail, not a
-// scroller.
+// no offset, so the pane shows the newest rows. While following, each
+// refresh replaces them; frozen (the user moved off the newest row, or
+// pressed f), it keeps the rows it has, so the row under the cursor stays
+// put, and counts what arrived meanwhile. g or f follows again.
 type eventPane struct {
 	paneFrame
 
-	filter string
-	rows   []eventRow
-	loaded bool
-	cursor int
+	filter  string
+	rows    []eventRow
+	rowsFor string // the filter rows were read for
+	loaded  bool
+	cursor  int
+	frozen  bool
+	frozeAt int // total when the pane froze, for "n new"
+	matched int // rows the filter matched; negative: at least -matched
 }
 
 func newEventPane(st *Styles, keys dashboardKeys) eventPane {
@@ -76,6 +88,9 @@ func (p eventPane) query() crm.EventQuery {
 func (p *eventPane) ask(q *snapshotQuery) {
 	eq := p.query()
 	q.events = &eq
+	if p.filter != "" {
+		q.eventScan = eventScan
+	}
 }
 
 // take applies a refresh: verified plus refused callbacks, and the rows.
@@ -85,9 +100,50 @@ func (p *eventPane) take(s snapshotMsg) bool {
 		p.total = s.counts.CallbacksVerified + s.counts.Refusals
 	}
 	if s.eventsOK {
-		p.setRows(s.eventsQ, s.events)
+		p.setRows(s.eventsQ, p.matches(s.events, s.scan, s.q.eventScan))
 	}
 	return false
+}
+
+// matches is what the filter shows: the rows the store matched, and the
+// scanned newest rows whose drawn text holds the filter
+// (case-insensitively), newest first. It sets matched: a lower bound
+// when the scan or the store's rows were cut at their limit.
+func (p *eventPane) matches(stored, scan []eventRow, scanned int) []eventRow {
+	if p.filter == "" {
+		return stored
+	}
+	f := strings.ToLower(p.filter)
+	seen := make(map[string]bool, len(stored))
+	out := slices.Clone(stored)
+	for _, r := range stored {
+		seen[r.key()] = true
+	}
+	for _, r := range scan {
+		if !seen[r.key()] && strings.Contains(strings.ToLower(p.drawn(r)), f) {
+			seen[r.key()] = true
+			out = append(out, r)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].at().After(out[j].at()) })
+	p.matched = len(out)
+	if len(stored) >= p.limit() || (scanned > 0 && len(scan) >= scanned) {
+		p.matched = -len(out)
+	}
+	if len(out) > p.limit() {
+		out = out[:p.limit()]
+	}
+	return out
+}
+
+// drawn is the text of a row as the pane draws it, for the filter.
+func (p eventPane) drawn(r eventRow) string {
+	cs := p.cells(r)
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.text
+	}
+	return strings.Join(parts, " ")
 }
 
 func (p eventPane) selected() (eventRow, bool) {
@@ -114,7 +170,8 @@ func (p eventPane) selection() (selection, bool) {
 	return selection{cb: &cb}, true
 }
 
-// Update moves the cursor within the visible rows.
+// Update moves the cursor within the visible rows. Moving off the newest
+// row freezes the tail; g, or f, follows it again.
 func (p *eventPane) Update(msg tea.Msg) tea.Cmd {
 	k, ok := msg.(tea.KeyMsg)
 	if !ok {
@@ -122,38 +179,74 @@ func (p *eventPane) Update(msg tea.Msg) tea.Cmd {
 	}
 	last := max(len(p.rows)-1, 0)
 	switch {
+	case key.Matches(k, p.keys.Follow):
+		if p.frozen {
+			p.follow()
+			return requestRefresh
+		}
+		p.freeze()
+		return nil
 	case key.Matches(k, p.keys.Up):
 		p.cursor = max(p.cursor-1, 0)
 	case key.Matches(k, p.keys.Down):
 		p.cursor = min(p.cursor+1, last)
-	case key.Matches(k, p.keys.PageUp), key.Matches(k, p.keys.Top):
+	case key.Matches(k, p.keys.Top):
+		if p.frozen {
+			p.follow()
+			return requestRefresh
+		}
+	case key.Matches(k, p.keys.PageUp):
 		p.cursor = 0
 	case key.Matches(k, p.keys.PageDown), key.Matches(k, p.keys.Bottom):
 		p.cursor = last
 	}
+	if p.cursor > 0 && !p.frozen {
+		p.freeze()
+	}
 	return nil
+}
+
+// freeze keeps the rows on screen until the user follows again.
+func (p *eventPane) freeze() { p.frozen, p.frozeAt = true, p.total }
+
+// follow goes back to the newest row and takes each refresh again.
+func (p *eventPane) follow() { p.frozen, p.cursor = false, 0 }
+
+// arrived is how many events came in since the pane froze.
+func (p eventPane) arrived() int {
+	if !p.frozen || p.total < 0 || p.frozeAt < 0 {
+		return 0
+	}
+	return max(p.total-p.frozeAt, 0)
 }
 
 func (p eventPane) filterText() string { return p.filter }
 
+// setFilter changes the filter and follows the tail of what it matches:
+// the user asked for other rows.
 func (p *eventPane) setFilter(f string) {
 	if f != p.filter {
-		p.filter, p.cursor = f, 0
+		p.filter = f
+		p.follow()
 	}
 }
 
-// setRows takes a refresh's result; the cursor follows its row as new
-// events push it down, and stays on top when it was there, so a tail
-// keeps showing the newest.
+// setRows takes a refresh's result. A frozen pane keeps its rows (unless
+// they were read for another filter); a following one takes them, and a
+// cursor off the top (moved while the first rows were loading) follows
+// its row by key.
 func (p *eventPane) setRows(q crm.EventQuery, rows []eventRow) {
 	if q.Filter != p.filter {
+		return
+	}
+	if p.frozen && p.loaded && p.rowsFor == p.filter {
 		return
 	}
 	prev := ""
 	if r, ok := p.selected(); ok && p.cursor > 0 {
 		prev = r.key()
 	}
-	p.rows, p.loaded = rows, true
+	p.rows, p.loaded, p.rowsFor = rows, true, p.filter
 	if prev != "" {
 		for i, r := range rows {
 			if r.key() == prev {
@@ -199,8 +292,18 @@ func (p eventPane) cells(r eventRow) []cell {
 // View draws the pane at its size.
 func (p eventPane) View() string {
 	title := paneEvents.title()
-	if p.total >= 0 {
-		title += fmt.Sprintf(" (%d)", p.total)
+	shown := p.total
+	if p.filter != "" {
+		shown = p.matched
+	}
+	title += countLabel(shown, p.total, p.filter != "")
+	if p.frozen {
+		title += " · frozen"
+		if n := p.arrived(); n > 0 {
+			title += fmt.Sprintf(" · %d new (f follows)", n)
+		}
+	} else {
+		title += " · following"
 	}
 	rows := make([][]cell, len(p.rows))
 	for i, r := range p.rows {

@@ -3,6 +3,7 @@ package ui
 import (
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -28,32 +29,156 @@ type leadPane struct {
 	cursor    int
 	offset    int
 	keepIndex bool // the user scrolled: keep the cursor's row, not its lead
+	matched   int  // leads the filter matches, when the store counts them; -1 unknown
 }
 
 func newLeadPane(id paneID, st *Styles, keys dashboardKeys, states ...crm.State) leadPane {
-	return leadPane{paneFrame: newPaneFrame(st, keys), id: id, states: states}
+	return leadPane{paneFrame: newPaneFrame(st, keys), id: id, states: states, matched: -1}
 }
 
-// query is what the pane asks the Source for.
-func (p leadPane) query() crm.LeadQuery {
-	return crm.LeadQuery{States: slices.Clone(p.states), Filter: p.filter, Limit: p.limit(), Offset: p.offset}
+// followMargin is how many rows a pane following its selected lead
+// reads on each side of its window: under live traffic the lead moves by
+// the rows that arrived or left since the last refresh, and the pane
+// re-anchors its window on it (a lead that moved further, or left the
+// pane's states, leaves the cursor on the same screen row).
+const followMargin = 100
+
+// query is what the pane asks the Source for, and how its rows map to
+// the window.
+func (p leadPane) query() (crm.LeadQuery, leadWindow) {
+	q := crm.LeadQuery{States: slices.Clone(p.states), Filter: p.filter, Limit: p.limit(), Offset: p.offset}
+	if st := p.filterStates(); len(st) > 0 {
+		q.States, q.Filter = st, ""
+	}
+	w := leadWindow{offset: p.offset, filter: p.filter}
+	if p.scanning() {
+		// The matches are merged with those of the scan, so the store's
+		// rows are read from the top down to the window's end.
+		q.Offset, q.Limit, w.merged = 0, p.offset+q.Limit+1, true
+		return q, w
+	}
+	if p.tracking() {
+		lo := max(p.offset-followMargin, 0)
+		w.skip = p.offset - lo
+		q.Offset, q.Limit = lo, q.Limit+w.skip+followMargin
+	}
+	return q, w
+}
+
+// filterStates are the pane's states whose drawn name holds the filter
+// (case-insensitively): the store filters external_id, crm_id and
+// reason, so a state word such as "failed" is mapped to its states
+// here. Only the Rejections pane draws its state; the others match none.
+func (p leadPane) filterStates() []crm.State {
+	f := strings.ToLower(strings.TrimSpace(p.filter))
+	if f == "" || p.id != paneRejections {
+		return nil
+	}
+	var out []crm.State
+	for _, st := range p.states {
+		if strings.Contains(string(st), f) {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// leadScan is how many of the newest leads a filtering pane reads
+// unfiltered to match the words it draws that the store's filter does
+// not see: "HTTP 401", a LAST error such as "dial tcp", a countdown.
+const leadScan = 200
+
+// scanning reports whether the filter is matched on drawn text too: a
+// filter that names no state.
+func (p leadPane) scanning() bool {
+	return p.filter != "" && len(p.filterStates()) == 0
+}
+
+// drawn is the text of a lead's row as the pane draws it.
+func (p leadPane) drawn(l crm.Lead) string {
+	cs := p.cells(l)
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = c.text
+	}
+	if p.id == paneRejections && l.LastHTTPStatus != 0 {
+		// The HTTP column's code reads as "HTTP 401" under its title.
+		parts = append(parts, "HTTP "+strconv.Itoa(l.LastHTTPStatus))
+	}
+	return strings.Join(parts, " ")
+}
+
+// merge is every match a filtering pane knows of: the store's, then the
+// scanned rows whose drawn text holds the filter, in the pane's order.
+// It sets matched, negative (a lower bound) when a read was cut short.
+func (p *leadPane) merge(q crm.LeadQuery, stored, scan []crm.Lead) []crm.Lead {
+	f := strings.ToLower(p.filter)
+	seen := make(map[int64]bool, len(stored))
+	out := slices.Clone(stored)
+	for _, l := range stored {
+		seen[l.ID] = true
+	}
+	for _, l := range scan {
+		if !seen[l.ID] && strings.Contains(strings.ToLower(p.drawn(l)), f) {
+			seen[l.ID] = true
+			out = append(out, l)
+		}
+	}
+	byNext := len(p.states) == 1 && p.states[0] == crm.StateRetryWait
+	sort.SliceStable(out, func(i, j int) bool {
+		if byNext {
+			return out[i].NextAttemptAt.Before(out[j].NextAttemptAt)
+		}
+		return out[i].UpdatedAt.After(out[j].UpdatedAt)
+	})
+	p.matched = len(out)
+	if len(stored) >= q.Limit || len(scan) >= leadScan {
+		p.matched = -len(out)
+	}
+	return out
+}
+
+// tracking reports whether the cursor follows its lead across refreshes:
+// the user moved it off the newest row and did not just scroll the window.
+func (p leadPane) tracking() bool {
+	_, ok := p.selected()
+	return ok && !p.keepIndex && (p.cursor > 0 || p.offset > 0)
 }
 
 func (p *leadPane) ask(q *snapshotQuery) {
-	lq := p.query()
-	q.leads[p.id] = &lq
+	lq, w := p.query()
+	q.leads[p.id], q.leadWin[p.id] = &lq, w
+	if w.merged {
+		q.leadScan[p.id] = &crm.LeadQuery{States: slices.Clone(p.states), Limit: leadScan}
+	}
 }
 
 // take applies a refresh: the total of the pane's states and its rows.
 func (p *leadPane) take(s snapshotMsg) bool {
 	if s.countsOK {
-		p.total = 0
+		p.total, p.matched = 0, -1
 		for _, st := range p.states {
 			p.total += s.counts.States[st]
 		}
+		if sts := p.filterStates(); len(sts) > 0 {
+			p.matched = 0
+			for _, st := range sts {
+				p.matched += s.counts.States[st]
+			}
+		}
 	}
 	r := s.leads[p.id]
-	return r.ok && p.setRows(r.q, r.rows)
+	if !r.ok {
+		return false
+	}
+	w := s.q.leadWin[p.id]
+	if w.merged && w.filter == p.filter {
+		// All matches from the top, windowed like any read.
+		r.rows = p.merge(r.q, r.rows, r.scan)
+		r.q.Offset, r.q.Limit = 0, len(r.rows)
+		w.skip = p.offset
+	}
+	return p.setRows(r.q, w, r.rows)
 }
 
 // more reports whether rows may exist past the window.
@@ -134,39 +259,51 @@ func (p leadPane) filterText() string { return p.filter }
 // setFilter changes the filter and starts again from the top.
 func (p *leadPane) setFilter(f string) {
 	if f != p.filter {
-		p.filter, p.offset, p.cursor = f, 0, 0
+		p.filter, p.offset, p.cursor, p.matched = f, 0, 0, -1
 	}
 }
 
 // setRows takes a query's result. A result for another window or filter
-// is stale (a newer query is pending) and dropped. It reports whether the
-// window fell past the end and the pane needs another query.
-func (p *leadPane) setRows(q crm.LeadQuery, rows []crm.Lead) (again bool) {
-	if q.Offset != p.offset || q.Filter != p.filter {
+// is stale (a newer query is pending) and dropped. A cursor on the first
+// row stays there, showing the newest; one the user moved follows its
+// lead by id, and the window moves with it, so the row under ▸ stays the
+// same lead as rows arrive or leave. It reports whether the pane needs
+// another query at once (its window fell past the end, or the lead it
+// follows sits past the rows read).
+func (p *leadPane) setRows(q crm.LeadQuery, w leadWindow, rows []crm.Lead) (again bool) {
+	if w.offset != p.offset || w.filter != p.filter {
 		return false
 	}
-	// A cursor on the first row stays there, showing the newest; one the
-	// user moved down follows its lead as new rows push it.
 	var prev int64
-	if l, ok := p.selected(); ok && (p.cursor > 0 || p.offset > 0) {
+	if l, ok := p.selected(); ok && p.tracking() {
 		prev = l.ID
 	}
-	p.rows, p.loaded = rows, true
-	if len(rows) == 0 && p.offset > 0 {
-		p.offset = max(p.offset-p.limit(), 0)
-		return true
+	p.keepIndex = false
+	lim := p.limit()
+	window := func(from int) []crm.Lead {
+		from = min(max(from, 0), len(rows))
+		return rows[from:min(from+lim, len(rows))]
 	}
-	if !p.keepIndex && prev != 0 {
-		// New rows arrive on top: follow the lead the user was on.
+	p.rows, p.loaded = window(w.skip), true
+	if prev != 0 {
 		for i, l := range rows {
-			if l.ID == prev {
-				p.cursor = i
-				break
+			if l.ID != prev {
+				continue
 			}
+			pos := q.Offset + i // the lead's place in the pane
+			p.offset = max(pos-p.cursor, 0)
+			p.cursor = pos - p.offset
+			p.rows = window(p.offset - q.Offset)
+			// The lead is near the end of what was read: read again
+			// around it so the window below it fills.
+			return !w.merged && len(p.rows) < lim && len(rows) == q.Limit
 		}
 	}
-	p.keepIndex = false
-	p.cursor = min(max(p.cursor, 0), max(len(rows)-1, 0))
+	if len(p.rows) == 0 && p.offset > 0 {
+		p.offset = max(p.offset-lim, 0)
+		return true
+	}
+	p.cursor = min(max(p.cursor, 0), max(len(p.rows)-1, 0))
 	return false
 }
 
@@ -241,9 +378,7 @@ func httpStyle(st *Styles, code int) lipgloss.Style {
 // View draws the pane at its size.
 func (p leadPane) View() string {
 	title := p.id.title()
-	if p.total >= 0 {
-		title += fmt.Sprintf(" (%d)", p.total)
-	}
+	title += countLabel(p.shown(), p.total, p.filter != "")
 	if p.offset > 0 {
 		title += fmt.Sprintf(" · from #%d", p.offset+1)
 	}
@@ -255,6 +390,21 @@ func (p leadPane) View() string {
 		st: p.st, title: title, cols: p.columns(), rows: rows, loaded: p.loaded, filter: p.filter,
 		empty: p.emptyText(), cursor: p.cursor, focused: p.focused, height: p.height,
 	}.View(p.width)
+}
+
+// shown is how many leads the filter matches: exact when it names a
+// state (Counts has it) or when every match fits the window; otherwise
+// a lower bound, negative ("at least -n").
+func (p leadPane) shown() int {
+	switch {
+	case p.filter == "":
+		return p.total
+	case len(p.filterStates()) > 0 && p.matched >= 0, p.scanning() && p.matched != 0:
+		return p.matched
+	case len(p.rows) < p.limit():
+		return p.offset + len(p.rows)
+	}
+	return -(p.offset + len(p.rows))
 }
 
 func (p leadPane) emptyText() string {

@@ -56,7 +56,7 @@ func TestLiveUpdates(t *testing.T) {
 		t.Fatalf("change gave %d Cmds, want re-arm + refresh", len(batch))
 	}
 	m = drive(t, m, batch[1]())
-	requireContains(t, m.View(), "ext-104", "in 5.0s", "Pending retries (4)")
+	requireContains(t, m.View(), "ext-104", "in 5s", "Pending retries (4)")
 
 	t.Run("Coalesce", func(t *testing.T) {
 		m := m
@@ -85,7 +85,7 @@ func TestLiveUpdates(t *testing.T) {
 	})
 	t.Run("TickMovesCountdowns", func(t *testing.T) {
 		next, _ := m.Update(tickMsg{now: t0.Add(3 * time.Second), status: h.status})
-		requireContains(t, next.(Model).View(), "in 2.0s", "in 26s")
+		requireContains(t, next.(Model).View(), "in 2s", "in 26s")
 	})
 	t.Run("ClosedChannel", func(t *testing.T) {
 		ch := make(chan struct{})

@@ -183,11 +183,18 @@ func fmtCountdown(t, now time.Time) string {
 	if t.IsZero() {
 		return "—"
 	}
-	d := t.Sub(now).Truncate(time.Second)
-	if d <= 0 {
+	d := t.Sub(now)
+	switch {
+	case d <= 0:
 		return "due"
+	case d < time.Second:
+		return "in <1s"
+	case d < time.Minute:
+		// Whole seconds: the row redraws every second, so a tenth is
+		// precision it cannot keep.
+		return fmt.Sprintf("in %ds", int(d.Seconds()))
 	}
-	return "in " + fmtDur(d)
+	return "in " + fmtDur(d.Truncate(time.Second))
 }
 
 // fmtAge is how long ago t was, coarsely.
@@ -280,6 +287,74 @@ func wrapHard(s string, w int) string {
 		return s
 	}
 	return ansi.Hardwrap(s, w, true)
+}
+
+// wrapWords breaks s into lines of at most w cells between words, and
+// inside a word only when it is longer than a line: for prose and
+// timelines, where a key or an id must stay whole to be read.
+func wrapWords(s string, w int) string {
+	if w <= 0 {
+		return s
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = wrapLine(l, w)
+	}
+	return strings.Join(lines, "\n")
+}
+
+// wrapLine wraps one line at spaces only: ansi.Wordwrap also breaks at
+// every hyphen, which splits keys and external ids.
+func wrapLine(l string, w int) string {
+	if ansi.StringWidth(l) <= w {
+		return l
+	}
+	var out []string
+	var cur strings.Builder
+	// The line's indent stays on its first line.
+	body := strings.TrimLeft(l, " ")
+	cur.WriteString(l[:len(l)-len(body)])
+	curW, fresh := cur.Len(), true
+	for _, word := range strings.Split(body, " ") {
+		ww := ansi.StringWidth(word)
+		switch {
+		case fresh:
+			cur.WriteString(word)
+			curW += ww
+			fresh = false
+		case curW+1+ww <= w:
+			cur.WriteString(" " + word)
+			curW += 1 + ww
+		default:
+			out = append(out, cur.String())
+			cur.Reset()
+			cur.WriteString(word)
+			curW = ww
+		}
+		if curW > w {
+			// A word longer than a line: break it where it must.
+			parts := strings.Split(ansi.Hardwrap(cur.String(), w, true), "\n")
+			out = append(out, parts[:len(parts)-1]...)
+			cur.Reset()
+			cur.WriteString(parts[len(parts)-1])
+			curW = ansi.StringWidth(parts[len(parts)-1])
+		}
+	}
+	return strings.Join(append(out, cur.String()), "\n")
+}
+
+// hangWrap wraps s to w cells between words and indents every line after
+// the first by indent cells, so a wrapped entry stays under its text.
+func hangWrap(s string, w, indent int) string {
+	if w-indent < 20 {
+		return s
+	}
+	first, rest, _ := strings.Cut(wrapWords(s, w), "\n")
+	if rest == "" {
+		return first
+	}
+	pre := strings.Repeat(" ", indent)
+	return first + "\n" + pre + strings.ReplaceAll(wrapWords(strings.ReplaceAll(rest, "\n", " "), w-indent), "\n", "\n"+pre)
 }
 
 // pad indents every line of s by one cell: breathing room inside a

@@ -28,15 +28,31 @@ const (
 type snapshotQuery struct {
 	now             time.Time
 	leads           [paneCount]*crm.LeadQuery // by pane; the events pane asks with events
+	leadWin         [paneCount]leadWindow     // what each lead pane shows of its query's rows
+	leadScan        [paneCount]*crm.LeadQuery // newest rows, unfiltered, for a pane to match its drawn words
 	events          *crm.EventQuery
+	eventScan       int // >0: also read this many newest events unfiltered, for the pane to match
 	detailID        string
 	throughputSince time.Time
+}
+
+// leadWindow is what a lead pane makes of its query's rows: the rows
+// from index skip on are its window, which starts at offset in the pane;
+// filter is the filter as typed (the query may carry another form of
+// it). A pane following its selected lead asks for more rows than it
+// shows, around the window, to find the lead where it moved.
+type leadWindow struct {
+	offset int
+	skip   int
+	filter string
+	merged bool // the rows are every match from the top: merge in the scan, then window
 }
 
 // leadResult is one lead pane's rows.
 type leadResult struct {
 	q    crm.LeadQuery
 	rows []crm.Lead
+	scan []crm.Lead // the newest rows of the pane's states, when asked
 	ok   bool
 }
 
@@ -53,6 +69,7 @@ type snapshotMsg struct {
 	events   []eventRow
 	eventsQ  crm.EventQuery
 	eventsOK bool
+	scan     []eventRow // the newest eventScan events, unfiltered, when asked
 	detail   crm.LeadDetail
 	detailOK bool
 	health   storeHealth
@@ -104,6 +121,11 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 				continue
 			}
 			out.rows, out.ok = rows, true
+			if sq := q.leadScan[id]; sq != nil {
+				if out.scan, err = src.Leads(ctx, *sq); err != nil {
+					fail(paneID(id).name(), err)
+				}
+			}
 		}
 		if q.events != nil {
 			msg.eventsQ = *q.events
@@ -117,6 +139,18 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 			}
 			if err1 == nil || err2 == nil {
 				msg.events, msg.eventsOK = mergeEvents(cbs, refs, q.events.Limit), true
+			}
+			if q.eventScan > 0 && msg.eventsOK {
+				// The pane matches the words it draws (REFUSED, unmatched,
+				// a refusal's code) on the newest rows, which the store's
+				// filter does not see.
+				sq := crm.EventQuery{Limit: q.eventScan}
+				cbs, err1 := src.Callbacks(ctx, sq)
+				refs, err2 := src.Refusals(ctx, sq)
+				if err := errors.Join(err1, err2); err != nil {
+					fail("events", err)
+				}
+				msg.scan = mergeEvents(cbs, refs, q.eventScan)
 			}
 		}
 		if q.detailID != "" {

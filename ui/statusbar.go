@@ -3,8 +3,10 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/charmbracelet/bubbles/help"
+	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
 )
@@ -12,16 +14,24 @@ import (
 // statusBar is the bottom line: the keys that matter now on the left,
 // the latest error or notice on the right. Errors outrank notices, and
 // an action's error outranks the store's, which outranks a refresh's,
-// which outranks the listener's.
+// which outranks the CRM's, which outranks the listener's. A notice
+// expires infoTTL after it was said, by the model's clock; an error stays
+// until its condition clears (an action's until esc or the next action).
 type statusBar struct {
 	st          *Styles
 	help        help.Model
-	err         error // the last failed action
-	storeErr    error // why the store cannot commit, kept until a refresh finds it healthy
-	refreshErr  error // the last refresh's failure, cleared by a good one
-	listenerErr error // why the listener is not running, from Status
+	err         error  // the last failed action
+	storeErr    error  // why the store cannot commit, kept until a refresh finds it healthy
+	refreshErr  error  // the last refresh's failure, cleared by a good one
+	listenerErr error  // why the listener is not running, from Status
+	crmErr      string // why the CRM is not answering, from Status; "" while it is
 	info        string
+	infoAt      time.Time // when info was said
+	now         time.Time // the model's clock, moved by expire
 }
+
+// infoTTL is how long a notice stays on the status bar.
+const infoTTL = 5 * time.Second
 
 func newStatusBar(st *Styles) statusBar {
 	h := help.New()
@@ -50,18 +60,30 @@ func (b statusBar) Update(msg tea.Msg) statusBar {
 		if res.KeyKept {
 			key = "same key " + res.Lead.IdempotencyKey
 		}
-		b.err, b.info = nil, "resubmitted "+res.Lead.ExternalID+" · "+key
+		b.err = nil
+		b.say("resubmitted " + res.Lead.ExternalID + " · " + key)
 	case pausedMsg:
-		b.info = "sending resumed"
 		if msg.paused {
-			b.info = "sending paused"
+			b.say("sending paused")
+		} else {
+			b.say("sending resumed")
 		}
 	}
 	return b
 }
 
-// say shows a notice; an error still on screen stays in front of it.
-func (b *statusBar) say(info string) { b.info = info }
+// say shows a notice for infoTTL; an error still on screen stays in
+// front of it.
+func (b *statusBar) say(info string) { b.info, b.infoAt = info, b.now }
+
+// expire moves the bar's clock to now and drops a notice said infoTTL
+// or more before.
+func (b *statusBar) expire(now time.Time) {
+	b.now = now
+	if b.info != "" && now.Sub(b.infoAt) >= infoTTL {
+		b.info = ""
+	}
+}
 
 // fail shows an action's error in place of any notice.
 func (b *statusBar) fail(err error) { b.err, b.info = err, "" }
@@ -81,6 +103,8 @@ func (b statusBar) View(width int, keys help.KeyMap, input string) string {
 		right = st.StatusErr.Render("✗ " + clean(b.storeErr.Error()))
 	case b.refreshErr != nil:
 		right = st.StatusErr.Render("✗ " + clean(b.refreshErr.Error()))
+	case b.crmErr != "":
+		right = st.StatusErr.Render("✗ " + clean(b.crmErr))
 	case b.listenerErr != nil:
 		right = st.StatusErr.Render("✗ listener: " + clean(b.listenerErr.Error()))
 	case b.info != "":
@@ -91,12 +115,33 @@ func (b statusBar) View(width int, keys help.KeyMap, input string) string {
 	if rw > 0 {
 		right = fit(right, rw)
 	}
-	h := b.help
-	h.Width = width - rw - 1
-	left := h.ShortHelpView(keys.ShortHelp())
+	left := b.hints(keys.ShortHelp(), width-rw-1)
 	if input != "" {
 		fw := max(width-rw-lipgloss.Width(left)-3, 20)
 		left = fit(input, fw) + "  " + left
 	}
 	return fit(left, width-rw) + right
+}
+
+// hints is the short help that fits in w cells. The help and quit keys
+// are the last to go: the others are dropped from the end first, so at
+// 80 columns "? help" and "q quit" stay.
+func (b statusBar) hints(bindings []key.Binding, w int) string {
+	h := b.help
+	h.Width = 0
+	var keep, rest []key.Binding
+	for _, kb := range bindings {
+		if k := kb.Help().Key; k == "?" || k == "q" {
+			keep = append(keep, kb)
+		} else {
+			rest = append(rest, kb)
+		}
+	}
+	for n := len(rest); n >= 0; n-- {
+		v := h.ShortHelpView(append(rest[:n:n], keep...))
+		if lipgloss.Width(v) <= w || n == 0 {
+			return v
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/charmbracelet/lipgloss"
@@ -139,4 +140,27 @@ func (t table) View(width int) string {
 		body = strings.Join(lines, "\n")
 	}
 	return s.box(title, body, width, t.height, t.focused)
+}
+
+// countLabel is a pane title's count: " (total)", or " (shown/total)"
+// while a filter is on. A negative shown is a lower bound, drawn "n+";
+// an unknown total (-1) is left out.
+func countLabel(shown, total int, filtered bool) string {
+	n := ""
+	switch {
+	case !filtered:
+	case shown < 0:
+		n = strconv.Itoa(-shown) + "+"
+	default:
+		n = strconv.Itoa(shown)
+	}
+	switch {
+	case total < 0 && n == "":
+		return ""
+	case total < 0:
+		return " (" + n + ")"
+	case n == "":
+		return " (" + strconv.Itoa(total) + ")"
+	}
+	return " (" + n + "/" + strconv.Itoa(total) + ")"
 }

@@ -3,6 +3,8 @@ package ui
 import (
 	"fmt"
 	"strings"
+
+	"github.com/charmbracelet/lipgloss"
 )
 
 // tabBar is the narrow layout's row of pane names, one of which is
@@ -15,19 +17,38 @@ type tabBar struct {
 }
 
 // View draws the bar width cells wide. The active tab is bracketed as
-// well as coloured, so it shows without colour.
+// well as coloured, so it shows without colour. When the names do not fit,
+// the inactive tabs shrink first (to their number and count, then to their
+// number), so the active one stays whole at 60 columns.
 func (t tabBar) View(width int) string {
+	var bar string
+	for short := range 3 {
+		bar = t.bar(short)
+		if lipgloss.Width(bar) <= width {
+			break
+		}
+	}
+	return fit(bar, width)
+}
+
+// bar joins the tabs; short is 0 for full inactive labels, 1 for number
+// and count, 2 for the number only.
+func (t tabBar) bar(short int) string {
 	var parts []string
 	for id := range paneCount {
-		label := fmt.Sprintf("%d %s", id+1, id.title())
-		if t.totals[id] >= 0 {
+		active := id == t.active
+		label := fmt.Sprintf("%d", id+1)
+		if active || short == 0 {
+			label += " " + id.title()
+		}
+		if t.totals[id] >= 0 && (active || short < 2) {
 			label += fmt.Sprintf(" %d", t.totals[id])
 		}
-		if id == t.active {
+		if active {
 			parts = append(parts, t.st.TabActive.Render("["+label+"]"))
 		} else {
 			parts = append(parts, t.st.TabInactive.Render(" "+label+" "))
 		}
 	}
-	return fit(strings.Join(parts, t.st.Border.Render("│")), width)
+	return strings.Join(parts, t.st.Border.Render("│"))
 }
