@@ -110,6 +110,18 @@ func Backend(location string) (Kind, error) {
 	return "", fmt.Errorf("%w: %q", ErrUnknownScheme, RedactLocation(location))
 }
 
+// Redacted stands in for a password in what is printed.
+const Redacted = "xxxxx"
+
+// RedactSecret is msg with every occurrence of secret replaced by
+// Redacted: for driver errors that may quote a connection string.
+func RedactSecret(msg, secret string) string {
+	if secret == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, secret, Redacted)
+}
+
 // RedactLocation is location fit to print: a URL loses its password (and
 // any password= query parameter); a path is returned as it is.
 func RedactLocation(location string) string {
@@ -122,13 +134,13 @@ func RedactLocation(location string) string {
 	}
 	if u.User != nil {
 		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			u.User = url.UserPassword(u.User.Username(), Redacted)
 		}
 	}
 	q := u.Query()
 	for k := range q {
 		if strings.EqualFold(k, "password") {
-			q.Set(k, "xxxxx")
+			q.Set(k, Redacted)
 		}
 	}
 	u.RawQuery = q.Encode()

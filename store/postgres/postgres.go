@@ -167,11 +167,7 @@ func scrub(err error, password string) error {
 	if err == nil {
 		return nil
 	}
-	msg := oneLine(err.Error())
-	if password != "" {
-		msg = strings.ReplaceAll(msg, password, "xxxxx")
-	}
-	return &scrubbedError{msg: msg, cause: err}
+	return &scrubbedError{msg: store.RedactSecret(oneLine(err.Error()), password), cause: err}
 }
 
 // Location implements store.Store: the URL without its password.

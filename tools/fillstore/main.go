@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -123,10 +122,7 @@ func analyzePostgres(ctx context.Context, url string) error {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		msg := err.Error()
-		if cfg.Password != "" {
-			msg = strings.ReplaceAll(msg, cfg.Password, "xxxxx")
-		}
+		msg := store.RedactSecret(err.Error(), cfg.Password)
 		return fmt.Errorf("analyze %s: connect: %s (check the URL and that the server is up)", loc, msg)
 	}
 	defer conn.Close(context.Background())
