@@ -70,7 +70,7 @@ func refusedOnce(t *testing.T, envVars map[string]string, want ...string) {
 // one clear line naming the accepted forms, its password not shown.
 func TestDBUnknownScheme(t *testing.T) {
 	refusedOnce(t, servicesEnv("mysql://root:"+testPassword+"@db.example/leads"),
-		"unknown database URL scheme", "file path", "postgres://", "mysql://root:xxxxx@db.example/leads")
+		"unknown database URL scheme", "file path", "postgres://", "mysql://root:REDACTED@db.example/leads")
 	code, _, errOut := runCLI(t, nil, "", "export", "leads", "--db", "mysql://x")
 	if code != 1 || !strings.Contains(errOut, `"mysql://x"`) {
 		t.Errorf("--db mysql://x: exit %d %q", code, errOut)
@@ -82,7 +82,7 @@ func TestDBUnknownScheme(t *testing.T) {
 func TestPostgresUnreachable(t *testing.T) {
 	needPostgresBackend(t, storetest.Postgres(t))
 	dsn := "postgres://postgres:" + testPassword + "@" + loopbackPort(t) + "/leadwatch?sslmode=disable&connect_timeout=5"
-	refusedOnce(t, servicesEnv(dsn), "postgres://postgres:xxxxx@127.0.0.1:")
+	refusedOnce(t, servicesEnv(dsn), "postgres://postgres:REDACTED@127.0.0.1:")
 }
 
 // TestPostgresWrongPassword: a cluster that checks passwords, given the
@@ -93,7 +93,7 @@ func TestPostgresWrongPassword(t *testing.T) {
 	dsn := c.database("lw", right)
 	needPostgresBackend(t, withPassword(t, dsn, right))
 	envVars := servicesEnv(withPassword(t, dsn, testPassword))
-	refusedOnce(t, envVars, "password authentication failed", "postgres://postgres:xxxxx@"+c.addr()+"/lw")
+	refusedOnce(t, envVars, "password authentication failed", "postgres://postgres:REDACTED@"+c.addr()+"/lw")
 	for _, args := range storeCommands {
 		_, out, errOut := runCLI(t, envVars, "", args...)
 		if strings.Contains(out+errOut, right) {

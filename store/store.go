@@ -111,7 +111,7 @@ func Backend(location string) (Kind, error) {
 }
 
 // Redacted stands in for a password in what is printed.
-const Redacted = "xxxxx"
+const Redacted = "REDACTED"
 
 // RedactSecret is msg with every occurrence of secret replaced by
 // Redacted: for driver errors that may quote a connection string.

@@ -297,9 +297,9 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 			OR lower(event) LIKE $3 OR lower(status) LIKE $3)`
 	}
 	query += ` ORDER BY id DESC LIMIT $2`
-	args = append(args, clampLimit(q.Limit))
+	args = append(args, store.ClampLimit(q.Limit))
 	if q.Filter != "" {
-		args = append(args, likePattern(q.Filter))
+		args = append(args, store.LikePattern(q.Filter))
 	}
 	out, err := queryAll(ctx, db.pool, scanCallbackHead, query, args...)
 	if err != nil {
@@ -333,7 +333,7 @@ const sqlCursorBound = `(SELECT COALESCE(min(x), pg_snapshot_xmax(pg_current_sna
 func (db *DB) CallbacksAfter(ctx context.Context, afterID int64, limit int) ([]crm.CallbackEvent, error) {
 	out, err := queryAll(ctx, db.pool, scanCallbackHead, `SELECT `+callbackHeadCols+` FROM callbacks
 		WHERE id > $1 AND txid < `+sqlCursorBound+` ORDER BY id LIMIT $2`,
-		afterID, clampLimit(limit))
+		afterID, store.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("callbacks after %d: %w", afterID, err)
 	}
@@ -368,10 +368,10 @@ func (db *DB) ExportCallbacks(ctx context.Context, fn func(crm.CallbackEvent) er
 // table is bounded (Options.MaxRefusals), so a filter scan is cheap.
 func (db *DB) Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, error) {
 	query := `SELECT id, at, remote_addr, http_status, code, detail, head FROM refusals WHERE id > $1`
-	args := []any{q.AfterID, clampLimit(q.Limit)}
+	args := []any{q.AfterID, store.ClampLimit(q.Limit)}
 	if q.Filter != "" {
 		query += ` AND (lower(detail) LIKE $3 OR lower(code) LIKE $3 OR lower(remote_addr) LIKE $3)`
-		args = append(args, likePattern(q.Filter))
+		args = append(args, store.LikePattern(q.Filter))
 	}
 	query += ` ORDER BY id DESC LIMIT $2`
 	out, err := queryAll(ctx, db.pool, scanRefusal, query, args...)

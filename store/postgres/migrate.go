@@ -4,11 +4,6 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -23,45 +18,9 @@ var migrationFS embed.FS
 // others wait and then find nothing to do. ("lw" "migr" in ASCII.)
 const migrationLock int64 = 0x6c77_6d69_6772
 
-// migration is one embedded schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded migrations/NNN_name.sql files, in
-// order, and checks that they are numbered 1, 2, 3, … without gaps.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %q: name must be NNN_name.sql", e.Name())
-		}
-		body, err := fs.ReadFile(migrationFS, path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %03d_%s: expected number %d", m.version, m.name, i+1)
-		}
-	}
-	return ms, nil
-}
-
 // SchemaVersion is the schema version this build migrates databases to.
 func SchemaVersion() int {
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		return 0
 	}
@@ -73,7 +32,7 @@ func SchemaVersion() int {
 // Opens of one database apply each migration once. A read-only handle
 // only checks the version.
 func (db *DB) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -87,7 +46,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return mapErr(ctx, err)
 		}
-		return checkVersion(v, len(ms), true)
+		return store.CheckVersion(v, len(ms), true)
 	}
 	// Waiting for another instance's migration is not "busy": lift the
 	// lock timeout for this session while it waits.
@@ -117,7 +76,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return mapErr(ctx, err)
 	}
-	if err := checkVersion(v, len(ms), false); err != nil {
+	if err := store.CheckVersion(v, len(ms), false); err != nil {
 		return err
 	}
 	for _, m := range ms[v:] {
@@ -129,23 +88,23 @@ func (db *DB) migrate(ctx context.Context) error {
 }
 
 // apply runs one migration and records it, in one transaction.
-func (db *DB) apply(ctx context.Context, conn *pgxpool.Conn, m migration) error {
+func (db *DB) apply(ctx context.Context, conn *pgxpool.Conn, m store.Migration) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return mapErr(ctx, err)
 	}
 	defer rollback(tx)
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %03d_%s: %w", m.version, m.name, mapErr(ctx, err))
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-		m.version, m.name, db.now().UnixMilli()); err != nil {
-		return fmt.Errorf("migration %03d_%s: %w", m.version, m.name, mapErr(ctx, err))
+		m.Version, m.Name, db.now().UnixMilli()); err != nil {
+		return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migration %03d_%s: %w", m.version, m.name, mapErr(ctx, err))
+		return fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
 	}
-	db.log.Info("store migrated", "db", db.location, "version", m.version, "name", m.name)
+	db.log.Info("store migrated", "db", db.location, "version", m.Version, "name", m.Name)
 	return nil
 }
 
@@ -159,16 +118,4 @@ func version(ctx context.Context, conn *pgxpool.Conn) (int, error) {
 	var v int
 	err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, err
-}
-
-// checkVersion refuses a database newer than this build and, read-only,
-// one older (it cannot be migrated without writing).
-func checkVersion(have, want int, readOnly bool) error {
-	if have > want {
-		return fmt.Errorf("%w: its schema version is %d, this build knows up to %d; upgrade leadwatch or use another --db", store.ErrTooNew, have, want)
-	}
-	if readOnly && have < want {
-		return fmt.Errorf("%w: schema version %d needs migrating to %d; open it read-write once", store.ErrReadOnly, have, want)
-	}
-	return nil
 }

@@ -55,38 +55,6 @@ func (db *DB) Counts(ctx context.Context) (crm.Counts, error) {
 	return c, nil
 }
 
-// likePattern is a LIKE pattern matching filter as a case-insensitive
-// substring (the caller lowers the column): the filter is lowered and its
-// wildcards escaped with '\'.
-func likePattern(filter string) string {
-	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(filter))
-	return "%" + esc + "%"
-}
-
-// clampLimit bounds a page size: 50 when unset, at most 10,000.
-func clampLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 50
-	case n > 10000:
-		return 10000
-	}
-	return n
-}
-
-// dedupStates drops repeated states, keeping the first of each.
-func dedupStates(states []crm.State) []crm.State {
-	seen := make(map[crm.State]bool, len(states))
-	out := make([]crm.State, 0, len(states))
-	for _, s := range states {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // leadKey orders a pane: the sort column's value and the id.
 type leadKey struct{ at, id int64 }
 
@@ -98,19 +66,12 @@ type leadKey struct{ at, id int64 }
 // fetched by primary key. A Filter (case-insensitive ASCII substring of
 // external_id, crm_id or reason) is checked row by row along that walk.
 func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
-	limit := clampLimit(q.Limit)
+	limit := store.ClampLimit(q.Limit)
 	offset := max(q.Offset, 0)
-	states := q.States
-	if len(states) == 0 {
-		states = crm.States
+	states, byDue, err := store.PaneStates(q.States)
+	if err != nil {
+		return nil, err
 	}
-	for _, s := range states {
-		if !s.Valid() {
-			return nil, fmt.Errorf("leads: unknown state %q", s)
-		}
-	}
-	states = dedupStates(states)
-	byDue := len(states) == 1 && states[0] == crm.StateRetryWait
 	keyCol, order := "updated_at", ` ORDER BY updated_at DESC, id DESC`
 	if byDue {
 		keyCol, order = "next_attempt_at", ` ORDER BY next_attempt_at, id`
@@ -121,7 +82,7 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 		// lower() and LIKE, not ILIKE: the filter is ASCII-case-insensitive
 		// as store/sqlite's is.
 		filter = ` AND (lower(external_id) LIKE $2 OR lower(crm_id) LIKE $2 OR lower(reason) LIKE $2)`
-		fargs = []any{likePattern(q.Filter)}
+		fargs = []any{store.LikePattern(q.Filter)}
 	}
 
 	tx, err := db.beginRead(ctx)

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // BenchmarkEnqueue enqueues leads one by one: one transaction and one

@@ -5,13 +5,13 @@ package sqlite
 import (
 	"context"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // processCPU is the CPU time this process has used, user and system.

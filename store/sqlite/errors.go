@@ -3,9 +3,10 @@ package sqlite
 import (
 	"context"
 	"errors"
-	"github.com/leadwatch/leadwatch/store"
 
 	"modernc.org/sqlite"
+
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // SQLite primary result codes the store maps (the low byte of an extended

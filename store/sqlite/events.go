@@ -5,12 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // callbackHeadCols is the column list scanCallbackHead reads, in order:
@@ -277,24 +276,6 @@ func (db *DB) SaveRefusal(ctx context.Context, r crm.Refusal) (err error) {
 	return db.commit(ctx, tx)
 }
 
-// likePattern makes a case-insensitive substring pattern for
-// `lower(col) LIKE ? ESCAPE '\'`. Case folding is ASCII (SQLite's lower()).
-func likePattern(filter string) string {
-	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(strings.ToLower(filter))
-	return "%" + esc + "%"
-}
-
-// clampLimit bounds a page size: 50 when unset, at most 10,000.
-func clampLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 50
-	case n > 10000:
-		return 10000
-	}
-	return n
-}
-
 // Callbacks implements ui.Source: stored callbacks newest first (by id),
 // only those after q.AfterID, filtered by a case-insensitive substring of
 // external_id, internal_id, event or status, without their raw bodies
@@ -305,13 +286,13 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 	query := `SELECT ` + callbackHeadCols + ` FROM callbacks WHERE id > ?`
 	args := []any{q.AfterID}
 	if q.Filter != "" {
-		p := likePattern(q.Filter)
+		p := store.LikePattern(q.Filter)
 		query += ` AND (lower(external_id) LIKE ? ESCAPE '\' OR lower(internal_id) LIKE ? ESCAPE '\'
 			OR lower(event) LIKE ? ESCAPE '\' OR lower(status) LIKE ? ESCAPE '\')`
 		args = append(args, p, p, p, p)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, clampLimit(q.Limit))
+	args = append(args, store.ClampLimit(q.Limit))
 	return db.queryCallbacks(ctx, "callbacks", query, args...)
 }
 
@@ -320,7 +301,7 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 // next.
 func (db *DB) CallbacksAfter(ctx context.Context, afterID int64, limit int) ([]crm.CallbackEvent, error) {
 	return db.queryCallbacks(ctx, "callbacks after", `SELECT `+callbackHeadCols+` FROM callbacks WHERE id > ? ORDER BY id LIMIT ?`,
-		afterID, clampLimit(limit))
+		afterID, store.ClampLimit(limit))
 }
 
 // queryCallbacks runs a list query of callbackHeadCols.
@@ -339,12 +320,12 @@ func (db *DB) Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, er
 	query := `SELECT id, at, remote_addr, http_status, code, detail, head FROM refusals WHERE id > ?`
 	args := []any{q.AfterID}
 	if q.Filter != "" {
-		p := likePattern(q.Filter)
+		p := store.LikePattern(q.Filter)
 		query += ` AND (lower(detail) LIKE ? ESCAPE '\' OR lower(code) LIKE ? ESCAPE '\' OR lower(remote_addr) LIKE ? ESCAPE '\')`
 		args = append(args, p, p, p)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, clampLimit(q.Limit))
+	args = append(args, store.ClampLimit(q.Limit))
 	out, err := queryAll(ctx, db.reader, scanRefusal, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("refusals: %w", err)

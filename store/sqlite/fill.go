@@ -4,12 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // fillBatch is how many rows Fill writes per transaction: large enough

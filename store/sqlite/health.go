@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"os"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"modernc.org/sqlite"
 
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // newHealth is Health's state for a newly opened DB: the shared rules

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/internal/poll"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // logRecorder is a slog.Handler that keeps every record, for tests that

@@ -6,13 +6,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // leadCols is the column list scanLead reads, in order.

@@ -2,10 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"github.com/leadwatch/leadwatch/store"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // BenchmarkCheckFile is the file identity check every commit pays (one

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/internal/poll"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // countRows counts the rows the counters stand for. (countStar adds the

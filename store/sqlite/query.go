@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"sort"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // Counts implements ui.Source from the counter tables that every write
@@ -68,19 +68,12 @@ func scanNamedCount(s scanner) (namedCount, error) {
 // crm_id or reason) is checked row by row along that index walk: cheap when
 // matches are common, a scan of the states' rows when they are rare.
 func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
-	limit := clampLimit(q.Limit)
+	limit := store.ClampLimit(q.Limit)
 	offset := max(q.Offset, 0)
-	states := q.States
-	if len(states) == 0 {
-		states = crm.States
+	states, byDue, err := store.PaneStates(q.States)
+	if err != nil {
+		return nil, err
 	}
-	for _, s := range states {
-		if !s.Valid() {
-			return nil, fmt.Errorf("leads: unknown state %q", s)
-		}
-	}
-	states = dedupStates(states)
-	byDue := len(states) == 1 && states[0] == crm.StateRetryWait
 	keyCol, order := "updated_at", ` ORDER BY updated_at DESC, id DESC`
 	if byDue {
 		keyCol, order = "next_attempt_at", ` ORDER BY next_attempt_at, id`
@@ -88,7 +81,7 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 	filter := ""
 	var fargs []any
 	if q.Filter != "" {
-		p := likePattern(q.Filter)
+		p := store.LikePattern(q.Filter)
 		filter = ` AND (lower(external_id) LIKE ? ESCAPE '\' OR lower(crm_id) LIKE ? ESCAPE '\' OR lower(reason) LIKE ? ESCAPE '\')`
 		fargs = []any{p, p, p}
 	}
@@ -163,19 +156,6 @@ func scanLeadKey(s scanner) (leadKey, error) {
 	var k leadKey
 	err := s.Scan(&k.at, &k.id)
 	return k, err
-}
-
-// dedupStates drops repeated states, keeping the first of each.
-func dedupStates(states []crm.State) []crm.State {
-	seen := make(map[crm.State]bool, len(states))
-	out := make([]crm.State, 0, len(states))
-	for _, s := range states {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // attemptCols is the column list scanAttempt reads, in order.

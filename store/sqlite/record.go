@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // maxRecordBatch bounds how many Records share one transaction.

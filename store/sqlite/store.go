@@ -28,13 +28,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/leadwatch/leadwatch/store"
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +39,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 //go:embed migrations/*.sql
@@ -79,45 +77,9 @@ type DB struct {
 	afterRead func(ctx context.Context, op string, tx *sql.Tx)
 }
 
-// migration is one embedded schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-// loadMigrations reads the embedded migrations/NNN_name.sql files, in
-// order, and checks that they are numbered 1, 2, 3, … without gaps.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %q: name must be NNN_name.sql", e.Name())
-		}
-		body, err := fs.ReadFile(migrationFS, path.Join("migrations", e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %03d_%s: expected number %d", m.version, m.name, i+1)
-		}
-	}
-	return ms, nil
-}
-
 // SchemaVersion is the schema version this build migrates databases to.
 func SchemaVersion() int {
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		return 0
 	}
@@ -291,7 +253,7 @@ func prepareFile(path string, opt store.Options) error {
 // processes opening one new file do not both apply a migration. A
 // read-only handle only checks the version.
 func (db *DB) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
@@ -300,7 +262,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err != nil {
 			return mapErr(ctx, err)
 		}
-		return checkVersion(v, len(ms), true)
+		return store.CheckVersion(v, len(ms), true)
 	}
 	err = db.retryBusy(ctx, func() error {
 		_, err := db.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -351,7 +313,7 @@ func (db *DB) retryBusy(ctx context.Context, fn func() error) error {
 }
 
 // migrateOne applies the next migration; done when none is left.
-func (db *DB) migrateOne(ctx context.Context, ms []migration) (done bool, err error) {
+func (db *DB) migrateOne(ctx context.Context, ms []store.Migration) (done bool, err error) {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return false, mapErr(ctx, err)
@@ -361,24 +323,24 @@ func (db *DB) migrateOne(ctx context.Context, ms []migration) (done bool, err er
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
 		return false, mapErr(ctx, err)
 	}
-	if err := checkVersion(v, len(ms), false); err != nil {
+	if err := store.CheckVersion(v, len(ms), false); err != nil {
 		return false, err
 	}
 	if v == len(ms) {
 		return true, nil
 	}
 	m := ms[v]
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("migration %03d_%s: %w", m.version, m.name, mapErr(ctx, err))
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, db.now().UnixMilli()); err != nil {
+		m.Version, m.Name, db.now().UnixMilli()); err != nil {
 		return false, mapErr(ctx, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return false, mapErr(ctx, err)
 	}
-	db.log.Info("store migrated", "path", db.path, "version", m.version, "name", m.name)
+	db.log.Info("store migrated", "path", db.path, "version", m.Version, "name", m.Name)
 	return false, nil
 }
 
@@ -392,18 +354,6 @@ func (db *DB) version(ctx context.Context, q *sql.DB) (int, error) {
 	var v int
 	err = q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, err
-}
-
-// checkVersion refuses a database newer than this build and, read-only,
-// one older (it cannot be migrated without writing).
-func checkVersion(have, want int, readOnly bool) error {
-	if have > want {
-		return fmt.Errorf("%w: its schema version is %d, this build knows up to %d; upgrade leadwatch or use another --db", store.ErrTooNew, have, want)
-	}
-	if readOnly && have < want {
-		return fmt.Errorf("%w: schema version %d needs migrating to %d; open it read-write once", store.ErrReadOnly, have, want)
-	}
-	return nil
 }
 
 // Close stops the watchers and closes the connections.
