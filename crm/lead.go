@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -29,11 +30,15 @@ const (
 	StateValidationError State = "validation_error"
 	StateRejected        State = "rejected"
 	StateFailed          State = "failed"
+	// StateHeld: kept from being sent until released, by an operator
+	// (Lead.Hold "operator") or because its source or sub_id is paused
+	// (Lead.Hold "source" or "sub_id"). Not final; not claimed.
+	StateHeld State = "held"
 )
 
 // States lists every state in display order.
 var States = []State{
-	StateQueued, StateInFlight, StateRetryWait, StateAccepted,
+	StateQueued, StateInFlight, StateRetryWait, StateHeld, StateAccepted,
 	StateDuplicate, StateValidationError, StateRejected, StateFailed,
 }
 
@@ -87,7 +92,25 @@ type Lead struct {
 	LeaseExpiresAt time.Time
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
+
+	// The traffic source fields of the payload (LeadFields), kept in
+	// columns for the Sources view, the report and pauses.
+	Source, Funnel, SubID, Country string
+	// Hold says why a held lead is held: HoldOperator, HoldSource or
+	// HoldSubID; "" for a lead in any other state.
+	Hold string
+	// AcceptedAt is when the CRM accepted the lead (zero before);
+	// FirstStatusAt when its first status callback arrived (zero before).
+	AcceptedAt    time.Time
+	FirstStatusAt time.Time
 }
+
+// Why a lead is held (Lead.Hold).
+const (
+	HoldOperator = "operator" // hold (dashboard or `leadwatch hold`)
+	HoldSource   = "source"   // its source is paused
+	HoldSubID    = "sub_id"   // its sub_id is paused
+)
 
 // AttemptKind tells a send from an operator's action in a lead's history.
 type AttemptKind string
@@ -132,6 +155,11 @@ type LeadFields struct {
 	ExternalID string
 	Phone      string
 	Country    string
+	// Source, Funnel and SubID name the traffic source, as the payload's
+	// source, funnel and sub_id give them: a string as it is, a number as
+	// its JSON text, anything else (or absent) "". Never an error: they
+	// are the CRM's to judge. Each is cut to MaxGroupValue bytes.
+	Source, Funnel, SubID string
 	// PhoneInvalid: the phone is not valid E.164. Without LeadCheck.Strict
 	// the lead is kept flagged and sent anyway: the CRM has the last word.
 	PhoneInvalid bool
@@ -207,6 +235,7 @@ func CheckLead(payload []byte, opt LeadCheck) (LeadFields, error) {
 	if f.Country, err = str("country", false); err != nil {
 		return f, err
 	}
+	f.Source, f.Funnel, f.SubID = groupValue(m["source"]), groupValue(m["funnel"]), groupValue(m["sub_id"])
 	if !phoneValidE164(f.Phone) {
 		if opt.Strict {
 			return f, fmt.Errorf("%w: phone %q is not valid E.164", ErrInvalidLead, f.Phone)
@@ -214,6 +243,45 @@ func CheckLead(payload []byte, opt LeadCheck) (LeadFields, error) {
 		f.PhoneInvalid = true
 	}
 	return f, nil
+}
+
+// MaxGroupValue bounds a source, funnel, sub_id or country kept for
+// grouping: longer values are cut (at a UTF-8 boundary).
+const MaxGroupValue = 200
+
+// groupValue is a source field as the Sources view groups it: a string as
+// it is, a number as its JSON text, anything else "".
+func groupValue(raw json.RawMessage) string {
+	var s string
+	switch {
+	case len(raw) == 0:
+		return ""
+	case raw[0] == '"':
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+	case raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9'):
+		s = string(raw)
+	default:
+		return ""
+	}
+	return CutGroupValue(s)
+}
+
+// CutGroupValue cuts s to MaxGroupValue bytes at a UTF-8 boundary.
+func CutGroupValue(s string) string {
+	if len(s) <= MaxGroupValue {
+		return s
+	}
+	s = s[:MaxGroupValue]
+	for len(s) > 0 {
+		r, size := utf8.DecodeLastRuneInString(s)
+		if r != utf8.RuneError || size != 1 {
+			break
+		}
+		s = s[:len(s)-1] // a rune cut in two
+	}
+	return s
 }
 
 // phoneValidE164 reports whether phone is written in E.164 ("+" and up to

@@ -59,13 +59,33 @@ type Counts struct {
 
 // LeadQuery selects leads for a pane. Only the rows shown are asked for.
 type LeadQuery struct {
-	States []State
-	Filter string // case-insensitive substring of external_id, crm_id or reason
+	States []State // none: every state
+	Filter string  // case-insensitive substring of external_id, crm_id or reason
+	// Reason, when set, is a case-insensitive substring the lead's reason
+	// must contain as well (bulk resubmit --reason).
+	Reason string
 	Limit  int
 	Offset int
-	// Order: by next_attempt_at ascending when the only state is
-	// retry_wait, otherwise by updated_at descending (newest first).
+	// Order: OrderDefault is by next_attempt_at ascending when the only
+	// state is retry_wait, otherwise by updated_at descending (newest
+	// first). OrderNewest and OrderOldest are by id (creation order),
+	// with keyset paging by BeforeID / AfterID instead of Offset, so the
+	// All leads pane pages over millions of rows at the cost of one page.
+	Order LeadOrder
+	// With OrderNewest: only leads with id < BeforeID (0: no bound).
+	// With OrderOldest: only leads with id > AfterID.
+	BeforeID, AfterID int64
 }
+
+// LeadOrder orders a LeadQuery.
+type LeadOrder int
+
+// Lead orders.
+const (
+	OrderDefault LeadOrder = iota
+	OrderNewest            // id descending
+	OrderOldest            // id ascending
+)
 
 // EventQuery selects callbacks or refusals, newest first.
 type EventQuery struct {
@@ -86,8 +106,10 @@ type LeadDetail struct {
 type Throughput struct {
 	Start     time.Time
 	Bucket    time.Duration
-	Sent      []int
-	Callbacks []int
+	Sent      []int // attempts of kind send started
+	Callbacks []int // verified callbacks stored
+	Accepted  []int // attempts whose outcome was accepted
+	Failed    []int // attempts whose outcome was failed (gave up)
 }
 
 // Resubmission reports what a resubmit did.

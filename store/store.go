@@ -39,6 +39,21 @@ type Store interface {
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error)
 
+	// Operator actions. Act applies a to each lead named (a result per
+	// id, in order; a lead not found or in a state a does not apply to is
+	// a result with Err, not an error); RetryAllNow makes every
+	// retry_wait lead due now and says how many. Pause records the rule
+	// and holds the leads it covers (how many); Resume drops it and
+	// releases them; Pauses lists the rules in force, oldest first. A
+	// pause is race-free against concurrent enqueues and attempts in
+	// other instances: a lead enqueued or retried after Pause returns is
+	// held.
+	Act(ctx context.Context, a crm.Action, externalIDs []string) ([]crm.ActionResult, error)
+	RetryAllNow(ctx context.Context) (int, error)
+	Pause(ctx context.Context, p crm.Pause) (held int, err error)
+	Resume(ctx context.Context, p crm.Pause) (released int, err error)
+	Pauses(ctx context.Context) ([]crm.Pause, error)
+
 	// Callbacks (callbacks.EventSink).
 	SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]bool, error)
 	SaveRefusal(ctx context.Context, r crm.Refusal) error
@@ -49,9 +64,22 @@ type Store interface {
 	Lead(ctx context.Context, externalID string) (crm.Lead, error)
 	LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail, error)
 	Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error)
+	// FindLead is the lead whose external_id is id, else the one whose
+	// CRM id is id (the newest if several); ErrNotFound when neither.
+	FindLead(ctx context.Context, id string) (crm.Lead, error)
+	// CountLeads counts the leads q matches (Limit, Offset and the
+	// keyset bounds ignored), stopping at limit: capped is true when
+	// there are at least limit.
+	CountLeads(ctx context.Context, q crm.LeadQuery, limit int) (n int, capped bool, err error)
 	States(ctx context.Context, externalIDs []string) (map[string]crm.State, error)
 	Counts(ctx context.Context) (crm.Counts, error)
 	Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error)
+	// Report is the Sources view: one row per value of q.By among the
+	// leads created since q.Since, by Sent descending then Value. It
+	// reads pre-aggregated per-minute rows, never the leads.
+	Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, error)
+	// Pulse is recent traffic as every instance wrote it (crm.Pulse).
+	Pulse(ctx context.Context, now time.Time) (crm.Pulse, error)
 	Callback(ctx context.Context, id int64) (crm.CallbackEvent, error)
 	Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEvent, error)
 	CallbacksAfter(ctx context.Context, afterID int64, limit int) ([]crm.CallbackEvent, error)

@@ -26,4 +26,22 @@ type Source interface {
 	// the detail. It must be cheap (the store caches it): every refresh
 	// asks, since a store that stopped committing signals no change.
 	Health(ctx context.Context) (code string, err error)
+
+	// Finding leads (the All leads pane, the jump, filtered titles):
+	// as store.Store documents them.
+	FindLead(ctx context.Context, id string) (crm.Lead, error)
+	CountLeads(ctx context.Context, q crm.LeadQuery, limit int) (n int, capped bool, err error)
+	// The Sources view.
+	Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, error)
+	// Pulse is the CRM's and the listener's health as the store saw it,
+	// for a dashboard whose own sender and listener are off.
+	Pulse(ctx context.Context, now time.Time) (crm.Pulse, error)
+
+	// Operator actions, written to the store so every sender sharing it
+	// picks them up.
+	Act(ctx context.Context, a crm.Action, externalIDs []string) ([]crm.ActionResult, error)
+	RetryAllNow(ctx context.Context) (int, error)
+	Pause(ctx context.Context, p crm.Pause) (held int, err error)
+	Resume(ctx context.Context, p crm.Pause) (released int, err error)
+	Pauses(ctx context.Context) ([]crm.Pause, error)
 }
