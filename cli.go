@@ -33,10 +33,18 @@ func newRootCmd(e env) *cobra.Command {
 		statusCmd(e),
 		tailCmd(e),
 		resubmitCmd(e),
+		retryNowCmd(e),
+		holdCmd(e),
+		releaseCmd(e),
+		cancelCmd(e),
+		pauseCmd(e),
+		resumeCmd(e),
+		reportCmd(e),
 		exportCmd(e),
 		pruneCmd(e),
 		backupCmd(e),
 		forgetCmd(e),
+		triggerCmd(e),
 		versionCmd(e),
 	)
 	// cobra would add its completion command at Execute; made now, it is

@@ -198,11 +198,52 @@ func statusCmd(e env) *cobra.Command {
 		}),
 	}
 	o.addConfig(c.Flags())
-	// status reads no store; --db is still accepted, so that a script
-	// passing it to every command keeps working.
+	// status asks the CRM, and its help is about that; --db is accepted
+	// all the same, for a script passing it to every command, and names
+	// the store that explains a lead the CRM does not know.
 	o.addDB(c.Flags())
 	_ = c.Flags().MarkHidden("db")
 	return readsEnv(c, senderEnv)
+}
+
+// storedLead is the lead id in the configured store, when the store
+// exists and has it. It never creates a store, and any trouble reading
+// one is the same as no lead: this only adds to an answer already given.
+func storedLead(ctx context.Context, cfg config.Config, id string) (crm.Lead, bool) {
+	kind, err := store.Backend(cfg.Store.Path)
+	if err != nil || cfg.Store.Path == "" {
+		return crm.Lead{}, false
+	}
+	if kind == store.SQLite {
+		if _, err := os.Stat(cfg.Store.Path); err != nil {
+			return crm.Lead{}, false
+		}
+	}
+	db, err := openStore(ctx, cfg, store.Options{Logger: discardLog(), ReadOnly: true})
+	if err != nil {
+		return crm.Lead{}, false
+	}
+	defer db.Close()
+	l, err := db.Lead(ctx, id)
+	return l, err == nil
+}
+
+// knownOf is what the store says of a lead: "state failed (HTTP 401:
+// bad key), 1 attempt(s), no CRM id", on one line whatever the reason
+// holds.
+func knownOf(l crm.Lead) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "state %s", l.State)
+	if r := strings.Join(strings.Fields(l.Reason), " "); r != "" {
+		fmt.Fprintf(&b, " (%s)", r)
+	}
+	fmt.Fprintf(&b, ", %d attempt(s)", l.Attempts)
+	if l.CRMID != "" {
+		fmt.Fprintf(&b, ", CRM id %s", l.CRMID)
+	} else {
+		b.WriteString(", no CRM id")
+	}
+	return b.String()
 }
 
 func cmdStatus(ctx context.Context, e env, o storeFlags, id string) error {
@@ -218,6 +259,14 @@ func cmdStatus(ctx context.Context, e env, o storeFlags, id string) error {
 		return err
 	}
 	sr, err := client.Status(ctx, id)
+	if errors.Is(err, crm.ErrNotFound) {
+		// The CRM never created it: a lead still queued, held, refused
+		// before it got an id, or withdrawn. What the store knows says
+		// which, where a bare "not found" would send the operator looking.
+		if l, ok := storedLead(ctx, cfg, id); ok {
+			fmt.Fprintf(e.stderr, "leadwatch status: %s is not at the CRM; leadwatch's store has it: %s\n", id, knownOf(l))
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -228,22 +277,58 @@ func cmdStatus(ctx context.Context, e env, o storeFlags, id string) error {
 
 func resubmitCmd(e env) *cobra.Command {
 	var o storeFlags
-	var payloadFile string
+	var payloadFile, state, reason string
 	c := &cobra.Command{
-		Use:   "resubmit [--payload FILE] EXTERNAL_ID",
-		Short: "re-queue a final lead",
+		Use:   "resubmit [--payload FILE] EXTERNAL_ID | --state S [--reason TEXT]",
+		Short: "re-queue a final lead, or every lead in a state",
 		Long: "Put a final lead back in the outbox. An unchanged failed lead keeps its idempotency\n" +
 			"key; any other final lead, or an edited payload, gets a new one. A running leadwatch\n" +
-			"(dashboard or serve) sends it.",
-		Args: oneArg("EXTERNAL_ID"),
+			"(dashboard or serve) sends it.\n\n" +
+			"With --state S instead of an EXTERNAL_ID, every lead in state S (duplicate,\n" +
+			"validation_error, rejected or failed) whose reason contains --reason TEXT (any\n" +
+			"case), oldest first, with its payload unchanged. It says how many and which key rule\n" +
+			"applies, and asks before it starts when standard input is a terminal (not otherwise,\n" +
+			"for scripts).",
 		RunE: action(func(cmd *cobra.Command, args []string) error {
-			return cmdResubmit(cmd.Context(), e, o, payloadFile, args[0])
+			bulk := cmd.Flags().Changed("state")
+			switch {
+			case bulk && len(args) > 0:
+				return usageErrorf("EXTERNAL_ID and --state are exclusive: one lead, or every lead in a state")
+			case !bulk && len(args) != 1:
+				return usageErrorf("need one EXTERNAL_ID, or --state S")
+			case bulk && payloadFile != "":
+				return usageErrorf("--payload goes with one EXTERNAL_ID, not with --state")
+			case !bulk && cmd.Flags().Changed("reason"):
+				return usageErrorf("--reason goes with --state")
+			}
+			if !bulk {
+				return cmdResubmit(cmd.Context(), e, o, payloadFile, args[0])
+			}
+			st := crm.State(state)
+			if !st.Resubmittable() {
+				return usageErrorf("--state is %s, not %q", orList(resubmittableStates()), state)
+			}
+			return cmdResubmitBulk(cmd.Context(), e, o, st, reason)
 		}),
 	}
 	o.addConfig(c.Flags())
 	o.addDB(c.Flags())
 	c.Flags().StringVar(&payloadFile, "payload", "", "replace the payload with the JSON object in `FILE` (- for stdin)")
+	c.Flags().StringVar(&state, "state", "", "resubmit every lead in state `S`")
+	c.Flags().StringVar(&reason, "reason", "", "with --state: only leads whose reason contains `TEXT` (any case)")
+	_ = c.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(resubmittableStates(), cobra.ShellCompDirectiveNoFileComp))
 	return readsEnv(c, storeEnv)
+}
+
+// resubmittableStates are the states resubmit --state takes.
+func resubmittableStates() []string {
+	var out []string
+	for _, s := range crm.States {
+		if s.Resubmittable() {
+			out = append(out, string(s))
+		}
+	}
+	return out
 }
 
 func cmdResubmit(ctx context.Context, e env, o storeFlags, payloadFile, id string) error {

@@ -85,12 +85,24 @@ func cmdDashboard(ctx context.Context, e env, o storeFlags, d dashboardFlags) er
 		return err
 	}
 	defer db.Close()
+	// A metrics port already taken stops the dashboard before it owns the
+	// terminal, where the one-line error can still be read.
+	msrv, m, err := listenMetrics(cfg, db, log)
+	if err != nil {
+		return err
+	}
 	svc, err := newServices(cfg, db, log, serviceOptions{send: !d.noSend, listen: !d.noListen, tolerateBindError: true})
 	if err != nil {
+		if msrv != nil {
+			msrv.Close()
+		}
 		return err
 	}
 	log.Info("leadwatch dashboard", "db", db.Location(), "listen", svc.ListenAddr(),
 		"sending", !d.noSend, "crm", crm.RedactURL(cfg.CRM.BaseURL))
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	waitMetrics := startMetrics(metricsCtx, msrv, m, svc, log)
+	defer func() { stopMetrics(); waitMetrics() }()
 	return runDashboard(ctx, e, db, svc, cfg.CRM.BaseURL, cfg.Retry.MaxAttempts, log)
 }
 
@@ -220,7 +232,9 @@ func runDashboard(ctx context.Context, e env, db store.Store, svc *services, bas
 		cfg.Pause = svc.disp.SetPaused // nil hides pausing
 	}
 	model := ui.New(cfg)
-	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(runCtx), tea.WithOutput(e.stdout)}
+	// Cell-motion mouse: the wheel scrolls and a click selects; a
+	// terminal's own selection still works with shift held.
+	opts := []tea.ProgramOption{tea.WithAltScreen(), tea.WithMouseCellMotion(), tea.WithContext(runCtx), tea.WithOutput(e.stdout)}
 	if e.stdin != nil {
 		opts = append(opts, tea.WithInput(e.stdin))
 	}
@@ -248,6 +262,34 @@ func (s dashboardSource) Resubmit(ctx context.Context, externalID string, payloa
 		s.notify()
 	}
 	return r, err
+}
+
+// Act applies an operator action and wakes the dispatcher, so a lead
+// made due (send now, release) goes out at once.
+func (s dashboardSource) Act(ctx context.Context, a crm.Action, externalIDs []string) ([]crm.ActionResult, error) {
+	r, err := s.Store.Act(ctx, a, externalIDs)
+	if err == nil {
+		s.notify()
+	}
+	return r, err
+}
+
+// RetryAllNow makes every waiting lead due and wakes the dispatcher.
+func (s dashboardSource) RetryAllNow(ctx context.Context) (int, error) {
+	n, err := s.Store.RetryAllNow(ctx)
+	if err == nil && n > 0 {
+		s.notify()
+	}
+	return n, err
+}
+
+// Resume lifts a pause and wakes the dispatcher for what it released.
+func (s dashboardSource) Resume(ctx context.Context, p crm.Pause) (int, error) {
+	n, err := s.Store.Resume(ctx, p)
+	if err == nil && n > 0 {
+		s.notify()
+	}
+	return n, err
 }
 
 // listenerWatch turns the callback handler's counters into the

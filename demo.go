@@ -42,7 +42,7 @@ type demoWorld struct {
 	svc     *services
 	sender  *demoSender
 	cfg     config.Config
-	blocked string // a country code the sandbox rejects
+	blocked []string // the country codes the sandbox rejects
 	log     *slog.Logger
 	closeFn []func()
 }
@@ -116,9 +116,7 @@ func newDemoWorld(ctx context.Context, e env, dbPath, logPath string, logTo *os.
 		return nil, fmt.Errorf("demo sandbox: %w", err)
 	}
 	w.sandbox = sb
-	if len(sc.BlockCountries) > 0 {
-		w.blocked = sc.BlockCountries[0]
-	}
+	w.blocked = sc.BlockCountries
 	cfg.CRM.BaseURL = sb.URL
 
 	good, err := newClient(cfg)
@@ -208,19 +206,146 @@ func runDemo(ctx context.Context, e env, dbPath, logPath string) error {
 	defer w.close()
 	campaignCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	go runCampaign(campaignCtx, w.db, w.svc.disp.Notify, w.sender, w.log, campaignPlan{Blocked: w.blocked})
-	go w.sender.outageAt(campaignCtx, demoOutageAt, demoOutageFor, w.log)
+	start := time.Now()
+	go runCampaign(campaignCtx, w.db, w.svc.disp.Notify, w.sender, w.log, campaignPlan{Start: start, Blocked: w.blocked})
+	go demoEvery(campaignCtx, start, demoOutageAt, func() { w.sender.outage(campaignCtx, demoOutageFor, w.log) })
+	go demoEvery(campaignCtx, start, demoBurstAt, func() { w.badSignatures(campaignCtx, demoBurstSize, demoBurstFor) })
 	go w.walkIns(campaignCtx)
 	return runDashboard(ctx, e, w.db, w.svc, w.cfg.CRM.BaseURL, demoPolicy.MaxAttempts, w.log)
 }
 
-// The demo's CRM outage: from demoOutageAt after the start, in the middle
-// of the campaign's peak, for demoOutageFor, no request reaches the
-// sandbox, so the header's CRM health turns red and recovers.
+// The demo's timeline: one cycle of demoCycle, repeated until the user
+// quits, so that every part of the dashboard has something to show within
+// the first minute and again every few minutes after.
+//
+//	0:00–0:10  the ramp: from a lead every 1.5 s to the peak of 25 leads/s
+//	0:10–1:20  the peak
+//	0:30–0:50  the CRM outage: no request reaches the sandbox, the header's
+//	           CRM health turns red, leads pile up waiting to retry, then
+//	           it recovers and the backlog goes out
+//	1:00–1:03  a burst of 300 callbacks signed with a wrong secret (a
+//	           forger replaying "ftd" callbacks): refusals per minute jump
+//	1:20–1:30  the ramp down
+//	1:30–3:00  the lull: a lead every 1.5 s
+//
+// Throughout: every 7 s a walk-in callback for a lead leadwatch never sent
+// (unmatched); statuses (new, no_answer, callback, interested, ftd,
+// not_interested) arrive from the sandbox seconds after each acceptance; a
+// few leads go out with a revoked key (401, failed) until resubmitted. The
+// traffic comes from five sources; one of them, "pushtraffic", is junk:
+// mostly blocked countries and malformed phones, which the Sources view
+// shows as a high rejected share. Once the store holds demoLeadCap leads
+// the campaign adds no more, so hours of demo stay as fast as the first
+// minutes; the outages, bursts and walk-ins go on.
 const (
+	demoCycle    = 3 * time.Minute
+	demoRampUp   = 10 * time.Second
+	demoPeakEnd  = 80 * time.Second
+	demoRampDown = 10 * time.Second
+	demoPeakGap  = 40 * time.Millisecond
+	demoLullGap  = 1500 * time.Millisecond
+
 	demoOutageAt  = 30 * time.Second
 	demoOutageFor = 20 * time.Second
+
+	demoBurstAt   = 60 * time.Second
+	demoBurstSize = 300
+	demoBurstFor  = 3 * time.Second
+
+	demoLeadCap = 200_000
 )
+
+// demoGap is the wait after a lead at off into the cycle: the ramps move
+// the rate (leads per second) linearly between the lull's and the peak's,
+// so the traffic grows the way a campaign's does rather than jumping.
+func demoGap(off time.Duration) time.Duration {
+	off %= demoCycle
+	lull, peak := 1/demoLullGap.Seconds(), 1/demoPeakGap.Seconds()
+	rate := lull
+	switch {
+	case off < demoRampUp:
+		rate = lull + (peak-lull)*float64(off)/float64(demoRampUp)
+	case off < demoPeakEnd:
+		rate = peak
+	case off < demoPeakEnd+demoRampDown:
+		rate = peak - (peak-lull)*float64(off-demoPeakEnd)/float64(demoRampDown)
+	}
+	return time.Duration(float64(time.Second) / rate)
+}
+
+// demoEvery runs fn at start+offset and then once each demoCycle after,
+// until ctx ends. fn runs on this goroutine: a slow one delays the next
+// run rather than overlapping it.
+func demoEvery(ctx context.Context, start time.Time, offset time.Duration, fn func()) {
+	for next := start.Add(offset); ; next = next.Add(demoCycle) {
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		fn()
+	}
+}
+
+// badSignatures posts n status callbacks signed with a secret the
+// listener does not know, spread over about `over`, as a forger (or a CRM
+// with a rotated secret) would: each is refused (403 bad_signature) and
+// shows in the header's refusals per minute and the events pane. It
+// returns how many got an answer.
+func (w *demoWorld) badSignatures(ctx context.Context, n int, over time.Duration) int {
+	url := "http://" + w.svc.ListenAddr() + w.cfg.Callbacks.Path
+	wrong := []byte(randomHex(32)) // a fresh random secret: the listener knows only its own
+	client := &http.Client{Timeout: 5 * time.Second}
+	w.log.Info("demo: burst of callbacks with a wrong signature", "count", n, "over", over)
+	const workers = 4
+	jobs := make(chan int)
+	var answered atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				body, _ := json.Marshal(crm.CallbackBody{
+					InternalID: fmt.Sprintf("crm_%08d", 90_000_000+i),
+					Event:      "status_changed",
+					Status:     "ftd",
+					Timestamp:  time.Now().Unix(),
+				})
+				req, err := crm.NewSignedCallback(url, body, wrong, time.Now())
+				if err != nil {
+					continue
+				}
+				resp, err := client.Do(req.WithContext(ctx))
+				if err != nil {
+					continue
+				}
+				resp.Body.Close()
+				answered.Add(1)
+			}
+		}()
+	}
+	pace := time.NewTicker(max(over/time.Duration(max(n, 1)), time.Millisecond))
+	defer pace.Stop()
+feed:
+	for i := range n {
+		select {
+		case <-ctx.Done():
+			break feed
+		case jobs <- i:
+		}
+		select {
+		case <-ctx.Done():
+			break feed
+		case <-pace.C:
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return int(answered.Load())
+}
 
 // demoSender sends most leads with the right key and a few, once, with a
 // revoked one, the way a launch meets a key rotated under it: those fail
@@ -235,19 +360,16 @@ type demoSender struct {
 	downErr       error           // what an attempt meets during it
 }
 
-// outageAt takes the CRM away after at, for dur, unless ctx ends first.
-func (s *demoSender) outageAt(ctx context.Context, at, dur time.Duration, log *slog.Logger) {
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(at):
-	}
+// outage takes the CRM away for dur, unless ctx ends first.
+func (s *demoSender) outage(ctx context.Context, dur time.Duration, log *slog.Logger) {
 	log.Info("demo: CRM outage begins", "for", dur)
 	s.down.Store(true)
 	defer s.down.Store(false)
+	t := time.NewTimer(dur)
+	defer t.Stop()
 	select {
 	case <-ctx.Done():
-	case <-time.After(dur):
+	case <-t.C:
 		log.Info("demo: CRM outage ends")
 	}
 }
@@ -280,49 +402,68 @@ func (s *demoSender) Submit(ctx context.Context, body []byte, key string) crm.Re
 
 // campaignPlan shapes the synthetic launch. Zero values take defaults.
 type campaignPlan struct {
-	Total   int           // leads in all; default 1500
-	Ramp    time.Duration // time to reach full rate; default 10 s
-	PeakPer time.Duration // interval between leads at full rate; default 40 ms
+	Start time.Time // the timeline's origin; default now
+	// Gap is the wait after a lead at an offset from Start; default
+	// demoGap.
+	Gap func(off time.Duration) time.Duration
+	// Cap stops the campaign once the store holds this many leads (those
+	// it had before included); default demoLeadCap.
+	Cap     int
 	Seed    uint64
-	Blocked string // a country the sandbox blocks
+	Blocked []string // countries the sandbox blocks; default RU
 }
 
-// runCampaign enqueues a synthetic launch: a ramp of leads, most good, some
-// invalid, some duplicates by phone, some from a blocked country, a few
-// sent with a revoked key. It stops at Total or when ctx ends.
+// runCampaign enqueues a synthetic launch in waves (plan.Gap): most leads
+// good, some invalid, some duplicates by phone, some from a blocked
+// country, a few sent with a revoked key, and the junk source's mostly
+// bad ones. It stops when the store holds plan.Cap leads or ctx ends.
 func runCampaign(ctx context.Context, db store.Store, notify func(), sender *demoSender, log *slog.Logger, plan campaignPlan) {
-	if plan.Total == 0 {
-		plan.Total = 1500
+	if plan.Start.IsZero() {
+		plan.Start = time.Now()
 	}
-	if plan.Ramp == 0 {
-		plan.Ramp = 10 * time.Second
+	if plan.Gap == nil {
+		plan.Gap = demoGap
 	}
-	if plan.PeakPer == 0 {
-		plan.PeakPer = 40 * time.Millisecond
+	if plan.Cap == 0 {
+		plan.Cap = demoLeadCap
 	}
-	if plan.Blocked == "" {
-		plan.Blocked = "RU"
+	if len(plan.Blocked) == 0 {
+		plan.Blocked = []string{"RU"}
 	}
 	if plan.Seed == 0 {
 		plan.Seed = uint64(time.Now().UnixNano())
 	}
+	// A --db store may hold leads already: they count towards the cap.
+	stored := 0
+	if c, err := db.Counts(ctx); err == nil {
+		for _, n := range c.States {
+			stored += n
+		}
+	}
 	rng := rand.New(rand.NewPCG(plan.Seed, 0x1ead))
-	start := time.Now()
 	run := fmt.Sprintf("%04x", rng.IntN(1<<16))
+	// The phones a duplicate may reuse: the last few thousand are plenty
+	// and keep memory flat over hours.
+	const keepPhones = 4096
 	var phones []string
 	// A store that stopped taking writes fails every lead of the ramp:
 	// one line per interval says so without burying the log.
 	rlog := ratelog.New(log, 30*time.Second)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	for i := 1; i <= plan.Total; i++ {
+	for i := 1; stored < plan.Cap; i++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
 		}
 		l := demoLead(rng, run, i, phones, plan.Blocked)
-		phones = append(phones, l.Phone)
+		if l.Source != demoJunkSource {
+			if len(phones) == keepPhones {
+				phones = phones[1:]
+			}
+			phones = append(phones, l.Phone)
+		}
 		body, _ := json.Marshal(l)
 		if l.stale && sender != nil {
 			sender.markStale(l.ExternalID)
@@ -332,13 +473,13 @@ func runCampaign(ctx context.Context, db store.Store, notify func(), sender *dem
 				return
 			}
 			rlog.Warn("enqueue", "demo enqueue", "external_id", l.ExternalID, "err", err)
+		} else {
+			stored++
 		}
 		notify()
-		// Ramp linearly from one lead every 400 ms to the peak rate.
-		frac := min(float64(time.Since(start))/float64(plan.Ramp), 1)
-		gap := time.Duration(float64(400*time.Millisecond)*(1-frac) + float64(plan.PeakPer)*frac)
-		timer.Reset(gap)
+		timer.Reset(plan.Gap(time.Since(plan.Start)))
 	}
+	log.Info("demo: the store holds enough leads, the campaign adds no more", "leads", stored)
 }
 
 type demoPayload struct {
@@ -355,18 +496,31 @@ type demoPayload struct {
 	stale      bool
 }
 
+// demoJunkSource is the traffic source that sends junk, for the Sources
+// view (and a pause) to find.
+const demoJunkSource = "pushtraffic"
+
 var (
 	demoFirst   = []string{"Olena", "Marta", "Ivan", "Piotr", "Anna", "Lukas", "Sofia", "Marco", "Lucía", "Jonas", "Elif", "Tomás"}
 	demoLast    = []string{"Kovalenko", "Nowak", "Schmidt", "Rossi", "García", "Dubois", "Novák", "Horvat", "Silva", "Jansen"}
 	demoCountry = []struct{ code, prefix string }{
 		{"UA", "+38050"}, {"PL", "+4851"}, {"DE", "+49151"}, {"IT", "+39347"}, {"ES", "+34612"}, {"FR", "+33612"}, {"NL", "+31612"},
 	}
-	demoSources = []string{"fb", "google", "tiktok", "native"}
+	// The good sources, each with its share of the good traffic (in
+	// hundredths) and the prefix of its few sub_ids (ad sets, placements).
+	demoSources = []struct {
+		name, sub string
+		share     int
+	}{
+		{"fb", "fb-adset", 40}, {"google", "gads", 25}, {"tiktok", "tt-camp", 20}, {"native", "taboola", 15},
+	}
+	demoFunnels = []string{"crypto-q4", "forex-eu", "gold-lp"}
 )
 
 // demoLead makes lead number i. The mix is fixed by i so every kind of
-// outcome appears early: the first twenty leads already hold one of each.
-func demoLead(rng *rand.Rand, run string, i int, phones []string, blocked string) demoPayload {
+// outcome appears early: the first twenty leads already hold one of each,
+// and one lead in thirteen, from the sixth on, is the junk source's.
+func demoLead(rng *rand.Rand, run string, i int, phones []string, blocked []string) demoPayload {
 	c := demoCountry[rng.IntN(len(demoCountry))]
 	first, last := demoFirst[rng.IntN(len(demoFirst))], demoLast[rng.IntN(len(demoLast))]
 	l := demoPayload{
@@ -376,10 +530,31 @@ func demoLead(rng *rand.Rand, run string, i int, phones []string, blocked string
 		FirstName:  first,
 		LastName:   last,
 		Country:    c.code,
-		Source:     demoSources[rng.IntN(len(demoSources))],
-		Funnel:     "crypto-q4",
-		SubID:      fmt.Sprintf("s%03d", rng.IntN(1000)),
+		Funnel:     demoFunnels[rng.IntN(len(demoFunnels))],
 		ClickID:    randomHex(6),
+	}
+	if i%13 == 6 {
+		// The junk source: a blocked country more often than not, else
+		// as often a phone no CRM takes as a lead that is fine.
+		l.Source = demoJunkSource
+		l.SubID = fmt.Sprintf("pt-zone-%d", 9001+rng.IntN(3))
+		switch r := rng.IntN(100); {
+		case r < 60:
+			l.Country = blocked[rng.IntN(len(blocked))]
+			l.Phone = fmt.Sprintf("+1212%07d", rng.IntN(10_000_000))
+		case r < 80:
+			l.Phone = fmt.Sprintf("0%d", 500000000+rng.IntN(99999999))
+		}
+		return l
+	}
+	pick := rng.IntN(100)
+	for _, s := range demoSources {
+		if pick < s.share {
+			l.Source = s.name
+			l.SubID = fmt.Sprintf("%s-%d", s.sub, 101+rng.IntN(5))
+			break
+		}
+		pick -= s.share
 	}
 	switch {
 	case i%17 == 3: // a phone an earlier lead already used
@@ -387,7 +562,7 @@ func demoLead(rng *rand.Rand, run string, i int, phones []string, blocked string
 			l.Phone = phones[rng.IntN(len(phones))]
 		}
 	case i%19 == 5: // a blocked country
-		l.Country = blocked
+		l.Country = blocked[0]
 		l.Phone = fmt.Sprintf("+1212%07d", rng.IntN(10_000_000))
 	case i%23 == 7: // malformed: a local phone number
 		l.Phone = fmt.Sprintf("0%d", 500000000+rng.IntN(99999999))

@@ -91,8 +91,15 @@ func cmdServe(ctx context.Context, e env, o storeFlags, listen string, level slo
 		return err
 	}
 	sender := newSwapSender(client)
+	msrv, m, err := listenMetrics(cfg, db, log)
+	if err != nil {
+		return err
+	}
 	svc, err := newServices(cfg, db, log, serviceOptions{send: true, listen: true, sender: sender})
 	if err != nil {
+		if msrv != nil {
+			msrv.Close()
+		}
 		return err
 	}
 	// SIGHUP would otherwise end the process; from here on it reloads.
@@ -106,7 +113,8 @@ func cmdServe(ctx context.Context, e env, o storeFlags, listen string, level slo
 	// The services stop when stopRun says, not when ctx ends: between the
 	// two lies the drain.
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRun()
+	waitMetrics := startMetrics(runCtx, msrv, m, svc, log)
+	defer func() { stopRun(); waitMetrics() }()
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/crm/sandbox"
+	"github.com/leadwatch/leadwatch/metrics"
 	"github.com/leadwatch/leadwatch/store"
 	"github.com/leadwatch/leadwatch/store/postgres"
 	"github.com/leadwatch/leadwatch/store/sqlite"
@@ -135,4 +137,48 @@ func configError(err error) error {
 		return err
 	}
 	return &config.ValidationError{Missing: missing}
+}
+
+// listenMetrics binds metrics.listen when it is set, so that a port
+// already taken stops the command at start, with one line, before the
+// listener and the sender run; (nil, nil, nil) when metrics are off.
+func listenMetrics(cfg config.Config, db store.Store, log *slog.Logger) (*metrics.Server, *metrics.Metrics, error) {
+	if cfg.Metrics.Listen == "" {
+		return nil, nil, nil
+	}
+	m := metrics.New(db, log)
+	srv, err := metrics.Listen(cfg.Metrics.Listen, m, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return srv, m, nil
+}
+
+// startMetrics hooks m into the services that run (the sender's attempts,
+// the listener's refusals, commits and counters) and serves /metrics until
+// ctx ends. The returned wait blocks until the server has stopped, so the
+// port is free again when a command returns. With metrics off it does
+// nothing.
+func startMetrics(ctx context.Context, srv *metrics.Server, m *metrics.Metrics, svc *services, log *slog.Logger) (wait func()) {
+	if srv == nil {
+		return func() {}
+	}
+	if svc.disp != nil {
+		svc.disp.SetObserver(m)
+	}
+	if svc.handler != nil {
+		svc.handler.SetObserver(m)
+		m.WatchListener(svc.handler.Stats)
+	}
+	log.Info("metrics serving", "listen", srv.Addr(), "path", metrics.Path)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ctx); err != nil {
+			// The callbacks and the sender matter more than their
+			// metrics: say so and keep them running.
+			log.Error("metrics listener stopped; the rest keeps running", "err", err)
+		}
+	}()
+	return func() { <-done }
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
@@ -112,6 +113,11 @@ func (h *Handler) commitBatch(b *batcher, batch []crm.CallbackEvent) ([]bool, er
 func (h *Handler) save(evs []crm.CallbackEvent) (fresh []bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.CommitTimeout)
 	defer cancel()
+	if o := h.observe(); o != nil {
+		// Deferred first, so it runs last: after a panic has become err.
+		start := time.Now()
+		defer func() { o.Committed(len(evs), time.Since(start), err) }()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			fresh, err = nil, fmt.Errorf("sink panicked: %v", p)

@@ -213,6 +213,8 @@ type Handler struct {
 	// draining makes /healthz fail while callbacks are still served
 	// (SetDraining).
 	draining atomic.Bool
+	// observer hears refusals and commits, for metrics (SetObserver).
+	observer atomic.Pointer[observerRef]
 
 	verified, replays, refused, unavailable, shed, dropped, batches atomic.Uint64
 	reading                                                         atomic.Int64 // bodies being read

@@ -30,6 +30,9 @@ const maxReserializeCheck = 16 << 10
 // piles up in, the store.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, now time.Time, a answer, detail string, body []byte) {
 	h.refused.Add(1)
+	if o := h.observe(); o != nil {
+		o.Refused(codeOf(a))
+	}
 	head := body
 	if len(head) > headLen {
 		head = head[:headLen]

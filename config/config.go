@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -78,6 +79,7 @@ type Config struct {
 	Retry     Retry     `toml:"retry"`
 	Callbacks Callbacks `toml:"callbacks"`
 	Store     Store     `toml:"store"`
+	Metrics   Metrics   `toml:"metrics"`
 }
 
 // CRM is the [crm] table: where and how leads are sent.
@@ -130,6 +132,13 @@ type Callbacks struct {
 // Store is the [store] table.
 type Store struct {
 	Path string `toml:"path"`
+}
+
+// Metrics is the [metrics] table: Prometheus's /metrics.
+type Metrics struct {
+	// Listen is the address /metrics is served on, its own, apart from
+	// the callback listener (which may face the internet); "" is off.
+	Listen string `toml:"listen"`
 }
 
 // Default returns the configuration with every default set and no
@@ -427,10 +436,31 @@ func (c Config) Validate(need Need) error {
 			"callbacks.tls_key is set but callbacks.tls_cert is not: set both (PEM files) for HTTPS, or neither")
 	}
 	invalid(c.Store.Path == "", "store.path is empty: set it in [store], LEADWATCH_DB or --db")
+	if c.Metrics.Listen != "" {
+		if err := checkListenAddr(c.Metrics.Listen); err != nil {
+			e.Invalid = append(e.Invalid, "metrics.listen: "+err.Error())
+		}
+		invalid(need&NeedListener != 0 && c.Metrics.Listen == c.Callbacks.Listen && !strings.HasSuffix(c.Metrics.Listen, ":0"),
+			"metrics.listen must differ from callbacks.listen (%q): /metrics has its own address", c.Metrics.Listen)
+	}
 	if len(e.Missing) == 0 && len(e.Invalid) == 0 {
 		return nil
 	}
 	return &e
+}
+
+// checkListenAddr checks addr is HOST:PORT (HOST may be empty: every
+// interface) with a numeric port, so that a typo is a configuration error
+// rather than a bind error after the store was opened.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT (write it like \"127.0.0.1:9464\" or \":9464\")", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q has no port number (write it like \"127.0.0.1:9464\")", addr)
+	}
+	return nil
 }
 
 // ParseTrustedProxies parses callbacks.trusted_proxies: each item is an

@@ -23,6 +23,19 @@ type Sender interface {
 	Submit(ctx context.Context, body []byte, idempotencyKey string) Result
 }
 
+// AttemptObserver learns of every attempt as its answer arrives, for
+// metrics (main wires package metrics in). It is called from the
+// attempt's goroutine, before the attempt is recorded, and must be quick
+// and never block.
+type AttemptObserver interface {
+	// Attempted reports one attempt: the HTTP status answered (0 when no
+	// answer came: refused, reset, timed out) and how long it took.
+	Attempted(statusCode int, took time.Duration)
+}
+
+// attemptObserverRef boxes an AttemptObserver for an atomic.Pointer.
+type attemptObserverRef struct{ AttemptObserver }
+
 // DispatcherConfig tunes a Dispatcher. Zero values take the defaults named.
 type DispatcherConfig struct {
 	Owner       string         // lease owner; default host:pid:random
@@ -60,6 +73,7 @@ type Dispatcher struct {
 	paused   atomic.Bool
 	sent     atomic.Int64
 	health   *healthTracker
+	observer atomic.Pointer[attemptObserverRef]
 }
 
 // NewDispatcher returns a Dispatcher; Run starts it.
@@ -132,6 +146,17 @@ func (d *Dispatcher) SetPaused(p bool) {
 
 // Paused reports whether sending is paused.
 func (d *Dispatcher) Paused() bool { return d.paused.Load() }
+
+// SetObserver makes o hear every attempt from now on; nil removes it. A
+// setter, not a DispatcherConfig field, because main builds the dispatcher
+// before it knows whether metrics are on; safe while Run runs.
+func (d *Dispatcher) SetObserver(o AttemptObserver) {
+	if o == nil {
+		d.observer.Store(nil)
+		return
+	}
+	d.observer.Store(&attemptObserverRef{o})
+}
 
 // Sent returns how many attempts this dispatcher has recorded.
 func (d *Dispatcher) Sent() int64 { return d.sent.Load() }
@@ -285,6 +310,9 @@ func (d *Dispatcher) send(ctx context.Context, l Lead) {
 	// Counted before the record: the CRM's health does not depend on
 	// whether the store took the answer.
 	d.health.note(started, res, dec.State)
+	if o := d.observer.Load(); o != nil {
+		o.Attempted(res.StatusCode, res.Duration)
+	}
 
 	a := Attempt{
 		LeadID:         l.ID,

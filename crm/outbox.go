@@ -87,9 +87,17 @@ const (
 	OrderOldest            // id ascending
 )
 
+// EventScanWindow bounds a filtered callbacks query (EventQuery.Filter):
+// the filter is matched against the newest EventScanWindow callbacks
+// only. The Status events pane shows the newest events; without the
+// bound a filter that matches nothing (a word only the pane draws, a
+// typo) reads every callback, raw bodies' pages included: seconds at a
+// million rows.
+const EventScanWindow = 20_000
+
 // EventQuery selects callbacks or refusals, newest first.
 type EventQuery struct {
-	Filter  string // substring of external_id, internal_id, event or status (refusals: detail)
+	Filter  string // substring of external_id, internal_id, event or status (refusals: detail); callbacks: among the newest EventScanWindow
 	Limit   int
 	AfterID int64 // only rows with a larger id (for tail); 0 for all
 }

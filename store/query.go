@@ -16,6 +16,9 @@ func LikePattern(filter string) string {
 	return "%" + esc + "%"
 }
 
+// EventScanWindow is crm.EventScanWindow, for the backends.
+const EventScanWindow = crm.EventScanWindow
+
 // ClampLimit bounds a page size: 50 when unset, at most 10,000.
 func ClampLimit(n int) int {
 	switch {

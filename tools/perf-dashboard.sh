@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# perf-dashboard.sh — measures issue #5's dashboard budget on the real
+# perf-dashboard.sh — measures the dashboard's budget (issues #5 and #11) on the real
 # binary in a real terminal (tmux, 160x48) against a 1,000,000-lead,
 # 1,000,000-callback store:
-#   - time from launch to the first frame showing data
+#   - time from launch to the first frame showing data, on the big store
+#     and for `leadwatch --demo` (a fresh store)
 #   - VmRSS / VmHWM while idle and while 1,000 callbacks/s arrive
-#   - how long tab, j, enter and esc take to show on screen under that load
+#   - how long tab, j, enter, esc, 6 (Sources) and 5 (All leads) take to
+#     show on screen under that load
 #   - that new rows keep appearing under load
 #
 # Usage: tools/perf-dashboard.sh [SOURCE_DB]
@@ -81,7 +83,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # row (g) each round.
 key_rounds() {
 	local r line
-	declare -A lat=([tab]="" [j]="" [enter]="" [esc]="")
+	declare -A lat=([tab]="" [j]="" [enter]="" [esc]="" [6]="" [5]="")
 	for ((r = 1; r <= ROUNDS; r++)); do
 		T0=$(now_ms)
 		tmux -L "$SOCK" send-keys -t lw Tab
@@ -99,10 +101,16 @@ key_rounds() {
 		T0=$(now_ms)
 		tmux -L "$SOCK" send-keys -t lw Escape
 		lat[esc]+="$(wait_for 3000 has "┏━ Duplicates") "
-		tmux -L "$SOCK" send-keys -t lw BTab # back to the first pane for the next round
+		T0=$(now_ms)
+		tmux -L "$SOCK" send-keys -t lw 6
+		lat[6]+="$(wait_for 3000 has "┏━ Sources") "
+		T0=$(now_ms)
+		tmux -L "$SOCK" send-keys -t lw 5
+		lat[5]+="$(wait_for 3000 has "┏━ All leads") "
+		tmux -L "$SOCK" send-keys -t lw 1 # back to the first pane for the next round
 		sleep 0.3
 	done
-	for k in tab j enter esc; do
+	for k in tab j enter esc 6 5; do
 		say "$(printf '%-6s' "$k") ${lat[$k]}"
 	done
 }
@@ -142,6 +150,15 @@ T0=$(now_ms)
 "$WORK/leadwatch" --help >/dev/null 2>&1 || true
 say "leadwatch process start (--help): $(($(now_ms) - T0)) ms"
 tmux -L "$SOCK" kill-session -t base
+
+say "== first frame: leadwatch --demo (fresh store, embedded sandbox)"
+T0=$(now_ms)
+tmux -L "$SOCK" new-session -d -s lw -x $W -y $H -e TERM=xterm-256color -c "$WORK" \
+	"exec '$WORK/leadwatch' --demo --db '$WORK/demo.db' --log '$WORK/demo.log'"
+say "first frame (header drawn): $(wait_for 10000 has "Pending retries") ms after launch"
+say "first lead on screen:       $(wait_for 10000 has "lp-") ms"
+tmux -L "$SOCK" send-keys -t lw q
+while tmux -L "$SOCK" has-session -t lw 2>/dev/null; do sleep 0.05; done
 
 say "== first frame"
 sync

@@ -48,6 +48,25 @@ type (
 		externalID string
 		payload    []byte
 	}
+	// actedMsg is what Source.Act did (or why it failed as a whole).
+	actedMsg struct {
+		action  crm.Action
+		ids     []string
+		results []crm.ActionResult
+		err     error
+	}
+	// retriedAllMsg is what Source.RetryAllNow did.
+	retriedAllMsg struct {
+		n   int
+		err error
+	}
+	// askedMsg is a yes of the question dialog: run its Cmd.
+	askedMsg struct{ run tea.Cmd }
+	// curlSavedMsg says where the curl snippet was written.
+	curlSavedMsg struct {
+		path string
+		err  error
+	}
 	editorFileMsg struct {
 		path string
 		lead crm.Lead
@@ -72,7 +91,27 @@ const (
 	actEdit
 	actExternalEdit
 	actCopy
+	// The outbox actions, each one crm.Action on the lead.
+	actRetryNow
+	actHold
+	actRelease
+	actCancel
 )
+
+// outboxAction is the crm.Action a is, for the outbox actions.
+func (a action) outboxAction() (crm.Action, bool) {
+	switch a {
+	case actRetryNow:
+		return crm.ActRetryNow, true
+	case actHold:
+		return crm.ActHold, true
+	case actRelease:
+		return crm.ActRelease, true
+	case actCancel:
+		return crm.ActCancel, true
+	}
+	return "", false
+}
 
 // resubmits reports whether the action ends in a resubmission, which
 // only a lead in a final state allows.
@@ -150,6 +189,27 @@ func resubmit(src Source, externalID string, payload []byte) tea.Cmd {
 			return errMsg{fmt.Errorf("resubmit %s: %w", externalID, err)}
 		}
 		return resubmittedMsg{res: res}
+	}
+}
+
+// act runs one outbox action on leads in the store, where every sender
+// sharing it picks the change up.
+func act(src Source, a crm.Action, ids ...string) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		res, err := src.Act(ctx, a, ids)
+		return actedMsg{action: a, ids: ids, results: res, err: err}
+	}
+}
+
+// retryAllNow makes every waiting lead due now.
+func retryAllNow(src Source) tea.Cmd {
+	return func() tea.Msg {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		n, err := src.RetryAllNow(ctx)
+		return retriedAllMsg{n: n, err: err}
 	}
 }
 

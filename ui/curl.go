@@ -1,9 +1,16 @@
 package ui
 
 import (
+	"errors"
+	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/aymanbagabas/go-osc52/v2"
+	tea "github.com/charmbracelet/bubbletea"
 
 	"github.com/leadwatch/leadwatch/crm"
 )
@@ -60,7 +67,10 @@ func safeBaseURL(raw string) string {
 // and CARTELCRM_BASE_URL overrides it.
 func curlCommand(lead crm.Lead, baseURL string) string {
 	var b strings.Builder
-	b.WriteString("# leadwatch: send " + clean(lead.ExternalID) + " again (needs CARTELCRM_API_KEY and CARTELCRM_HMAC_SECRET)\n")
+	// Two short comment lines: the snippet is read and selected in an
+	// 80-column terminal, where a wrapped comment would run as a command.
+	b.WriteString("# leadwatch: send " + clean(lead.ExternalID) + " again\n")
+	b.WriteString("# needs CARTELCRM_API_KEY and CARTELCRM_HMAC_SECRET\n")
 	b.WriteString("base=${CARTELCRM_BASE_URL:-" + shellQuote(safeBaseURL(baseURL)) + "}\n")
 	b.WriteString("body=" + quoteChunked(string(lead.Payload), curlChunk) + "\n")
 	b.WriteString("ts=$(date +%s)\n")
@@ -75,4 +85,105 @@ func curlCommand(lead crm.Lead, baseURL string) string {
 	b.WriteString("  -H 'Content-Type: application/json' \\\n")
 	b.WriteString("  --data-binary \"$body\"\n")
 	return b.String()
+}
+
+// osc52For is the OSC 52 sequence that puts s on the clipboard from
+// inside the terminal multiplexer getenv says runs (tmux by $TMUX, GNU
+// screen by TERM=screen*): both swallow a bare OSC 52, and pass it on
+// wrapped in their passthrough sequence (tmux needs allow-passthrough,
+// or set-clipboard on for the bare form).
+func osc52For(s string, getenv func(string) string) osc52.Sequence {
+	seq := osc52.New(s)
+	switch {
+	case getenv("TMUX") != "":
+		return seq.Tmux()
+	case strings.HasPrefix(getenv("TERM"), "screen"):
+		return seq.Screen()
+	}
+	return seq
+}
+
+// curlFileName is the snippet's file name for a lead: its external_id
+// with anything but letters, digits, '.', '_' and '-' replaced, so an id
+// cannot name another directory.
+func curlFileName(externalID string) string {
+	var b strings.Builder
+	for _, r := range externalID {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		case r == '.' && b.Len() > 0:
+			b.WriteRune(r)
+		default:
+			b.WriteRune('_')
+		}
+		if b.Len() >= 64 {
+			break
+		}
+	}
+	return "leadwatch-curl-" + b.String() + ".sh"
+}
+
+// curlDirs are where the snippet may be saved, in order: the working
+// directory, then $XDG_STATE_HOME/leadwatch (~/.local/state/leadwatch),
+// where the dashboard's log goes for a store that is not a file.
+func curlDirs(getenv func(string) string) []string {
+	dirs := []string{"."}
+	state := getenv("XDG_STATE_HOME")
+	if state == "" || !filepath.IsAbs(state) {
+		if home := getenv("HOME"); home != "" {
+			state = filepath.Join(home, ".local", "state")
+		} else {
+			state = ""
+		}
+	}
+	if state != "" {
+		dirs = append(dirs, filepath.Join(state, "leadwatch"))
+	}
+	return dirs
+}
+
+// saveCurl writes the snippet, readable by its owner only (it names the
+// CRM and the lead's data, though no secret), to the first directory
+// that takes it, and says where.
+func saveCurl(externalID, text string) tea.Cmd {
+	return func() tea.Msg {
+		path, err := writeCurlFile(curlDirs(os.Getenv), curlFileName(externalID), text)
+		return curlSavedMsg{path: path, err: err}
+	}
+}
+
+// writeCurlFile writes text to name in the first of dirs it can.
+func writeCurlFile(dirs []string, name, text string) (string, error) {
+	var errs []error
+	for _, dir := range dirs {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if abs, err := filepath.Abs(path); err == nil {
+			path = abs
+		}
+		if err := writePrivate(path, text+"\n"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return path, nil
+	}
+	return "", fmt.Errorf("no directory took it: %w", errors.Join(errs...))
+}
+
+// writePrivate writes a 0600 file, tightening one that was there.
+func writePrivate(path, text string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString(text)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600)
 }

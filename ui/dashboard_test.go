@@ -52,9 +52,13 @@ func TestFocusCycles(t *testing.T) {
 	requireContains(t, m.View(), "┏━ Pending retries")
 	m = press(t, m, "tab")
 	requireContains(t, m.View(), "┏━ Duplicates", "╭─ Pending retries")
-	m = press(t, m, "tab", "tab", "tab")
+	// Past the four panes the tab order runs through the views (All
+	// leads, Sources, Throughput), then back.
+	m = press(t, m, "tab", "tab", "tab", "tab", "tab", "tab")
 	requireContains(t, m.View(), "┏━ Pending retries")
 	m = press(t, m, "shift+tab")
+	requireContains(t, m.View(), "┏━ Throughput")
+	m = press(t, m, "shift+tab", "shift+tab", "shift+tab")
 	requireContains(t, m.View(), "┏━ Status events")
 }
 

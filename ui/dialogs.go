@@ -11,6 +11,7 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textarea"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/leadwatch/leadwatch/crm"
 )
@@ -102,12 +103,20 @@ func (c confirmDialog) View(w, h int, under func() string) string {
 	}
 	b.WriteString(st.Muted.Render("payload    ") + payload + "\n")
 	b.WriteString(st.Muted.Render("key        ") + c.keyLine() + "\n\n")
+	diff := ""
+	if c.payload != nil {
+		// What the edit changed, line by line, so the yes is informed.
+		diff = st.renderDiff(editableJSON(c.lead.Payload), editableJSON(c.payload), bw-6, max(h-14, 3))
+	}
 	yes, no := st.ButtonOff.Render("  Yes  "), st.ButtonOn.Render("[ No ]")
 	if c.yes {
 		yes, no = st.ButtonOn.Render("[ Yes ]"), st.ButtonOff.Render("  No  ")
 	}
-	b.WriteString(yes + "   " + no)
-	body := pad(wrapWords(b.String(), bw-4))
+	body := wrapWords(b.String(), bw-4)
+	if diff != "" {
+		body += diff + "\n\n"
+	}
+	body = pad(body + yes + "   " + no)
 	return overlayCenter(under(), st.box("Confirm", body, bw, strings.Count(body, "\n")+3, true), w, h)
 }
 
@@ -121,6 +130,7 @@ type editorDialog struct {
 	lead    crm.Lead
 	ta      textarea.Model
 	err     string
+	orig    string // the stored payload as the editor shows it, to see what changed
 }
 
 func newEditor(st *Styles, keys keyMap, lead crm.Lead, text string) editorDialog {
@@ -150,7 +160,7 @@ func newEditor(st *Styles, keys keyMap, lead crm.Lead, text string) editorDialog
 	ta.Cursor.SetMode(cursor.CursorStatic)
 	ta.SetValue(text)
 	ta.Focus()
-	return editorDialog{st: st, keys: keys.Editor, confirm: keys.Confirm, lead: lead, ta: ta}
+	return editorDialog{st: st, keys: keys.Editor, confirm: keys.Confirm, lead: lead, ta: ta, orig: editableJSON(lead.Payload)}
 }
 
 // Update types into the payload; ctrl+s checks it and, when it is a
@@ -162,7 +172,14 @@ func (e editorDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 	}
 	switch {
 	case key.Matches(k, e.keys.Cancel):
-		return nil, nil
+		if !e.edited() {
+			return nil, nil
+		}
+		// An edit is work: ask, showing what would be lost.
+		a := newAsk(e.st, e.confirm, "Drop edits", "Drop your edits of "+clean(e.lead.ExternalID)+"?",
+			e.st.renderDiff(e.orig, e.text(), confirmWidth, 0)+"\n\n"+e.st.Muted.Render("n goes back to editing; nothing was sent"), nil)
+		a.back = e
+		return a, nil
 	case key.Matches(k, e.keys.Submit):
 		payload, err := e.check()
 		if err != nil {
@@ -178,6 +195,13 @@ func (e editorDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 }
 
 func (e editorDialog) resize(w, h int) overlay { return e.sized(w, h) }
+
+// text is what the editor holds, without the blank lines around it.
+func (e editorDialog) text() string { return strings.TrimSpace(e.ta.Value()) }
+
+// edited reports whether the text differs from the stored payload as
+// first shown (spacing included: it was typed).
+func (e editorDialog) edited() bool { return e.text() != strings.TrimSpace(e.orig) }
 
 // sized fits the editor to a w×h body.
 func (e editorDialog) sized(w, h int) editorDialog {
@@ -233,10 +257,100 @@ func (e editorDialog) check() (payload []byte, err error) {
 // View draws the editor over the whole body; the screen under it does
 // not show.
 func (e editorDialog) View(w, h int, _ func() string) string {
-	msg := e.st.Muted.Render("ctrl+s checks this is a JSON lead, then asks before resubmitting · esc discards")
+	msg := e.st.Muted.Render("ctrl+s checks it is a JSON lead and asks before resubmitting · esc discards")
 	if e.err != "" {
 		msg = e.st.StatusErr.Render("✗ " + clean(e.err))
 	}
 	body := e.ta.View() + "\n\n" + msg
 	return e.st.box("Edit payload of "+clean(e.lead.ExternalID), body, w, h, true)
+}
+
+// askDialog is a yes/no question before an action that cannot be taken
+// back (cancel a lead, send every waiting lead now, resubmit many,
+// drop an edit). Like confirmDialog it defaults to No.
+type askDialog struct {
+	st    *Styles
+	keys  confirmKeys
+	title string
+	// body is the question's lines, drawn as given (styled, not wrapped:
+	// diffs keep their lines); question is the first, bold line.
+	question string
+	body     string
+	yes      bool
+	onYes    tea.Cmd // what yes runs
+	// afterYes is the overlay yes leaves open (nil: none); back is where
+	// no returns (nil: the screen).
+	afterYes, back overlay
+}
+
+var _ overlay = askDialog{}
+
+func newAsk(st *Styles, keys confirmKeys, title, question, body string, onYes tea.Cmd) askDialog {
+	return askDialog{st: st, keys: keys, title: title, question: question, body: body, onYes: onYes}
+}
+
+// Update answers: y, or enter on Yes, runs onYes; n, esc, or enter on No
+// goes back.
+func (a askDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
+	k, ok := msg.(tea.KeyMsg)
+	if !ok {
+		return a, nil
+	}
+	yes := false
+	switch {
+	case key.Matches(k, a.keys.Yes):
+		yes = true
+	case key.Matches(k, a.keys.Toggle):
+		a.yes = !a.yes
+		return a, nil
+	case key.Matches(k, a.keys.Choose):
+		yes = a.yes
+	case key.Matches(k, a.keys.No), key.Matches(k, a.keys.Cancel):
+	default:
+		return a, nil
+	}
+	if !yes {
+		return a.back, nil
+	}
+	return a.afterYes, a.onYes
+}
+
+func (a askDialog) resize(w, h int) overlay {
+	if a.back != nil {
+		a.back = a.back.resize(w, h)
+	}
+	return a
+}
+
+func (a askDialog) keyMap() help.KeyMap { return a.keys }
+
+// View draws the question centred over the screen (over the editor, for
+// a question the editor asked).
+func (a askDialog) View(w, h int, under func() string) string {
+	st, bw := a.st, min(dialogWidth(w), confirmWidth)
+	if a.back != nil {
+		bw = dialogWidth(w)
+		back, screen := a.back, under
+		under = func() string { return back.View(w, h, screen) }
+	}
+	q := wrapWords(st.Bold.Render(a.question), bw-4)
+	lines := strings.Split(a.body, "\n")
+	for i, l := range lines {
+		lines[i] = ansi.Truncate(l, bw-4, "…")
+	}
+	body := strings.Join(lines, "\n")
+	// The buttons and the frame take 6 lines; a long body is cut.
+	if room := h - 6 - strings.Count(q, "\n") - 1; strings.Count(body, "\n")+1 > room {
+		body = strings.Join(lines[:max(room-1, 0)], "\n") + "\n" + st.Muted.Render("…")
+	}
+	yes, no := st.ButtonOff.Render("  Yes  "), st.ButtonOn.Render("[ No ]")
+	if a.yes {
+		yes, no = st.ButtonOn.Render("[ Yes ]"), st.ButtonOff.Render("  No  ")
+	}
+	text := q + "\n\n"
+	if body != "" {
+		text += body + "\n\n"
+	}
+	text = pad(text + yes + "   " + no)
+	return overlayCenter(under(), st.box(a.title, text, bw, strings.Count(text, "\n")+3, true), w, h)
 }

@@ -69,6 +69,11 @@ func (h header) countsLine(short bool, sep string) string {
 	st := h.st
 	counts := make([]string, 0, len(crm.States))
 	for _, state := range crm.States {
+		if state == crm.StateHeld && h.counts.States[state] == 0 {
+			// Held leads exist only after a hold or a pause: a standing
+			// "0 held" would be noise on every launch.
+			continue
+		}
 		n := "–"
 		if h.haveCounts {
 			n = fmt.Sprint(h.counts.States[state])
@@ -80,7 +85,6 @@ func (h header) countsLine(short bool, sep string) string {
 
 // View draws the three lines width cells wide.
 func (h header) View(width int) string {
-	st := h.st
 	// Compact only when the state itself would be cut: the URL may be.
 	line1 := h.line1(false, true)
 	if lipgloss.Width(h.line1(false, false)) > width {
@@ -92,22 +96,8 @@ func (h header) View(width int) string {
 		line2 = h.countsLine(true, " ")
 	}
 
-	c := h.counts
-	cb := st.Muted.Render("callbacks ") +
-		st.Good.Render(fmt.Sprintf("✓ %d verified", c.CallbacksVerified)) + st.Border.Render(" · ") +
-		h.nonZero(c.Refusals, st.Bad).Render(fmt.Sprintf("✗ %d refused", c.Refusals)) + st.Border.Render(" · ") +
-		h.nonZero(c.CallbacksUnmatched, st.Warn).Render(fmt.Sprintf("? %d unmatched", c.CallbacksUnmatched))
-	if !h.haveCounts {
-		cb = st.Muted.Render("callbacks –")
-	}
-	// Two sparklines share what is left of the line.
-	room := width - lipgloss.Width(cb) - 4
-	sw := min(sparkBuckets, max((room-2*len("sent  9999/min  "))/2, 0))
-	spark := ""
-	if sw >= 6 {
-		spark = "    " + h.spark("sent", h.tp.Sent, sw, st.SparkSent, h.answeredMin()) + "  " + h.spark("callbacks", h.tp.Callbacks, sw, st.SparkCB, -1)
-	}
-	line3 := cb + spark
+	// The throughput line shrinks to fit (trend.go).
+	line3 := h.line3(width)
 
 	return fit(line1, width) + "\n" + fit(line2, width) + "\n" + fit(line3, width)
 }
@@ -228,7 +218,7 @@ func (h header) answeredMin() int {
 // spark draws one sparkline with its label and the last minute's total:
 // perMin when it is not negative, else the sum of the last minute's
 // buckets.
-func (h header) spark(label string, vals []int, w int, s lipgloss.Style, perMin int) string {
+func (h header) spark(label string, vals []int, w int, s lipgloss.Style, perMin int, unit string) string {
 	if perMin < 0 {
 		perMin = 0
 		per := int(time.Minute / sparkBucket)
@@ -236,7 +226,7 @@ func (h header) spark(label string, vals []int, w int, s lipgloss.Style, perMin 
 			perMin += vals[i]
 		}
 	}
-	return h.st.Muted.Render(label+" ") + s.Render(sparkline(vals, w)) + " " + fmt.Sprintf("%d/min", perMin)
+	return h.st.Muted.Render(label+" ") + s.Render(sparkline(vals, w)) + " " + fmt.Sprintf("%d%s", perMin, unit)
 }
 
 // unreachableAfter is how many attempts in a row must get no answer

@@ -19,6 +19,9 @@ type leadKeys struct {
 	Resubmit           key.Binding
 	Edit, ExternalEdit key.Binding
 	Copy               key.Binding
+	// The outbox actions (crm.Action): send a waiting lead now, hold a
+	// queued one, release a held one, cancel one that is not sent yet.
+	RetryNow, Hold, Release, Cancel key.Binding
 }
 
 // action is the action k asks of a lead, if it is one of these keys.
@@ -32,6 +35,14 @@ func (l leadKeys) action(k tea.KeyMsg) (action, bool) {
 		return actExternalEdit, true
 	case key.Matches(k, l.Copy):
 		return actCopy, true
+	case key.Matches(k, l.RetryNow):
+		return actRetryNow, true
+	case key.Matches(k, l.Hold):
+		return actHold, true
+	case key.Matches(k, l.Release):
+		return actRelease, true
+	case key.Matches(k, l.Cancel):
+		return actCancel, true
 	}
 	return 0, false
 }
@@ -47,9 +58,18 @@ type dashboardKeys struct {
 	Filter             key.Binding
 	ClearFilter        key.Binding
 	leadKeys
-	Pane1, Pane2 key.Binding
-	Pane3, Pane4 key.Binding
-	global       globalKeys
+	// RetryAll makes every waiting lead due now; BulkResubmit resubmits
+	// every lead the focused pane's filter shows.
+	RetryAll, BulkResubmit key.Binding
+	Pane1, Pane2           key.Binding
+	Pane3, Pane4           key.Binding
+	// views are the All leads, Sources and Throughput views' keys
+	// (jump.go): 5, 6, 7, the jump and the views' own switches.
+	views  viewKeys
+	global globalKeys
+	// waiting is set on the copy the status bar shows while Pending
+	// retries has the focus (onRetries).
+	waiting bool
 }
 
 // pane is the pane a key focuses, relative to from: the next, the
@@ -69,12 +89,22 @@ func (k dashboardKeys) pane(msg tea.KeyMsg, from paneID) (paneID, bool) {
 	case key.Matches(msg, k.Pane4):
 		return paneEvents, true
 	}
-	return from, false
+	return k.views.pane(msg, from)
 }
 
 // ShortHelp implements help.KeyMap: the keys that matter on the dashboard.
 func (k dashboardKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.NextPane, k.Down, k.Open, k.Resubmit, k.Edit, k.Copy, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
+	if k.waiting {
+		// Waiting leads are sent, held or canceled, not resubmitted.
+		return []key.Binding{k.NextPane, k.Open, k.RetryNow, k.RetryAll, k.Hold, k.views.Views, k.views.Jump, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
+	}
+	return []key.Binding{k.NextPane, k.Open, k.Resubmit, k.Edit, k.Copy, k.views.Views, k.views.Jump, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
+}
+
+// onRetries is k for the Pending retries pane's short help.
+func (k dashboardKeys) onRetries() dashboardKeys {
+	k.waiting = true
+	return k
 }
 
 // FullHelp implements help.KeyMap.
@@ -82,8 +112,10 @@ func (k dashboardKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.NextPane, k.PrevPane, k.Pane1, k.Pane2, k.Pane3, k.Pane4},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Follow},
-		{k.Open, k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
+		{k.Open, k.Resubmit, k.BulkResubmit, k.Edit, k.ExternalEdit, k.Copy},
+		{k.RetryNow, k.RetryAll, k.Hold, k.Release, k.Cancel},
 		{k.Filter, k.ClearFilter, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit},
+		k.views.help(),
 	}
 }
 
@@ -95,20 +127,34 @@ type detailKeys struct {
 	Back             key.Binding
 	leadKeys
 	global globalKeys
+	// event is set on the copy that drives a callback's or a refusal's
+	// detail: the lead keys do nothing there, so help leaves them out.
+	event bool
+}
+
+// forEvent is k for the detail of a callback or a refusal.
+func (k detailKeys) forEvent() detailKeys {
+	k.event = true
+	return k
 }
 
 // ShortHelp implements help.KeyMap.
 func (k detailKeys) ShortHelp() []key.Binding {
-	return []key.Binding{k.Back, k.Down, k.PageDown, k.Resubmit, k.Edit, k.Copy, k.global.Pause, k.global.Help, k.global.Quit}
+	if k.event {
+		return []key.Binding{k.Back, k.Down, k.PageDown, k.global.Pause, k.global.Help, k.global.Quit}
+	}
+	return []key.Binding{k.Back, k.Down, k.PageDown, k.Resubmit, k.Edit, k.Copy, k.RetryNow, k.global.Pause, k.global.Help, k.global.Quit}
 }
 
 // FullHelp implements help.KeyMap.
 func (k detailKeys) FullHelp() [][]key.Binding {
-	return [][]key.Binding{
-		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom},
-		{k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
-		{k.Back, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit},
+	groups := [][]key.Binding{{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom}}
+	if !k.event {
+		groups = append(groups,
+			[]key.Binding{k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
+			[]key.Binding{k.RetryNow, k.Hold, k.Release, k.Cancel})
 	}
+	return append(groups, []key.Binding{k.Back, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit})
 }
 
 // confirmKeys drive the yes/no dialog.
@@ -155,6 +201,7 @@ func (k filterKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortH
 type modalKeys struct {
 	Up, Down key.Binding
 	Close    key.Binding
+	Save     key.Binding // the curl dialog: write the snippet to a file
 }
 
 // ShortHelp implements help.KeyMap.
@@ -173,6 +220,20 @@ type keyMap struct {
 	Editor    editorKeys
 	Filter    filterKeys
 	Modal     modalKeys
+	// pauseHint is p while pausing is off (no sender here): it only
+	// says where pausing is, and shows in no help.
+	pauseHint key.Binding
+}
+
+// withoutPause is k for a dashboard with no sender of its own (attached,
+// --no-send): p would pause nothing, so it leaves help and the status
+// bar, and pressing it says where pausing is.
+func (k keyMap) withoutPause() keyMap {
+	k.Global.Pause.SetEnabled(false)
+	k.Dashboard.global.Pause.SetEnabled(false)
+	k.Detail.global.Pause.SetEnabled(false)
+	k.pauseHint = key.NewBinding(key.WithKeys(k.Global.Pause.Keys()...))
+	return k
 }
 
 func newKeyMap() keyMap {
@@ -196,28 +257,35 @@ func newKeyMap() keyMap {
 		Edit:         b([]string{"e"}, "e", "edit & resubmit"),
 		ExternalEdit: b([]string{"E"}, "E", "edit in $EDITOR"),
 		Copy:         b([]string{"c"}, "c", "copy as curl"),
+		RetryNow:     b([]string{"s"}, "s", "send now"),
+		Hold:         b([]string{"h"}, "h", "hold"),
+		Release:      b([]string{"u"}, "u", "release held"),
+		Cancel:       b([]string{"x"}, "x", "cancel"),
 	}
 	return keyMap{
 		Global: g,
 		Dashboard: dashboardKeys{
-			NextPane:    b([]string{"tab"}, "tab", "next pane"),
-			PrevPane:    b([]string{"shift+tab"}, "shift+tab", "previous pane"),
-			Up:          up,
-			Down:        down,
-			PageUp:      pgUp,
-			PageDown:    pgDown,
-			Top:         top,
-			Bottom:      bottom,
-			Follow:      b([]string{"f"}, "f", "follow/freeze events"),
-			Open:        b([]string{"enter"}, "enter", "details"),
-			Filter:      b([]string{"/"}, "/", "filter pane"),
-			ClearFilter: b([]string{"esc"}, "esc", "clear filter"),
-			leadKeys:    lead,
-			Pane1:       b([]string{"1"}, "1", "retries"),
-			Pane2:       b([]string{"2"}, "2", "duplicates"),
-			Pane3:       b([]string{"3"}, "3", "rejections"),
-			Pane4:       b([]string{"4"}, "4", "events"),
-			global:      g,
+			NextPane:     b([]string{"tab"}, "tab", "next pane"),
+			PrevPane:     b([]string{"shift+tab"}, "shift+tab", "prev pane"),
+			Up:           up,
+			Down:         down,
+			PageUp:       pgUp,
+			PageDown:     pgDown,
+			Top:          top,
+			Bottom:       bottom,
+			Follow:       b([]string{"f"}, "f", "follow/freeze"),
+			Open:         b([]string{"enter"}, "enter", "details"),
+			Filter:       b([]string{"/"}, "/", "filter pane"),
+			ClearFilter:  b([]string{"esc"}, "esc", "clear filter"),
+			leadKeys:     lead,
+			RetryAll:     b([]string{"S"}, "S", "send all due now"),
+			BulkResubmit: b([]string{"R"}, "R", "resubmit all shown"),
+			Pane1:        b([]string{"1"}, "1", "retries"),
+			Pane2:        b([]string{"2"}, "2", "duplicates"),
+			Pane3:        b([]string{"3"}, "3", "rejections"),
+			Pane4:        b([]string{"4"}, "4", "events"),
+			views:        newViewKeys(),
+			global:       g,
 		},
 		Detail: detailKeys{
 			Up:       up,
@@ -249,6 +317,7 @@ func newKeyMap() keyMap {
 			Up:    up,
 			Down:  down,
 			Close: b([]string{"esc", "q", "enter", "?"}, "esc", "close"),
+			Save:  b([]string{"w"}, "w", "save to a file"),
 		},
 	}
 }

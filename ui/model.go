@@ -3,10 +3,8 @@ package ui
 import (
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
-	"github.com/aymanbagabas/go-osc52/v2"
 	"github.com/charmbracelet/bubbles/help"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
@@ -91,11 +89,18 @@ type Model struct {
 
 	retries, dups, rejects leadPane
 	events                 eventPane
+	all                    allPane     // every lead, newest first
+	sources                sourcesView // the Report by source field
+	trend                  trendView   // throughput over time
 	focus                  paneID
 
 	detail  detailView
 	overlay overlay // nil when none is open
 	cycle   refreshCycle
+
+	pulse    pulseState // attached: the store's view of the CRM and the listener
+	bulk     *bulkRun   // the bulk resubmit under way; nil when none
+	bulkRuns int        // bulk runs started, to tell a stale page's result
 }
 
 // New builds the dashboard. It reads Config.Status and Config.Now once so
@@ -109,11 +114,7 @@ func New(cfg Config) Model {
 	}
 	if cfg.Clipboard == nil {
 		cfg.Clipboard = func(s string) error {
-			seq := osc52.New(s)
-			if strings.HasPrefix(os.Getenv("TERM"), "screen") {
-				seq = seq.Screen()
-			}
-			_, err := seq.WriteTo(os.Stdout)
+			_, err := osc52For(s, os.Getenv).WriteTo(os.Stdout)
 			return err
 		}
 	}
@@ -123,6 +124,10 @@ func New(cfg Config) Model {
 	_ = r.HasDarkBackground()
 	st := NewStyles(r, DefaultPalette())
 	keys := newKeyMap()
+	if cfg.Status().NoSender {
+		// No sender here to pause: sources are paused in the store.
+		keys = keys.withoutPause()
+	}
 
 	m := Model{
 		cfg:     cfg,
@@ -135,6 +140,9 @@ func New(cfg Config) Model {
 		dups:    newLeadPane(paneDuplicates, st, keys.Dashboard, crm.StateDuplicate),
 		rejects: newLeadPane(paneRejections, st, keys.Dashboard, crm.StateRejected, crm.StateValidationError, crm.StateFailed),
 		events:  newEventPane(st, keys.Dashboard),
+		all:     newAllPane(st, keys.Dashboard),
+		sources: newSourcesView(st, keys.Dashboard),
+		trend:   newTrendView(st, keys.Dashboard),
 		detail:  newDetailView(st, keys.Detail),
 		cycle:   newRefreshCycle(cfg.Changes),
 	}
@@ -157,6 +165,11 @@ func (m Model) Init() tea.Cmd {
 
 // Update handles one message: it hands each to the part it is for.
 func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	// The views' own keys and results (the jump, the Sources view's
+	// pauses) first: jump.go's hook leaves every other message here.
+	if next, cmd, ok := m.viewsUpdate(msg); ok {
+		return next, cmd
+	}
 	switch msg := msg.(type) {
 	case tea.KeyMsg:
 		return m.handleKey(msg)
@@ -209,6 +222,18 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.setStatus(m.status)
 		m.bar = m.bar.Update(msg)
 		return m, nil
+	case tea.MouseMsg:
+		return m.mouse(msg)
+	case actedMsg, retriedAllMsg, bulkCountedMsg, bulkStartMsg, bulkStepMsg:
+		return m.actionResult(msg)
+	case curlSavedMsg:
+		m.bar = m.bar.Update(msg)
+		if m.overlay != nil {
+			var cmd tea.Cmd
+			m.overlay, cmd = m.overlay.Update(msg)
+			return m, cmd
+		}
+		return m, nil
 	case copiedMsg:
 		if m.overlay != nil {
 			var cmd tea.Cmd
@@ -238,6 +263,7 @@ func (m *Model) setNow(now time.Time) {
 
 // setStatus takes what main reported and gives each part its share.
 func (m *Model) setStatus(s Status) {
+	s = m.pulse.status(s, m.now)
 	m.status = s
 	m.header.status = s
 	m.bar.listenerErr = s.ListenerErr
@@ -267,6 +293,10 @@ func (m *Model) layout() {
 		m.dups.setSize(rw, th)
 		m.rejects.setSize(lw, bt)
 		m.events.setSize(rw, bt)
+		// The views take the whole body in place of the grid.
+		for id := paneAll; id < paneCount; id++ {
+			m.pane(id).setSize(w, bh)
+		}
 	} else {
 		// Tabs: one pane under a one-line tab bar.
 		for id := range paneCount {
@@ -293,11 +323,12 @@ func (m *Model) refresh() tea.Cmd {
 		now:             m.now,
 		throughputSince: m.now.Truncate(sparkBucket).Add(-(sparkBuckets - 1) * sparkBucket),
 		detailID:        m.detail.leadID(),
+		pulse:           m.status.NoSender || m.status.NoListener,
 	}
 	// Only the panes on screen are queried.
 	if !m.detail.shown && !m.tooSmall() {
 		for id := range paneCount {
-			if m.grid || id == m.focus {
+			if m.onScreen(id) {
 				m.pane(id).ask(&q)
 			}
 		}
@@ -315,6 +346,10 @@ func (m *Model) applySnapshot(s snapshotMsg) tea.Cmd {
 	}
 	if s.detailOK {
 		m.detail.setLead(s.detail)
+	}
+	if s.pulseOK {
+		m.pulse.take(s.pulse, s.q.now)
+		m.setStatus(m.status)
 	}
 	m.header = m.header.Update(s)
 	m.bar = m.bar.Update(s)
@@ -351,16 +386,15 @@ func (m Model) screenView() string {
 	if m.detail.shown {
 		return m.detail.View()
 	}
+	if m.grid && m.focus.view() {
+		return m.focused().View()
+	}
 	if m.grid {
 		top := lipgloss.JoinHorizontal(lipgloss.Top, m.retries.View(), m.dups.View())
 		bottom := lipgloss.JoinHorizontal(lipgloss.Top, m.rejects.View(), m.events.View())
 		return top + "\n" + bottom
 	}
-	tabs := tabBar{st: m.st, active: m.focus}
-	for id := range paneCount {
-		tabs.totals[id] = m.pane(id).count()
-	}
-	return tabs.View(m.width) + "\n" + m.focused().View()
+	return m.tabBar().View(m.width) + "\n" + m.focused().View()
 }
 
 // currentKeys is the keymap of whatever has the keys now.
@@ -371,7 +405,12 @@ func (m Model) currentKeys() help.KeyMap {
 	case m.filter.active:
 		return m.keys.Filter
 	case m.detail.shown:
-		return m.keys.Detail
+		return m.detailKeys()
+	case m.focus == paneSources || m.focus == paneTrend:
+		return m.viewKeyMap()
+	}
+	if m.focus == paneRetries {
+		return m.keys.Dashboard.onRetries()
 	}
 	return m.keys.Dashboard
 }

@@ -63,8 +63,12 @@ func (d helpDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 func (d helpDialog) View(w, h int, under func() string) string {
 	hm := help.New()
 	hm.Styles = d.st.Help
-	body := helpColumns(hm, d.full.FullHelp(), max(w-8, 20)) + "\n\n" +
-		d.st.Muted.Render("confirm: y/n, ←/→ + enter; editor: ctrl+s checks, esc discards")
+	body := helpColumns(hm, d.full.FullHelp(), max(w-6, 20))
+	// The dialogs' keys are a reminder, shown where they fit: each
+	// dialog's status bar has them too.
+	if lipgloss.Height(body)+4 <= h {
+		body += "\n\n" + d.st.Muted.Render("confirm: y/n, ←/→ + enter; editor: ctrl+s checks, esc discards")
+	}
 	bw := min(max(lipgloss.Width(body)+4, 40), w-2)
 	body = pad(wrapHard(body, bw-4))
 	box := d.st.box(d.title, body, bw, strings.Count(body, "\n")+3, true)
@@ -75,7 +79,7 @@ func (d helpDialog) View(w, h int, under func() string) string {
 // side as fit in w cells, the rest in further rows below: every key is
 // drawn, where help.Model would drop the columns past w behind "…".
 func helpColumns(hm help.Model, groups [][]key.Binding, w int) string {
-	const gap = "    "
+	const gap = "  "
 	hm.Width = 0
 	var rows, row []string
 	rowW := 0
@@ -103,13 +107,15 @@ func helpColumns(hm help.Model, groups [][]key.Binding, w int) string {
 func (d helpDialog) resize(int, int) overlay { return d }
 func (d helpDialog) keyMap() help.KeyMap     { return d.keys }
 
-// curlDialog shows the copied curl command, so it can be selected by hand
-// where OSC 52 does not reach (tmux without set-clipboard, some SSH
-// setups).
+// curlDialog shows the copied curl command over the whole body, with
+// no frame beside its lines: selected with the mouse where OSC 52 does
+// not reach (tmux without set-clipboard, some SSH setups), the text is
+// the snippet and nothing else. w saves it to a file instead.
 type curlDialog struct {
 	st     *Styles
 	keys   modalKeys
 	text   string
+	name   string // the lead's external_id, for the file name
 	status string
 	vp     viewport.Model
 }
@@ -118,19 +124,31 @@ func newCurlDialog(st *Styles, keys modalKeys, text string) curlDialog {
 	return curlDialog{st: st, keys: keys, text: strings.TrimRight(text, "\n"), vp: viewport.New(0, 0)}
 }
 
-// Update scrolls, closes, or shows how the copy went.
+// Update scrolls, closes, saves, or shows how the copy or the save went.
 func (c curlDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 	switch msg := msg.(type) {
 	case copiedMsg:
 		if msg.err != nil {
-			c.status = c.st.StatusErr.Render("clipboard: " + clean(msg.err.Error()) + " — select the text above")
+			c.status = c.st.StatusErr.Render("clipboard: " + clean(msg.err.Error()) + " — select the text above, or w saves it")
 		} else {
-			c.status = c.st.Good.Render("copied to the clipboard (OSC 52)") + c.st.Muted.Render(" · esc closes")
+			c.status = c.st.Good.Render("copied to the clipboard (OSC 52)") +
+				c.st.Muted.Render(" · not there? select it, or w saves it")
+		}
+		return c, nil
+	case curlSavedMsg:
+		if msg.err != nil {
+			c.status = c.st.StatusErr.Render("save: " + clean(msg.err.Error()))
+		} else {
+			c.status = c.st.Good.Render("saved to "+clean(msg.path)) + c.st.Muted.Render(" (0600) · esc closes")
 		}
 		return c, nil
 	case tea.KeyMsg:
-		if key.Matches(msg, c.keys.Close) {
+		switch {
+		case key.Matches(msg, c.keys.Close):
 			return nil, nil
+		case key.Matches(msg, c.keys.Save):
+			c.status = c.st.Muted.Render("saving…")
+			return c, saveCurl(c.name, c.text)
 		}
 		var cmd tea.Cmd
 		c.vp, cmd = c.vp.Update(msg)
@@ -141,20 +159,54 @@ func (c curlDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 
 func (c curlDialog) resize(w, h int) overlay { return c.sized(w, h) }
 
+// curlChrome is the lines around the snippet: the title, a rule, and
+// below it a rule and the status line.
+const curlChrome = 4
+
 // sized fits the dialog to a w×h body.
 func (c curlDialog) sized(w, h int) curlDialog {
-	w = dialogWidth(w)
-	c.vp.Width = max(w-4, 1)
-	c.vp.Height = max(min(h-4, strings.Count(c.text, "\n")+1), 1)
+	c.vp.Width = max(w, 1)
+	c.vp.Height = max(h-curlChrome, 1)
 	c.vp.SetContent(wrapHard(cleanBlock(c.text), c.vp.Width))
 	return c
 }
 
-// View draws the command centred over the screen.
-func (c curlDialog) View(w, h int, under func() string) string {
-	body := pad(c.vp.View() + "\n\n" + c.status)
-	box := c.st.box("curl — secrets come from the environment", body, dialogWidth(w), c.vp.Height+4, true)
-	return overlayCenter(under(), box, w, h)
+// View draws the snippet flush left over the whole body; the rules
+// above and below it are lines of their own, so a selection of the
+// snippet's lines takes no frame with it.
+func (c curlDialog) View(w, h int, _ func() string) string {
+	st := c.st
+	title := st.TitleFocus.Render("curl — secrets come from the environment") + st.Muted.Render(" · sends "+clean(c.name)+" again")
+	rule := st.Border.Render(strings.Repeat("─", max(w, 1)))
+	status := c.status
+	if status == "" {
+		status = st.Muted.Render("w saves to a file · esc closes")
+	}
+	if c.wraps() {
+		// A wrapped line would not paste as the same command.
+		title = st.Warn.Render("curl — lines wider than the screen are wrapped: copy it, or w saves it")
+	}
+	return clampView(title+"\n"+rule+"\n"+c.vp.View()+"\n"+rule+"\n"+status, w, h)
 }
 
-func (c curlDialog) keyMap() help.KeyMap { return c.keys }
+// wraps reports whether a line of the snippet is wider than the
+// dialog, so the screen shows it broken in two.
+func (c curlDialog) wraps() bool {
+	for _, l := range strings.Split(cleanBlock(c.text), "\n") {
+		if lipgloss.Width(l) > c.vp.Width {
+			return true
+		}
+	}
+	return false
+}
+
+// curlKeys is the curl dialog's help: scroll, save, close.
+type curlKeys struct{ modalKeys }
+
+// ShortHelp implements help.KeyMap.
+func (k curlKeys) ShortHelp() []key.Binding { return []key.Binding{k.Down, k.Save, k.Close} }
+
+// FullHelp implements help.KeyMap.
+func (k curlKeys) FullHelp() [][]key.Binding { return [][]key.Binding{k.ShortHelp()} }
+
+func (c curlDialog) keyMap() help.KeyMap { return curlKeys{c.keys} }

@@ -8,7 +8,9 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 )
 
-// paneID names one of the four panes; the order is the tab order.
+// paneID names one of the panes; the order is the tab order. The first
+// four share the screen in the grid; the views from paneAll on take the
+// whole body there (see view).
 type paneID int
 
 const (
@@ -16,8 +18,14 @@ const (
 	paneDuplicates
 	paneRejections
 	paneEvents
+	paneAll
+	paneSources
+	paneTrend
 	paneCount
 )
+
+// view reports whether id is a full-body view rather than a grid pane.
+func (id paneID) view() bool { return id >= paneAll }
 
 func (id paneID) title() string {
 	switch id {
@@ -29,6 +37,12 @@ func (id paneID) title() string {
 		return "Rejections"
 	case paneEvents:
 		return "Status events"
+	case paneAll:
+		return "All leads"
+	case paneSources:
+		return "Sources"
+	case paneTrend:
+		return "Throughput"
 	}
 	return "?"
 }
@@ -42,6 +56,12 @@ func (id paneID) name() string {
 		return "duplicates"
 	case paneRejections:
 		return "rejections"
+	case paneAll:
+		return "all leads"
+	case paneSources:
+		return "sources"
+	case paneTrend:
+		return "throughput"
 	}
 	return "events"
 }
@@ -81,6 +101,9 @@ type pane interface {
 var (
 	_ pane = (*leadPane)(nil)
 	_ pane = (*eventPane)(nil)
+	_ pane = (*allPane)(nil)
+	_ pane = (*sourcesView)(nil)
+	_ pane = (*trendView)(nil)
 )
 
 // selection is what a pane's cursor points at: a lead by its
@@ -103,6 +126,12 @@ func (m *Model) pane(id paneID) pane {
 		return &m.dups
 	case paneRejections:
 		return &m.rejects
+	case paneAll:
+		return &m.all
+	case paneSources:
+		return &m.sources
+	case paneTrend:
+		return &m.trend
 	}
 	return &m.events
 }

@@ -297,6 +297,9 @@ func (p eventPane) View() string {
 		shown = p.matched
 	}
 	title += countLabel(shown, p.total, p.filter != "")
+	if p.filter != "" && p.total > crm.EventScanWindow {
+		title += " · searched newest " + grouped(crm.EventScanWindow)
+	}
 	if p.frozen {
 		title += " · frozen"
 		if n := p.arrived(); n > 0 {

@@ -34,6 +34,8 @@ type snapshotQuery struct {
 	eventScan       int // >0: also read this many newest events unfiltered, for the pane to match
 	detailID        string
 	throughputSince time.Time
+	views           viewsQuery // the All leads, Sources and Throughput views' reads (jump.go)
+	pulse           bool       // attached: read the store's Pulse for the header's health
 }
 
 // leadWindow is what a lead pane makes of its query's rows: the rows
@@ -73,6 +75,9 @@ type snapshotMsg struct {
 	detail   crm.LeadDetail
 	detailOK bool
 	health   storeHealth
+	views    viewsResult // as q.views asked
+	pulse    crm.Pulse   // when q.pulse asked and it worked
+	pulseOK  bool
 	err      error
 }
 
@@ -152,6 +157,10 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 				}
 				msg.scan = mergeEvents(cbs, refs, q.eventScan)
 			}
+		}
+		msg.views = loadViews(ctx, src, q.views, fail)
+		if q.pulse {
+			msg.pulse, msg.pulseOK = readPulse(ctx, src, q.now, fail)
 		}
 		if q.detailID != "" {
 			if d, err := src.LeadDetail(ctx, q.detailID); err != nil {

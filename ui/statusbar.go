@@ -3,18 +3,22 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+
+	"github.com/leadwatch/leadwatch/crm"
 )
 
 // statusBar is the bottom line: the keys that matter now on the left,
-// the latest error or notice on the right. Errors outrank notices, and
-// an action's error outranks the store's, which outranks a refresh's,
-// which outranks the CRM's, which outranks the listener's. A notice
+// the latest error or notice on the right. An action's error outranks
+// the store's, which outranks a refresh's, which outrank a notice, which
+// outranks the CRM's trouble and then the listener's (both also drawn in
+// the header). A notice
 // expires infoTTL after it was said, by the model's clock; an error stays
 // until its condition clears (an action's until esc or the next action).
 type statusBar struct {
@@ -62,6 +66,24 @@ func (b statusBar) Update(msg tea.Msg) statusBar {
 		}
 		b.err = nil
 		b.say("resubmitted " + res.Lead.ExternalID + " · " + key)
+	case actedMsg:
+		b.acted(msg)
+	case retriedAllMsg:
+		switch {
+		case msg.err != nil:
+			b.fail(fmt.Errorf("send all now: %w", msg.err))
+		case msg.n == 0:
+			b.say("no lead was waiting to retry")
+		default:
+			b.err = nil
+			b.say(fmt.Sprintf("%s due now, same keys: the sender takes them", leadsText(msg.n)))
+		}
+	case curlSavedMsg:
+		if msg.err != nil {
+			b.fail(fmt.Errorf("save curl: %w", msg.err))
+		} else {
+			b.say("curl saved to " + msg.path)
+		}
 	case pausedMsg:
 		if msg.paused {
 			b.say("sending paused")
@@ -103,15 +125,19 @@ func (b statusBar) View(width int, keys help.KeyMap, input string) string {
 		right = st.StatusErr.Render("✗ " + clean(b.storeErr.Error()))
 	case b.refreshErr != nil:
 		right = st.StatusErr.Render("✗ " + clean(b.refreshErr.Error()))
+	case b.info != "":
+		// A fresh notice answers what the user just did; the CRM's and
+		// the listener's trouble stay red in the header meanwhile, and
+		// come back here when it expires.
+		right = st.StatusInfo.Render(clean(b.info))
 	case b.crmErr != "":
 		right = st.StatusErr.Render("✗ " + clean(b.crmErr))
 	case b.listenerErr != nil:
 		right = st.StatusErr.Render("✗ listener: " + clean(b.listenerErr.Error()))
-	case b.info != "":
-		right = st.StatusInfo.Render(clean(b.info))
 	}
-	// The message gets up to half the line; help takes the rest.
-	rw := min(lipgloss.Width(right), width/2)
+	// The message gets half the line, or more, up to all but the help
+	// and quit keys, when it needs it: an error is read in full.
+	rw := min(lipgloss.Width(right), max(width/2, width-lipgloss.Width(b.hints(keys.ShortHelp(), 0))-1))
 	if rw > 0 {
 		right = fit(right, rw)
 	}
@@ -144,4 +170,108 @@ func (b statusBar) hints(bindings []key.Binding, w int) string {
 		}
 	}
 	return ""
+}
+
+// acted says what an outbox action did, in plain words: done, or why
+// not (the lead's state does not allow it, it is gone, the store
+// failed).
+func (b *statusBar) acted(msg actedMsg) {
+	verb := actionVerb(msg.action)
+	if msg.err != nil {
+		b.fail(fmt.Errorf("%s %s: %w", verb, strings.Join(msg.ids, ", "), msg.err))
+		return
+	}
+	var done, failed []string
+	var firstErr error
+	for _, r := range msg.results {
+		if r.Err == nil {
+			done = append(done, r.ExternalID)
+			continue
+		}
+		failed = append(failed, r.ExternalID)
+		if firstErr == nil {
+			firstErr = actionError(msg.action, r)
+		}
+	}
+	switch {
+	case len(msg.results) == 0:
+		b.fail(fmt.Errorf("%s %s: the store changed nothing", verb, strings.Join(msg.ids, ", ")))
+	case len(failed) == 0 && len(done) == 1:
+		b.err = nil
+		b.say(actionDone(msg.action, done[0]))
+	case len(failed) == 0:
+		b.err = nil
+		b.say(fmt.Sprintf("%s: %s done", verb, leadsText(len(done))))
+	case len(done) == 0 && len(failed) == 1:
+		b.fail(firstErr)
+	default:
+		b.fail(fmt.Errorf("%s: %d done, %d not: %w", verb, len(done), len(failed), firstErr))
+	}
+}
+
+// actionVerb is how the status bar names an action.
+func actionVerb(a crm.Action) string {
+	switch a {
+	case crm.ActRetryNow:
+		return "send now"
+	case crm.ActHold:
+		return "hold"
+	case crm.ActRelease:
+		return "release"
+	case crm.ActCancel:
+		return "cancel"
+	}
+	return string(a)
+}
+
+// actionDone is the notice for an action applied to one lead.
+func actionDone(a crm.Action, id string) string {
+	switch a {
+	case crm.ActRetryNow:
+		return id + " is due now, same key: the sender takes it next"
+	case crm.ActHold:
+		return "held " + id + ": not sent until released (u)"
+	case crm.ActRelease:
+		return "released " + id + ": queued, due now"
+	case crm.ActCancel:
+		return "canceled " + id + ": failed, not sent (r resubmits it)"
+	}
+	return actionVerb(a) + " " + id + ": done"
+}
+
+// actionError words one lead's refusal: its state does not allow the
+// action, or it is gone.
+func actionError(a crm.Action, r crm.ActionResult) error {
+	switch {
+	case errors.Is(r.Err, crm.ErrWrongState):
+		return wrongStateError(a, r.ExternalID, r.Before)
+	case errors.Is(r.Err, crm.ErrNotFound):
+		return fmt.Errorf("%s %s: no such lead in the outbox", actionVerb(a), r.ExternalID)
+	}
+	return fmt.Errorf("%s %s: %w", actionVerb(a), r.ExternalID, r.Err)
+}
+
+// wrongStateError says which leads an action applies to, for a lead in
+// another state.
+func wrongStateError(a crm.Action, id string, s crm.State) error {
+	var which string
+	switch a {
+	case crm.ActRetryNow:
+		which = "waiting leads"
+	case crm.ActHold:
+		which = "queued or waiting leads"
+	case crm.ActRelease:
+		which = "held leads"
+	case crm.ActCancel:
+		which = "leads not sent yet"
+	}
+	return fmt.Errorf("%s is %s: %s is for %s", id, s, actionVerb(a), which)
+}
+
+// requestsText is "1 request", "40 requests".
+func requestsText(n int) string {
+	if n == 1 {
+		return "1 request"
+	}
+	return thousands(n) + " requests"
 }

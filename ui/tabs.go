@@ -18,11 +18,12 @@ type tabBar struct {
 
 // View draws the bar width cells wide. The active tab is bracketed as
 // well as coloured, so it shows without colour. When the names do not fit,
-// the inactive tabs shrink first (to their number and count, then to their
-// number), so the active one stays whole at 60 columns.
+// the inactive tabs shrink first (the views' to their number and count,
+// then every one's, then to their number, then without padding), so the
+// active one stays whole at 60 columns and below.
 func (t tabBar) View(width int) string {
 	var bar string
-	for short := range 3 {
+	for short := range 5 {
 		bar = t.bar(short)
 		if lipgloss.Width(bar) <= width {
 			break
@@ -31,22 +32,30 @@ func (t tabBar) View(width int) string {
 	return fit(bar, width)
 }
 
-// bar joins the tabs; short is 0 for full inactive labels, 1 for number
-// and count, 2 for the number only.
+// bar joins the tabs; short is 0 for full inactive labels, 1 for the
+// views' number and count, 2 for everyone's, 3 for the number only, 4
+// for the number without padding.
 func (t tabBar) bar(short int) string {
 	var parts []string
 	for id := range paneCount {
 		active := id == t.active
+		level := short
+		if short == 1 && !id.view() {
+			level = 0 // the grid's panes keep their names a step longer
+		}
 		label := fmt.Sprintf("%d", id+1)
-		if active || short == 0 {
+		if active || level == 0 {
 			label += " " + id.title()
 		}
-		if t.totals[id] >= 0 && (active || short < 2) {
+		if t.totals[id] >= 0 && (active || level < 3) {
 			label += fmt.Sprintf(" %d", t.totals[id])
 		}
-		if active {
+		switch {
+		case active:
 			parts = append(parts, t.st.TabActive.Render("["+label+"]"))
-		} else {
+		case level == 4:
+			parts = append(parts, t.st.TabInactive.Render(label))
+		default:
 			parts = append(parts, t.st.TabInactive.Render(" "+label+" "))
 		}
 	}

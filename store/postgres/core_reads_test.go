@@ -68,12 +68,13 @@ func TestCoreThroughput(t *testing.T) {
 			t.Fatalf("folded %v: throughput = %+v, want sent [1 1 1 0], callbacks [0 0 0 2] from %v by 10s", fold, tp, since)
 		}
 	}
-	var rows int
-	if err := db.pool.QueryRow(ctx, `SELECT count(*) FROM throughput_deltas`).Scan(&rows); err != nil {
+	var rows, deltas int
+	if err := db.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM throughput_seconds), (SELECT count(*) FROM throughput_deltas)`).
+		Scan(&rows, &deltas); err != nil {
 		t.Fatal(err)
 	}
-	if rows != 4 {
-		t.Fatalf("%d throughput rows after a fold, want 4 (one per second used)", rows)
+	if rows != 4 || deltas != 0 {
+		t.Fatalf("%d throughput rows and %d deltas after a fold, want 4 (one per second used) and none", rows, deltas)
 	}
 }
 

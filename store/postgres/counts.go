@@ -3,14 +3,20 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/leadwatch/leadwatch/crm"
 )
 
-// Folding the counter deltas (migration 001): the committed delta rows of
-// count_deltas and throughput_deltas are replaced by their sums, so reads
-// stay short however much was written.
+// Folding the counter deltas (migrations 001 and 003): the committed delta
+// rows of count_deltas are replaced by their sums, those of
+// throughput_deltas merged into throughput_seconds and throughput_minutes,
+// and those of source_deltas into source_stats, so reads stay short
+// however much was written.
 
 // foldLock is the pg_try_advisory_xact_lock key of a fold: one instance
 // folds at a time, the others skip (their fold would find little left).
@@ -63,9 +69,27 @@ func (db *DB) fold(ctx context.Context) error {
 	b := &pgx.Batch{}
 	b.Queue(`WITH d AS (DELETE FROM count_deltas RETURNING name, n)
 		INSERT INTO count_deltas (name, n) SELECT name, sum(n) FROM d GROUP BY name HAVING sum(n) <> 0`)
-	b.Queue(`WITH d AS (DELETE FROM throughput_deltas RETURNING sec, sent, callbacks)
-		INSERT INTO throughput_deltas (sec, sent, callbacks)
-		SELECT sec, sum(sent), sum(callbacks) FROM d GROUP BY sec`)
+	// The per-second deltas are merged into throughput_seconds and, by the
+	// minute, throughput_minutes (migration 003): only the seconds that
+	// got traffic since the last fold are written.
+	b.Queue(`WITH d AS (DELETE FROM throughput_deltas RETURNING *),
+		s AS (INSERT INTO throughput_seconds AS t (sec, sent, callbacks, answered, accepted, failed, refused)
+			SELECT sec, sum(sent), sum(callbacks), sum(answered), sum(accepted), sum(failed), sum(refused)
+			FROM d GROUP BY sec
+			ON CONFLICT (sec) DO UPDATE SET sent = t.sent + excluded.sent, callbacks = t.callbacks + excluded.callbacks,
+				answered = t.answered + excluded.answered, accepted = t.accepted + excluded.accepted,
+				failed = t.failed + excluded.failed, refused = t.refused + excluded.refused)
+		INSERT INTO throughput_minutes AS t (minute, sent, callbacks, answered, accepted, failed, refused)
+		SELECT sec / 60, sum(sent), sum(callbacks), sum(answered), sum(accepted), sum(failed), sum(refused)
+		FROM d GROUP BY sec / 60
+		ON CONFLICT (minute) DO UPDATE SET sent = t.sent + excluded.sent, callbacks = t.callbacks + excluded.callbacks,
+			answered = t.answered + excluded.answered, accepted = t.accepted + excluded.accepted,
+			failed = t.failed + excluded.failed, refused = t.refused + excluded.refused`)
+	// The report's deltas are merged into source_stats rather than
+	// re-inserted: only the fold (under foldLock) writes source_stats, so
+	// its upsert waits on no writer, and Report reads one row per group
+	// plus the few deltas appended since.
+	b.Queue(sqlFoldSources)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("fold counters: %w", mapErr(ctx, err))
 	}
@@ -88,3 +112,29 @@ func (db *DB) foldIfLarge(ctx context.Context) error {
 	}
 	return db.fold(ctx)
 }
+
+// sourceCounters are the counter columns of source_stats and source_deltas
+// (migration 003), in the order Report scans them.
+var sourceCounters = func() []string {
+	cols := []string{"accepted", "duplicate", "rejected", "validation_error", "failed", "with_status", "ftd"}
+	for i := range crm.LatencyBuckets {
+		cols = append(cols, "h"+strconv.Itoa(i))
+	}
+	return cols
+}()
+
+// sqlFoldSources moves the committed source deltas into source_stats,
+// summed per group.
+var sqlFoldSources = func() string {
+	sums := make([]string, len(sourceCounters))
+	sets := make([]string, len(sourceCounters))
+	for i, c := range sourceCounters {
+		sums[i] = "sum(" + c + ")"
+		sets[i] = c + " = source_stats." + c + " + excluded." + c
+	}
+	cols := strings.Join(sourceCounters, ", ")
+	return `WITH d AS (DELETE FROM source_deltas RETURNING *)
+		INSERT INTO source_stats (field, bucket, value, ` + cols + `)
+		SELECT field, bucket, value, ` + strings.Join(sums, ", ") + ` FROM d GROUP BY field, bucket, value
+		ON CONFLICT (field, bucket, value) DO UPDATE SET ` + strings.Join(sets, ", ")
+}()

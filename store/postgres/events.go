@@ -88,8 +88,9 @@ const sqlLinkLocks = `SELECT count(pg_advisory_xact_lock(h)) FROM (
 // part makes the newest status among each linked lead's fresh events its
 // CRM status unless a newer event's already is (crm_status_at): what
 // applying the events one by one in order would leave (ids follow batch
-// order, so among equal times the later event wins). It returns the fresh
-// rows' identities.
+// order, so among equal times the later event wins); a lead's first status
+// and first ftd take the arrival time of the earliest such fresh event if
+// it had none. It returns the fresh rows' identities.
 const sqlInsertCallbacks = `WITH ins AS (
 	INSERT INTO callbacks (dedup_key, internal_id, external_id, event, status, reason, timestamp,
 		event_time, received_at, skew_ms, raw_body, secret_idx, lead_id)
@@ -102,12 +103,22 @@ const sqlInsertCallbacks = `WITH ins AS (
 	WHERE (SELECT count(*) FROM (SELECT pg_advisory_lock($12::bigint)) AS l) = 1
 	ORDER BY u.ord
 	ON CONFLICT (internal_id, event, timestamp) DO NOTHING
-	RETURNING id, lead_id, internal_id, event, timestamp, status, COALESCE(event_time, received_at) AS at
+	RETURNING id, lead_id, internal_id, event, timestamp, status, COALESCE(event_time, received_at) AS at, received_at
 ), upd AS (
-	UPDATE leads l SET crm_status = s.status, crm_status_at = s.at, updated_at = $13
-	FROM (SELECT DISTINCT ON (lead_id) lead_id, status, at FROM ins
-		WHERE lead_id IS NOT NULL AND status <> '' ORDER BY lead_id, at DESC, id DESC) s
-	WHERE l.id = s.lead_id AND (l.crm_status_at IS NULL OR l.crm_status_at <= s.at)
+	UPDATE leads l SET
+		crm_status = CASE WHEN l.crm_status_at IS NULL OR l.crm_status_at <= s.at THEN s.status ELSE l.crm_status END,
+		crm_status_at = CASE WHEN l.crm_status_at IS NULL OR l.crm_status_at <= s.at THEN s.at ELSE l.crm_status_at END,
+		updated_at = CASE WHEN l.crm_status_at IS NULL OR l.crm_status_at <= s.at THEN $13 ELSE l.updated_at END,
+		first_status_at = COALESCE(l.first_status_at, s.first_status),
+		ftd_at = COALESCE(l.ftd_at, s.first_ftd)
+	FROM (SELECT DISTINCT ON (lead_id) lead_id, status, at,
+			min(received_at) OVER w AS first_status,
+			min(received_at) FILTER (WHERE lower(status) = 'ftd') OVER w AS first_ftd
+		FROM ins WHERE lead_id IS NOT NULL AND status <> ''
+		WINDOW w AS (PARTITION BY lead_id)
+		ORDER BY lead_id, at DESC, id DESC) s
+	WHERE l.id = s.lead_id AND (l.crm_status_at IS NULL OR l.crm_status_at <= s.at
+		OR l.first_status_at IS NULL OR (l.ftd_at IS NULL AND s.first_ftd IS NOT NULL))
 )
 SELECT internal_id, event, timestamp FROM ins`
 
@@ -293,13 +304,14 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 	query := `SELECT ` + callbackHeadCols + ` FROM callbacks WHERE id > $1`
 	args := []any{q.AfterID}
 	if q.Filter != "" {
-		query += ` AND (lower(external_id) LIKE $3 OR lower(internal_id) LIKE $3
+		query += ` AND id > (SELECT COALESCE(max(id), 0) FROM callbacks) - $4
+			AND (lower(external_id) LIKE $3 OR lower(internal_id) LIKE $3
 			OR lower(event) LIKE $3 OR lower(status) LIKE $3)`
 	}
 	query += ` ORDER BY id DESC LIMIT $2`
 	args = append(args, store.ClampLimit(q.Limit))
 	if q.Filter != "" {
-		args = append(args, store.LikePattern(q.Filter))
+		args = append(args, store.LikePattern(q.Filter), store.EventScanWindow)
 	}
 	out, err := queryAll(ctx, db.pool, scanCallbackHead, query, args...)
 	if err != nil {

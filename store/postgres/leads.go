@@ -68,33 +68,51 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 	keys := make([]string, len(good))
 	bodies := make([][]byte, len(good))
 	badPhones := make([]bool, len(good))
+	sources, funnels, subIDs, countries := make([]string, len(good)), make([]string, len(good)), make([]string, len(good)), make([]string, len(good))
 	for j, it := range good {
 		idx[j] = it.i
 		exts[j] = it.f.ExternalID
 		keys[j] = crm.NewIdempotencyKey(it.f.ExternalID, now)
 		bodies[j] = payloads[it.i]
 		badPhones[j] = it.f.PhoneInvalid
+		sources[j], funnels[j], subIDs[j], countries[j] = it.f.Source, it.f.Funnel, it.f.SubID, crm.CutGroupValue(it.f.Country)
 	}
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("enqueue: %w", err)
 	}
 	defer rollback(tx)
+	// The pauses are read under the shared pause lock (see sqlPauseShared),
+	// in a statement after it, so a Pause that committed while this waited
+	// is seen, and one that starts later waits for this commit and then
+	// holds these leads itself.
+	if _, err := tx.Exec(ctx, sqlPauseShared); err != nil {
+		return nil, nil, fmt.Errorf("enqueue: %w", mapErr(ctx, err))
+	}
 	// The ids are drawn in batch order (the inner SELECT numbers the rows
 	// as unnest yields them; a volatile nextval keeps it from being merged
 	// into the outer query), so leads claim in the order they came. The
 	// rows then go in sorted by external_id: two batches sharing ids take
 	// their unique-key locks in one order and never deadlock, and of two
-	// equal ids within the batch the first is stored.
+	// equal ids within the batch the first is stored. A lead whose source
+	// (first) or sub_id is paused goes in held.
 	stored, err := queryAll(ctx, tx, scanLead, `INSERT INTO leads
-			(id, external_id, payload, idempotency_key, state, phone_invalid, next_attempt_at, created_at, updated_at)
-		SELECT id, e, p, k, 'queued', b, $5, $5, $5 FROM (
-			SELECT u.*, nextval(pg_get_serial_sequence('leads', 'id')) AS id
-			FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bool[]) WITH ORDINALITY AS u(e, p, k, b, ord)
+			(id, external_id, payload, idempotency_key, state, phone_invalid, next_attempt_at, created_at, updated_at,
+			 source, funnel, sub_id, country, hold, reason)
+		SELECT id, e, p, k, CASE WHEN h = '' THEN 'queued' ELSE 'held' END, b,
+			CASE WHEN h = '' THEN $5::bigint END, $5, $5, src, fun, sub, cty, h,
+			CASE h WHEN 'source' THEN 'paused: source ' || src WHEN 'sub_id' THEN 'paused: sub_id ' || sub ELSE '' END
+		FROM (
+			SELECT u.*, nextval(pg_get_serial_sequence('leads', 'id')) AS id,
+				CASE WHEN EXISTS (SELECT 1 FROM pauses WHERE field = 'source' AND value = u.src) THEN 'source'
+					WHEN EXISTS (SELECT 1 FROM pauses WHERE field = 'sub_id' AND value = u.sub) THEN 'sub_id'
+					ELSE '' END AS h
+			FROM unnest($1::text[], $2::bytea[], $3::text[], $4::bool[], $6::text[], $7::text[], $8::text[], $9::text[])
+				WITH ORDINALITY AS u(e, p, k, b, src, fun, sub, cty, ord)
 		) s
 		ORDER BY e, ord
 		ON CONFLICT (external_id) DO NOTHING
-		RETURNING `+leadCols, exts, bodies, keys, badPhones, ms(now))
+		RETURNING `+leadCols, exts, bodies, keys, badPhones, ms(now), sources, funnels, subIDs, countries)
 	if err != nil {
 		return nil, nil, fmt.Errorf("enqueue: %w", err)
 	}
@@ -315,6 +333,7 @@ func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (crm.Resubmission, error) {
 	var res crm.Resubmission
 	var badPhone bool
+	var fields crm.LeadFields
 	if payload != nil {
 		f, err := store.CheckPayload(payload, false, db.opt.MaxPayload)
 		if err != nil {
@@ -324,12 +343,18 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 			return res, fmt.Errorf("resubmit %s: %w: the edit changes external_id to %q; enqueue it as a new lead instead", externalID, store.ErrInvalid, f.ExternalID)
 		}
 		badPhone = f.PhoneInvalid
+		fields = f
 	}
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return res, fmt.Errorf("resubmit %s: %w", externalID, err)
 	}
 	defer rollback(tx)
+	// The lead goes back in the queue: a pause on its source or sub_id
+	// holds it as it would a new lead (sqlPauseShared).
+	if _, err := tx.Exec(ctx, sqlPauseShared); err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
+	}
 	old, err := scanLead(tx.QueryRow(ctx, `SELECT `+leadCols+` FROM leads WHERE external_id = $1 FOR UPDATE`, externalID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return res, fmt.Errorf("resubmit %s: %w", externalID, store.ErrNotFound)
@@ -347,6 +372,7 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 	if payload == nil {
 		payload = old.Payload
 		badPhone = old.PhoneInvalid
+		fields = crm.LeadFields{Source: old.Source, Funnel: old.Funnel, SubID: old.SubID, Country: old.Country}
 	}
 	now := db.now()
 	res.OldKey = old.IdempotencyKey
@@ -365,12 +391,23 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 		key = crm.NewIdempotencyKey(externalID, now)
 		notes = append(notes, "new key "+key)
 	}
-	res.Lead, err = scanLead(tx.QueryRow(ctx, `UPDATE leads SET payload = $1, idempotency_key = $2,
-			state = 'queued', phone_invalid = $3, attempts = 0, next_attempt_at = $4, reason = '',
+	// It starts over: the times of its acceptance, first status and ftd
+	// are cleared (the report's triggers take its old outcome out).
+	res.Lead, err = scanLead(tx.QueryRow(ctx, `WITH p AS (
+			SELECT CASE WHEN EXISTS (SELECT 1 FROM pauses WHERE field = 'source' AND value = $6) THEN 'source'
+				WHEN EXISTS (SELECT 1 FROM pauses WHERE field = 'sub_id' AND value = $8) THEN 'sub_id'
+				ELSE '' END AS h
+		)
+		UPDATE leads SET payload = $1, idempotency_key = $2,
+			state = CASE WHEN p.h = '' THEN 'queued' ELSE 'held' END, hold = p.h,
+			phone_invalid = $3, attempts = 0, next_attempt_at = CASE WHEN p.h = '' THEN $4::bigint END,
+			reason = CASE p.h WHEN 'source' THEN 'paused: source ' || $6 WHEN 'sub_id' THEN 'paused: sub_id ' || $8 ELSE '' END,
 			last_http_status = 0, last_error = '', last_delay_ms = 0, last_delay_why = '',
-			lease_owner = '', lease_expires_at = NULL, updated_at = $4
-		WHERE id = $5 RETURNING `+leadCols,
-		payload, key, badPhone, ms(now), old.ID))
+			lease_owner = '', lease_expires_at = NULL, updated_at = $4,
+			source = $6, funnel = $7, sub_id = $8, country = $9,
+			accepted_at = NULL, first_status_at = NULL, ftd_at = NULL
+		FROM p WHERE id = $5 RETURNING `+leadColsOf("leads"),
+		payload, key, badPhone, ms(now), old.ID, fields.Source, fields.Funnel, fields.SubID, crm.CutGroupValue(fields.Country)))
 	if err != nil {
 		return res, fmt.Errorf("resubmit %s: %w", externalID, mapErr(ctx, err))
 	}

@@ -164,8 +164,8 @@ func (db *DB) Forget(ctx context.Context, externalID string) (st store.ForgetSta
 		}
 		return tag.RowsAffected(), nil
 	}
-	const live = `'queued', 'retry_wait', 'in_flight'`
-	if _, err := exec(`UPDATE leads SET payload = $1, reason = $2, last_error = '',
+	const live = `'queued', 'retry_wait', 'in_flight', 'held'`
+	if _, err := exec(`UPDATE leads SET payload = $1, reason = $2, last_error = '', hold = '',
 			state = CASE WHEN state IN (`+live+`) THEN 'failed' ELSE state END,
 			next_attempt_at = CASE WHEN state IN (`+live+`) THEN NULL ELSE next_attempt_at END,
 			lease_owner = '', lease_expires_at = NULL, updated_at = $3

@@ -7,8 +7,12 @@
 // over a FOR UPDATE SKIP LOCKED pick, Record and Release write only WHERE
 // the caller still holds the lease, Resubmit locks its row, and late
 // linking of callbacks takes an advisory lock per CRM id shared with
-// SaveCallbacks. Counters are append-only deltas (migration 001), so no
-// writer waits on a counter row.
+// SaveCallbacks. Counters, and the Sources report's aggregates, are
+// append-only deltas (migrations 001 and 003), so no writer waits on a
+// counter row. Pauses are made race-free by one advisory lock that Pause
+// and Resume take exclusively and the writers that queue leads take
+// shared (ops.go). Keyset pages of the All leads pane that must check rows
+// one by one examine at most maxScan (100,000) rows per call (query.go).
 package postgres
 
 import (

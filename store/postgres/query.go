@@ -64,7 +64,8 @@ type leadKey struct{ at, id int64 }
 // query of at most Offset+Limit keys and the keys merged here, which
 // avoids sorting every row of the states; then only the page's rows are
 // fetched by primary key. A Filter (case-insensitive ASCII substring of
-// external_id, crm_id or reason) is checked row by row along that walk.
+// external_id, crm_id or reason) and a Reason are checked row by row along
+// that walk. OrderNewest and OrderOldest page by id instead (leadsByID).
 func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 	limit := store.ClampLimit(q.Limit)
 	offset := max(q.Offset, 0)
@@ -76,14 +77,10 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 	if byDue {
 		keyCol, order = "next_attempt_at", ` ORDER BY next_attempt_at, id`
 	}
-	filter := ""
-	var fargs []any
-	if q.Filter != "" {
-		// lower() and LIKE, not ILIKE: the filter is ASCII-case-insensitive
-		// as store/sqlite's is.
-		filter = ` AND (lower(external_id) LIKE $2 OR lower(crm_id) LIKE $2 OR lower(reason) LIKE $2)`
-		fargs = []any{store.LikePattern(q.Filter)}
+	if q.Order == crm.OrderNewest || q.Order == crm.OrderOldest {
+		return db.leadsByID(ctx, q, states, limit, offset)
 	}
+	filter, fargs := leadMatch(q, 2)
 
 	tx, err := db.beginRead(ctx)
 	if err != nil {
@@ -147,6 +144,59 @@ func (db *DB) Leads(ctx context.Context, q crm.LeadQuery) ([]crm.Lead, error) {
 	return out, nil
 }
 
+// maxScan bounds how many leads past the keyset bound one OrderNewest or
+// OrderOldest page examines when rows must be checked one by one (a
+// Filter, a Reason, or only some states): a rare match then costs at most
+// this many rows per call, not a scan of the table. The page may come
+// back short with more matches further on; the caller pages on from the
+// last id it got (the UI says "searched the newest N").
+const maxScan = 100000
+
+// leadsByID is a page of leads in id order (newest or oldest first), from
+// the primary key: after the keyset bound (BeforeID / AfterID, which
+// replace Offset when set), only the page is read when every lead
+// matches; otherwise at most maxScan leads past the bound are examined.
+func (db *DB) leadsByID(ctx context.Context, q crm.LeadQuery, states []crm.State, limit, offset int) ([]crm.Lead, error) {
+	dir, bound := "DESC", ""
+	args := []any{}
+	if q.Order == crm.OrderNewest && q.BeforeID > 0 {
+		args = append(args, q.BeforeID)
+		bound, offset = ` WHERE id < $1`, 0
+	}
+	if q.Order == crm.OrderOldest {
+		dir = "ASC"
+		if q.AfterID > 0 {
+			args = append(args, q.AfterID)
+			bound, offset = ` WHERE id > $1`, 0
+		}
+	}
+	where, margs := leadMatch(q, len(args)+1)
+	args = append(args, margs...)
+	if len(states) < len(crm.States) {
+		plain := make([]string, len(states))
+		for i, s := range states {
+			plain[i] = string(s)
+		}
+		args = append(args, plain)
+		where += fmt.Sprintf(` AND state = ANY($%d)`, len(args))
+	}
+	var query string
+	if where == "" {
+		query = `SELECT ` + leadCols + ` FROM leads` + bound + ` ORDER BY id ` + dir
+	} else {
+		args = append(args, maxScan)
+		query = `SELECT ` + leadCols + ` FROM (SELECT * FROM leads` + bound + ` ORDER BY id ` + dir +
+			fmt.Sprintf(` LIMIT $%d) w WHERE true`, len(args)) + where + ` ORDER BY id ` + dir
+	}
+	args = append(args, limit, offset)
+	query += fmt.Sprintf(` LIMIT $%d OFFSET $%d`, len(args)-1, len(args))
+	out, err := queryAll(ctx, db.pool, scanLead, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("leads: %w", err)
+	}
+	return out, nil
+}
+
 // leadCallbackCols is the column list scanLeadCallback reads: a callback
 // with its raw body.
 const leadCallbackCols = `id, dedup_key, internal_id, external_id, event, status, reason, timestamp,
@@ -198,30 +248,73 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 	return d, nil
 }
 
-// Throughput implements ui.Source: sends (attempts of kind send, by start)
-// and callbacks (by arrival) per bucket from since to now, oldest bucket
-// first, from the per-second deltas (migration 001): the cost is about
-// one row per second of the window once folded, whatever the traffic.
-// The resolution is one second: since is truncated to a whole second and
-// bucket rounded up to whole seconds.
+// Throughput implements ui.Source: sends (attempts of kind send, by
+// start), callbacks (by arrival), and attempts ending accepted or failed,
+// per bucket from since to now, oldest bucket first, from the per-second
+// deltas (migrations 001 and 003): about one row per second of the window
+// once folded, whatever the traffic. since is truncated to a whole second
+// and bucket rounded up to whole seconds.
+//
+// A bucket of whole minutes reads the per-minute rows instead (1,440 for
+// a day), at minute resolution: each minute counts in the bucket its first
+// second falls in, except the minute since falls inside, whose seconds
+// from since on are read one by one (they count in the first bucket).
 func (db *DB) Throughput(ctx context.Context, since time.Time, bucket time.Duration) (crm.Throughput, error) {
 	t, from, width := store.NewThroughput(since, bucket, db.now())
+	n := len(t.Sent)
+	t.Accepted, t.Failed = make([]int, n), make([]int, n)
+	end := store.ThroughputEnd(t, from, width)
 	type row struct {
-		i               int64
-		sent, callbacks int
+		i                                 int64
+		sent, callbacks, accepted, failed int
 	}
-	// floor division: sec - from is never negative here (sec >= from).
-	rows, err := queryAll(ctx, db.pool, func(r pgx.Row) (row, error) {
+	scan := func(r pgx.Row) (row, error) {
 		var b row
-		return b, r.Scan(&b.i, &b.sent, &b.callbacks)
-	}, `SELECT (sec - $1) / $2, sum(sent)::bigint, sum(callbacks)::bigint FROM throughput_deltas
-		WHERE sec >= $1 AND sec < $3 GROUP BY (sec - $1) / $2`,
-		from, width, store.ThroughputEnd(t, from, width))
+		return b, r.Scan(&b.i, &b.sent, &b.callbacks, &b.accepted, &b.failed)
+	}
+	// A second's or a minute's counts fit an int; summed as int the
+	// server adds in bigint, not in numeric as it does BIGINT.
+	const sums = `COALESCE(sum(sent::int), 0), COALESCE(sum(callbacks::int), 0),
+		COALESCE(sum(accepted::int), 0), COALESCE(sum(failed::int), 0)`
+	var rows []row
+	var err error
+	// One statement, so one snapshot: a fold moving deltas into the
+	// folded tables meanwhile is seen whole or not at all.
+	if width%60 != 0 {
+		// floor division: sec - from is never negative here (sec >= from).
+		rows, err = queryAll(ctx, db.pool, scan, `SELECT (sec - $1) / $2, `+sums+` FROM (
+				SELECT sec, sent, callbacks, accepted, failed FROM throughput_seconds WHERE sec >= $1 AND sec < $3
+				UNION ALL
+				SELECT sec, sent, callbacks, accepted, failed FROM throughput_deltas WHERE sec >= $1 AND sec < $3
+			) s GROUP BY (sec - $1) / $2`, from, width, end)
+	} else {
+		firstMinute := (from + 59) / 60 // the first minute wholly in the window
+		rows, err = queryAll(ctx, db.pool, scan, `SELECT (GREATEST(minute * 60, $1) - $1) / $2, `+sums+` FROM (
+				SELECT minute, sent, callbacks, accepted, failed FROM throughput_minutes
+					WHERE minute >= $4 AND minute * 60 < $3
+				UNION ALL
+				SELECT sec / 60, sent, callbacks, accepted, failed FROM throughput_deltas
+					WHERE sec >= $4 * 60 AND sec < $3
+				UNION ALL
+				SELECT 0, sent, callbacks, accepted, failed FROM throughput_seconds
+					WHERE sec >= $1 AND sec < LEAST($4 * 60, $3)
+				UNION ALL
+				SELECT 0, sent, callbacks, accepted, failed FROM throughput_deltas
+					WHERE sec >= $1 AND sec < LEAST($4 * 60, $3)
+			) s GROUP BY 1`,
+			from, width, end, firstMinute)
+	}
 	if err != nil {
 		return t, fmt.Errorf("throughput: %w", err)
 	}
 	for _, b := range rows {
-		store.AddThroughput(t, b.i, b.sent, b.callbacks)
+		if b.i < 0 || b.i >= int64(n) {
+			continue
+		}
+		t.Sent[b.i] += b.sent
+		t.Callbacks[b.i] += b.callbacks
+		t.Accepted[b.i] += b.accepted
+		t.Failed[b.i] += b.failed
 	}
 	return t, nil
 }

@@ -82,6 +82,14 @@ func (db *DB) recordOne(ctx context.Context, tx pgx.Tx, owner string, r crm.Atte
 			return false, mapErr(ctx, err)
 		}
 	}
+	if a.Outcome == crm.StateRetryWait {
+		// A lead that will be retried is held instead when its source or
+		// sub_id is paused; the pauses are read under the shared pause
+		// lock, as Enqueue does.
+		if _, err := tx.Exec(ctx, sqlPauseShared); err != nil {
+			return false, mapErr(ctx, err)
+		}
+	}
 	var next *int64
 	if a.Outcome == crm.StateRetryWait {
 		at := r.NextAttemptAt
@@ -96,15 +104,22 @@ func (db *DB) recordOne(ctx context.Context, tx pgx.Tx, owner string, r crm.Atte
 	}
 	// The guarded update and the attempt row in one statement (one round
 	// trip): the insert reads the update's RETURNING, so no row at all
-	// comes back when the lease is gone, and nothing was written.
+	// comes back when the lease is gone, and nothing was written. The
+	// attempt keeps its real outcome when the lead is held by a pause.
 	var attemptID int64
 	err = tx.QueryRow(ctx, `WITH lead AS (
-			UPDATE leads SET state = $1,
-				crm_id = CASE WHEN $2 <> '' THEN $2 ELSE crm_id END,
-				reason = $3, last_http_status = $4, last_error = $5, last_delay_ms = $6, last_delay_why = $7,
-				next_attempt_at = $8, lease_owner = '', lease_expires_at = NULL, updated_at = $9
-			WHERE id = $10 AND lease_owner = $11 AND state = 'in_flight'
-			RETURNING id, attempts, idempotency_key
+			UPDATE leads SET state = CASE WHEN p.h = '' THEN $1::text ELSE 'held' END, hold = p.h,
+				crm_id = CASE WHEN $2 <> '' THEN $2 ELSE leads.crm_id END,
+				reason = CASE WHEN p.h = '' THEN $3::text
+					ELSE 'paused: ' || p.h || ' ' || CASE p.h WHEN 'source' THEN leads.source ELSE leads.sub_id END END,
+				last_http_status = $4, last_error = $5, last_delay_ms = $6, last_delay_why = $7,
+				next_attempt_at = CASE WHEN p.h = '' THEN $8::bigint END,
+				accepted_at = CASE WHEN $1::text = 'accepted' THEN $9::bigint ELSE leads.accepted_at END,
+				lease_owner = '', lease_expires_at = NULL, updated_at = $9
+			FROM (SELECT CASE WHEN $1::text = 'retry_wait' THEN lw_pause_hold(l.source, l.sub_id) ELSE '' END AS h
+				FROM leads l WHERE l.id = $10) p
+			WHERE leads.id = $10 AND leads.lease_owner = $11 AND leads.state = 'in_flight'
+			RETURNING leads.id, leads.attempts, leads.idempotency_key
 		)
 		INSERT INTO attempts
 			(lead_id, kind, number, idempotency_key, started_at, duration_us, http_status, response_body,
@@ -140,6 +155,18 @@ func (db *DB) linkLate(ctx context.Context, tx pgx.Tx, leadID int64, crmID strin
 	}
 	if tag.RowsAffected() == 0 {
 		return nil
+	}
+	// The lead's first status and first ftd are when those callbacks
+	// arrived, if the lead has none yet.
+	if _, err := tx.Exec(ctx, `UPDATE leads l SET
+			first_status_at = COALESCE(l.first_status_at, s.first_status),
+			ftd_at = COALESCE(l.ftd_at, s.first_ftd)
+		FROM (SELECT min(received_at) FILTER (WHERE status <> '') AS first_status,
+				min(received_at) FILTER (WHERE lower(status) = 'ftd') AS first_ftd
+			FROM callbacks WHERE lead_id = $1) s
+		WHERE l.id = $1 AND ((l.first_status_at IS NULL AND s.first_status IS NOT NULL)
+			OR (l.ftd_at IS NULL AND s.first_ftd IS NOT NULL))`, leadID); err != nil {
+		return mapErr(ctx, err)
 	}
 	var (
 		status string

@@ -40,7 +40,8 @@ func queryAll[T any](ctx context.Context, q querier, scan func(pgx.Row) (T, erro
 // leadCols is the column list scanLead reads, in order.
 const leadCols = `id, external_id, payload, idempotency_key, state, crm_id, crm_status, reason,
 	phone_invalid, attempts, next_attempt_at, last_http_status, last_error, last_delay_ms,
-	last_delay_why, lease_owner, lease_expires_at, created_at, updated_at`
+	last_delay_why, lease_owner, lease_expires_at, created_at, updated_at,
+	source, funnel, sub_id, country, hold, accepted_at, first_status_at`
 
 // scanLead reads one row of leadCols.
 func scanLead(s pgx.Row) (crm.Lead, error) {
@@ -48,11 +49,13 @@ func scanLead(s pgx.Row) (crm.Lead, error) {
 		l                        crm.Lead
 		state                    string
 		next, leaseExp           *int64
+		acceptedAt, firstStatus  *int64
 		delayMS, created, update int64
 	)
 	err := s.Scan(&l.ID, &l.ExternalID, &l.Payload, &l.IdempotencyKey, &state, &l.CRMID, &l.CRMStatus,
 		&l.Reason, &l.PhoneInvalid, &l.Attempts, &next, &l.LastHTTPStatus, &l.LastError, &delayMS,
-		&l.LastDelayWhy, &l.LeaseOwner, &leaseExp, &created, &update)
+		&l.LastDelayWhy, &l.LeaseOwner, &leaseExp, &created, &update,
+		&l.Source, &l.Funnel, &l.SubID, &l.Country, &l.Hold, &acceptedAt, &firstStatus)
 	if err != nil {
 		return l, err
 	}
@@ -62,6 +65,8 @@ func scanLead(s pgx.Row) (crm.Lead, error) {
 	l.LastDelay = time.Duration(delayMS) * time.Millisecond
 	l.CreatedAt = fromMS(created)
 	l.UpdatedAt = fromMS(update)
+	l.AcceptedAt = fromNullMS(acceptedAt)
+	l.FirstStatusAt = fromNullMS(firstStatus)
 	return l, nil
 }
 

@@ -341,6 +341,17 @@ func TestQueryPlans(t *testing.T) {
 		{"Throughput", `SELECT (sec - 0) / 10, SUM(sent), SUM(callbacks) FROM throughput WHERE sec >= 0 AND sec < 100 GROUP BY (sec - 0) / 10`, "USING INTEGER PRIMARY KEY"},
 		{"DetailAttempts", `SELECT id FROM attempts WHERE lead_id = 1 ORDER BY id`, "attempts_lead"},
 		{"DetailCallbacks", `SELECT id FROM callbacks WHERE lead_id = 1 ORDER BY id`, "callbacks_lead"},
+		// Issue 11: the report and the pulse read one key range; the All
+		// leads pane walks the primary key from its bound, whatever the
+		// states asked for (leadsWhere's +state).
+		{"ReportAll", `SELECT value, SUM(accepted) FROM source_stats WHERE field = 'source' AND bucket = -1 GROUP BY value`, "source_stats USING PRIMARY KEY (field=? AND bucket=?)"},
+		{"ReportSince", `SELECT value, SUM(accepted) FROM source_stats WHERE field = 'sub_id' AND bucket >= 5 GROUP BY value`, "source_stats USING PRIMARY KEY (field=? AND bucket>?)"},
+		{"Pulse", `SELECT sec, sent, answered, accepted, callbacks, refused FROM throughput WHERE sec > 1 AND sec <= 3601 ORDER BY sec`, "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"},
+		{"ThroughputMinutes", `SELECT (min - 0) / 60, SUM(sent) FROM throughput_min WHERE min >= 0 AND min < 86400 GROUP BY (min - 0) / 60`, "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"},
+		{"LeadsNewest", `SELECT id FROM leads WHERE +state IN ('accepted', 'queued') AND id < 500 ORDER BY id DESC LIMIT 40`, "USING INTEGER PRIMARY KEY (rowid<?)"},
+		{"LeadsOldestFiltered", `SELECT id FROM leads WHERE true AND (lower(external_id) LIKE '%a%' ESCAPE '\') AND id > 5 AND id <= 100005 ORDER BY id LIMIT 40`, "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)"},
+		{"FindByCRM", `SELECT id FROM leads WHERE crm_id = 'x' ORDER BY id DESC LIMIT 1`, "leads_crm_id"},
+		{"Held", `UPDATE leads SET state = 'queued' WHERE state = 'held' AND hold = 'source' AND source = 'x'`, "leads_state_due (state=?)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

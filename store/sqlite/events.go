@@ -227,7 +227,9 @@ func (db *DB) insertChunk(ctx context.Context, tx *sql.Tx, query string, args []
 	if len(links) == 0 {
 		return unmatched, nil
 	}
-	// One statement bound to tx for the chunk, not one per event.
+	// One statement bound to tx for the chunk, not one per event. It also
+	// sets the lead's first status and first ftd times (the report's
+	// WithStatus and FTD), once each.
 	set := db.hotW.in(ctx, tx, sqlSetCRMStatus)
 	for _, l := range links {
 		ev := &evs[l.i]
@@ -239,7 +241,11 @@ func (db *DB) insertChunk(ctx context.Context, tx *sql.Tx, query string, args []
 		if !ev.EventTime.IsZero() {
 			at = ms(ev.EventTime)
 		}
-		if _, err := set.ExecContext(ctx, ev.Status, at, ms(now), l.lead, at); err != nil {
+		received := ms(ev.ReceivedAt)
+		if ev.ReceivedAt.IsZero() {
+			received = ms(now)
+		}
+		if _, err := set.ExecContext(ctx, ev.Status, at, ms(now), l.lead, received); err != nil {
 			return 0, mapErr(ctx, err)
 		}
 	}
@@ -287,9 +293,10 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 	args := []any{q.AfterID}
 	if q.Filter != "" {
 		p := store.LikePattern(q.Filter)
-		query += ` AND (lower(external_id) LIKE ? ESCAPE '\' OR lower(internal_id) LIKE ? ESCAPE '\'
+		query += ` AND id > (SELECT COALESCE(max(id), 0) FROM callbacks) - ?
+			AND (lower(external_id) LIKE ? ESCAPE '\' OR lower(internal_id) LIKE ? ESCAPE '\'
 			OR lower(event) LIKE ? ESCAPE '\' OR lower(status) LIKE ? ESCAPE '\')`
-		args = append(args, p, p, p, p)
+		args = append(args, store.EventScanWindow, p, p, p, p)
 	}
 	query += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, store.ClampLimit(q.Limit))

@@ -17,15 +17,17 @@ import (
 const fillBatch = 50000
 
 // Fill appends a synthetic campaign to the database — leads leads and callbacks
-// callbacks spread over the 24 hours before now — for benchmarks, the
-// dashboard's budget checks and demos. It writes in large transactions
+// callbacks spread over the store.FillWindow before now — for benchmarks,
+// the dashboard's budget checks and demos. It writes in large transactions
 // with prepared statements and skips the enqueue gate, so a million rows
-// take seconds. The mix is what a launch looks like mid-way: mostly
-// accepted, some duplicates, validation errors, rejections and failures,
-// a backlog of queued and retry_wait leads and a few in flight; one send
-// attempt per lead that was sent; callbacks mostly naming accepted leads by
-// CRM id (some also by external id), about 3% unmatched. Counters are kept
-// by the same triggers as every other write. Repeated calls append (ids
+// take seconds. The leads are store.PickFillLead's (the mix of a launch
+// mid-way, with source, funnel, sub_id and country, and for accepted ones
+// their acceptance, first status and ftd times), with one send attempt per
+// lead that was sent; an ftd is kept only while its ftd callback fits
+// among the callbacks asked for. Callbacks mostly name leads by CRM id
+// (some also by external id), about 3% unmatched. Counters are kept by
+// the same triggers as every other write; the report's numbers by one
+// grouped statement per batch (fillLeads). Repeated calls append (ids
 // continue after the highest one).
 func (db *DB) Fill(ctx context.Context, leads, callbacks int) error {
 	if db.readOnly {
@@ -52,19 +54,22 @@ func (db *DB) Fill(ctx context.Context, leads, callbacks int) error {
 	defer db.writer.ExecContext(context.Background(), `PRAGMA cache_size = `+strconv.FormatInt(cache, 10))
 	rng := rand.New(rand.NewPCG(uint64(base)+1, uint64(cbBase)+7))
 	now := db.now()
-	start := now.Add(-24 * time.Hour)
-	span := int64(24 * time.Hour / time.Millisecond)
+	start := now.Add(-store.FillWindow)
+	span := int64(store.FillWindow / time.Millisecond)
 
+	// Every ftd lead gets its ftd callback among the callbacks asked for,
+	// so no more of them than that.
+	ftds := &fillFTDs{budget: callbacks}
 	for done := 0; done < leads; done += fillBatch {
 		n := min(fillBatch, leads-done)
-		if err := fillLeads(ctx, db, rng, base+int64(done), n, start, span, now); err != nil {
+		if err := fillLeads(ctx, db, rng, base+int64(done), n, now, ftds); err != nil {
 			return fmt.Errorf("fill leads: %w", err)
 		}
 	}
 	total := base + int64(leads)
 	for done := 0; done < callbacks; done += fillBatch {
 		n := min(fillBatch, callbacks-done)
-		if err := fillCallbacks(ctx, db, rng, cbBase+int64(done), n, total, start, span); err != nil {
+		if err := fillCallbacks(ctx, db, rng, cbBase+int64(done), n, total, start, span, ftds); err != nil {
 			return fmt.Errorf("fill callbacks: %w", err)
 		}
 	}
@@ -72,42 +77,36 @@ func (db *DB) Fill(ctx context.Context, leads, callbacks int) error {
 	return nil
 }
 
-// fillState picks a state with a launch-like distribution.
-func fillState(r *rand.Rand) crm.State {
-	switch p := r.IntN(1000); {
-	case p < 700:
-		return crm.StateAccepted
-	case p < 750:
-		return crm.StateDuplicate
-	case p < 800:
-		return crm.StateValidationError
-	case p < 850:
-		return crm.StateRejected
-	case p < 880:
-		return crm.StateFailed
-	case p < 950:
-		return crm.StateQueued
-	case p < 990:
-		return crm.StateRetryWait
-	default:
-		return crm.StateInFlight
-	}
-}
+// fillSources and fillExternalID are the campaign's (store.PickFillLead),
+// by the names this package's tests know them.
+var (
+	fillSources    = store.FillSources
+	fillExternalID = store.FillExternalID
+)
 
-// fillExternalID names the i-th synthetic lead (1-based, = its row id when
-// the store started empty).
-func fillExternalID(i int64) string { return "fill-" + strconv.FormatInt(i, 10) }
+// fillMS is a fill time for a nullable column: zero is NULL.
+func fillMS(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 0} }
 
-func fillLeads(ctx context.Context, db *DB, r *rand.Rand, from int64, n int, start time.Time, span int64, now time.Time) error {
+// fillLeads writes n leads (and their attempts) in one transaction. The
+// report's and the attempts' throughput triggers are off for it (the
+// 'leads_batch' gate, migrations 005 and 006), the throughput counted
+// per second at the end; the batch's numbers are summed as it goes (statsAcc) and added
+// at the end, one upsert per row of source_stats, the same sums the
+// triggers would have made.
+func fillLeads(ctx context.Context, db *DB, r *rand.Rand, from int64, n int, now time.Time, ftds *fillFTDs) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE counters SET n = 1 WHERE name = 'leads_batch'`); err != nil {
+		return mapErr(ctx, err)
+	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO leads
 		(external_id, payload, idempotency_key, state, crm_id, reason, attempts, next_attempt_at,
-		 last_http_status, lease_owner, lease_expires_at, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
+		 last_http_status, lease_owner, lease_expires_at, created_at, updated_at,
+		 source, funnel, sub_id, country, accepted_at, first_status_at, ftd_at, crm_status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`)
 	if err != nil {
 		return mapErr(ctx, err)
 	}
@@ -119,59 +118,105 @@ func fillLeads(ctx context.Context, db *DB, r *rand.Rand, from int64, n int, sta
 		return mapErr(ctx, err)
 	}
 	defer att.Close()
+	acc := statsAcc{}
+	type second struct{ sent, answered, accepted, failed int64 }
+	perSec := map[int64]*second{}
 	for k := range n {
 		i := from + int64(k) + 1
-		ext := fillExternalID(i)
-		created := ms(start) + r.Int64N(span)
-		updated := min(created+r.Int64N(60000), ms(now))
-		st := fillState(r)
-		var (
-			crmID, reason, owner string
-			attempts, status     int
-			next, lease          sql.NullInt64
-		)
-		switch st {
-		case crm.StateQueued:
-			next = sql.NullInt64{Int64: created, Valid: true}
-			updated = created
-		case crm.StateRetryWait:
-			attempts, status = 1+r.IntN(4), 503
-			next = sql.NullInt64{Int64: ms(now) + r.Int64N(600000), Valid: true}
-		case crm.StateInFlight:
-			attempts, owner = 1, "fill-worker"
-			lease = sql.NullInt64{Int64: ms(now) + 30000, Valid: true}
-			next = lease
-		case crm.StateAccepted, crm.StateDuplicate:
-			attempts, status, crmID = 1, 200, "crm-"+strconv.FormatInt(i, 10)
-		case crm.StateValidationError:
-			attempts, status, reason = 1, 422, "phone: invalid format"
-		case crm.StateRejected:
-			attempts, status, reason = 1, 200, "blocked country"
-		case crm.StateFailed:
-			attempts, status, reason = 5, 503, "gave up after 5 attempts"
+		l := store.PickFillLead(r, i, now)
+		if l.FTDAt != 0 && len(ftds.leads) >= ftds.budget {
+			l.FTDAt = 0 // its ftd callback would not fit among those asked for
 		}
-		payload := `{"external_id":"` + ext + `","phone":"+4915112345678","country":"DE","source":"fill"}`
-		key := ext + "-" + strconv.FormatInt(created, 10) + "-00000000"
+		var crmStatus string
+		switch {
+		case l.FTDAt != 0:
+			crmStatus = "ftd"
+		case l.FirstStatusAt != 0:
+			crmStatus = "contacted"
+		}
+		key := l.IdempotencyKey()
+		acceptedAt, firstAt, ftdAt := fillMS(l.AcceptedAt), fillMS(l.FirstStatusAt), fillMS(l.FTDAt)
 		var id int64
-		if err := ins.QueryRowContext(ctx, ext, []byte(payload), key, string(st), crmID, reason, attempts, next,
-			status, owner, lease, created, updated).Scan(&id); err != nil {
+		if err := ins.QueryRowContext(ctx, l.ExternalID, l.Payload(), key, string(l.State), l.CRMID, l.Reason,
+			l.Attempts, fillMS(l.NextAttemptAt), l.HTTPStatus, l.LeaseOwner, fillMS(l.LeaseExpiresAt),
+			l.CreatedAt, l.UpdatedAt, l.Source, l.Funnel, l.SubID, l.Country,
+			acceptedAt, firstAt, ftdAt, crmStatus).Scan(&id); err != nil {
 			return mapErr(ctx, err)
 		}
-		if st != crm.StateQueued && st != crm.StateInFlight {
-			if _, err := att.ExecContext(ctx, id, key, updated-r.Int64N(1000), 20000+r.Int64N(100000), status, string(st)); err != nil {
+		acc.add(statsLead{l.CreatedAt, l.Source, l.Funnel, l.SubID, l.Country, l.State, acceptedAt, firstAt, ftdAt})
+		if l.FTDAt != 0 {
+			ftds.leads = append(ftds.leads, fillFTD{id, l.CRMID, l.FTDAt})
+		}
+		if l.Sent() {
+			started := l.AttemptStartedAt
+			if _, err := att.ExecContext(ctx, id, key, started, l.AttemptDurationUS, l.HTTPStatus, string(l.State)); err != nil {
 				return mapErr(ctx, err)
 			}
+			sec := perSec[started/1000]
+			if sec == nil {
+				sec = &second{}
+				perSec[started/1000] = sec
+			}
+			sec.sent++
+			sec.answered += int64(boolInt(l.HTTPStatus > 0))
+			sec.accepted += int64(boolInt(l.State == crm.StateAccepted))
+			sec.failed += int64(boolInt(l.State == crm.StateFailed))
 		}
+	}
+	if err := acc.flush(ctx, tx); err != nil {
+		return mapErr(ctx, err)
+	}
+	// The attempts' throughput, as the attempts_throughput trigger counts
+	// it (migration 005), once per second.
+	add, err := tx.PrepareContext(ctx, `INSERT INTO throughput (sec, sent, answered, accepted, failed) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (sec) DO UPDATE SET sent = sent + excluded.sent, answered = answered + excluded.answered,
+			accepted = accepted + excluded.accepted, failed = failed + excluded.failed`)
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	defer add.Close()
+	for s, c := range perSec {
+		if _, err := add.ExecContext(ctx, s, c.sent, c.answered, c.accepted, c.failed); err != nil {
+			return mapErr(ctx, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE counters SET n = 0 WHERE name = 'leads_batch'`); err != nil {
+		return mapErr(ctx, err)
 	}
 	return db.commit(ctx, tx)
 }
 
-func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int, leads int64, start time.Time, span int64) error {
+// fillFTDs are the ftd leads Fill made, whose ftd callbacks come first
+// among the callbacks, at most budget of them.
+type fillFTDs struct {
+	budget int
+	leads  []fillFTD
+}
+
+// fillFTD is an ftd lead: its id, CRM id and ftd time.
+type fillFTD struct {
+	id    int64
+	crmID string
+	at    int64
+}
+
+// fillCallbacks writes n callbacks: first the ftd callback of each ftd
+// lead not yet given one (status "ftd", linked, received at its ftd_at:
+// the status the lead's ftd_at says it reached), then random events of
+// random leads, none of which says ftd.
+func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int, leads int64, start time.Time, span int64, ftds *fillFTDs) error {
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
+	// As SaveCallbacks does: the per-row count triggers off for this
+	// transaction (migration 004), the batch counted once at the end.
+	if _, err := tx.ExecContext(ctx, `UPDATE counters SET n = 1 WHERE name = 'callbacks_batch'`); err != nil {
+		return mapErr(ctx, err)
+	}
+	perSec := map[int64]int64{}
+	unmatched := 0
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO callbacks
 		(dedup_key, internal_id, external_id, event, status, timestamp, event_time, received_at,
 		 skew_ms, raw_body, secret_idx, lead_id)
@@ -182,7 +227,19 @@ func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int,
 	}
 	defer ins.Close()
 	events := [...]string{"lead.created", "lead.qualified", "lead.contacted", "lead.converted", "lead.lost"}
-	for k := range n {
+	k := 0
+	for ; k < n && len(ftds.leads) > 0; k++ {
+		f := ftds.leads[0]
+		ftds.leads = ftds.leads[1:]
+		ts := strconv.FormatInt(f.at/1000, 10)
+		body := `{"internal_id":"` + f.crmID + `","event":"lead.ftd","status":"ftd","timestamp":` + ts + `}`
+		if _, err := ins.ExecContext(ctx, f.crmID+":lead.ftd:"+ts, f.crmID, "", "lead.ftd", "ftd", ts, f.at, f.at,
+			0, []byte(body), f.id); err != nil {
+			return mapErr(ctx, err)
+		}
+		perSec[f.at/1000]++
+	}
+	for ; k < n; k++ {
 		seq := from + int64(k) + 1
 		received := ms(start) + r.Int64N(span)
 		ev := events[r.IntN(len(events))]
@@ -194,7 +251,7 @@ func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int,
 			i := 1 + r.Int64N(leads)
 			internal, lead = "crm-"+strconv.FormatInt(i, 10), sql.NullInt64{Int64: i, Valid: true}
 			if r.IntN(2) == 0 {
-				ext = fillExternalID(i)
+				ext = store.FillExternalID(i)
 			}
 		} else {
 			internal = "crm-unknown-" + strconv.FormatInt(seq, 10)
@@ -217,6 +274,23 @@ func fillCallbacks(ctx context.Context, db *DB, r *rand.Rand, from int64, n int,
 				break
 			}
 			received += 1000
+		}
+		perSec[received/1000]++
+		if !lead.Valid {
+			unmatched++
+		}
+	}
+	if _, err := tx.ExecContext(ctx, sqlCountBatch, n, unmatched); err != nil {
+		return mapErr(ctx, err)
+	}
+	add, err := tx.PrepareContext(ctx, sqlThroughputAdd)
+	if err != nil {
+		return mapErr(ctx, err)
+	}
+	defer add.Close()
+	for sec, c := range perSec {
+		if _, err := add.ExecContext(ctx, sec, c); err != nil {
+			return mapErr(ctx, err)
 		}
 	}
 	return db.commit(ctx, tx)

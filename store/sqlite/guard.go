@@ -33,6 +33,18 @@ import (
 //     condition (the final-state check of attempts included); its row
 //     count comes from the statement, its byte count from the read before
 //     it in the same transaction.
+//   - Act: each id is read, then written by an UPDATE whose WHERE repeats
+//     the state read (WHERE id = ? AND state = ?); no row means the lead
+//     changed (a claim took it) and it is read again (maxGuardRetries), so
+//     an action never lands on a state it does not apply to.
+//   - Pause, Resume, RetryAllNow: single statements whose WHERE holds the
+//     whole condition (state IN ('queued', 'retry_wait') and the field;
+//     state = 'held' and the hold); Pause's rule insert is ON CONFLICT DO
+//     NOTHING, and a second Pause holds nothing. Enqueue, Resubmit, Record
+//     and Release read the pauses in their own write transaction
+//     (sqlHoldPaused is guarded by state IN ('queued', 'retry_wait')).
+//   - The report's aggregates: triggers in the writing statement's own
+//     transaction, never a read-then-write.
 //   - migrate: the version is re-read inside the migration's transaction,
 //     and schema_migrations' primary key refuses a second apply.
 
@@ -43,7 +55,7 @@ const maxGuardRetries = 3
 // hookAfterRead runs the test hook, if one is set, inside a read-then-write
 // transaction between its read and its guarded write: tests change what
 // was read there and check that the write notices. op names the caller
-// ("claim", "resubmit", "forget").
+// ("claim", "resubmit", "forget", "act").
 func (db *DB) hookAfterRead(ctx context.Context, op string, tx *sql.Tx) {
 	if db.afterRead != nil {
 		db.afterRead(ctx, op, tx)

@@ -18,7 +18,8 @@ import (
 // leadCols is the column list scanLead reads, in order.
 const leadCols = `id, external_id, payload, idempotency_key, state, crm_id, crm_status, reason,
 	phone_invalid, attempts, next_attempt_at, last_http_status, last_error, last_delay_ms,
-	last_delay_why, lease_owner, lease_expires_at, created_at, updated_at`
+	last_delay_why, lease_owner, lease_expires_at, created_at, updated_at,
+	source, funnel, sub_id, country, hold, accepted_at, first_status_at`
 
 func scanLead(s scanner) (crm.Lead, error) {
 	var (
@@ -26,11 +27,13 @@ func scanLead(s scanner) (crm.Lead, error) {
 		state                   string
 		phoneInvalid            int
 		next, leaseExp          sql.NullInt64
+		acceptedAt, firstAt     sql.NullInt64
 		delayMS, created, updat int64
 	)
 	err := s.Scan(&l.ID, &l.ExternalID, &l.Payload, &l.IdempotencyKey, &state, &l.CRMID, &l.CRMStatus,
 		&l.Reason, &phoneInvalid, &l.Attempts, &next, &l.LastHTTPStatus, &l.LastError, &delayMS,
-		&l.LastDelayWhy, &l.LeaseOwner, &leaseExp, &created, &updat)
+		&l.LastDelayWhy, &l.LeaseOwner, &leaseExp, &created, &updat,
+		&l.Source, &l.Funnel, &l.SubID, &l.Country, &l.Hold, &acceptedAt, &firstAt)
 	if err != nil {
 		return l, err
 	}
@@ -41,6 +44,8 @@ func scanLead(s scanner) (crm.Lead, error) {
 	l.LastDelay = time.Duration(delayMS) * time.Millisecond
 	l.CreatedAt = fromMS(created)
 	l.UpdatedAt = fromMS(updat)
+	l.AcceptedAt = fromNullMS(acceptedAt)
+	l.FirstStatusAt = fromNullMS(firstAt)
 	return l, nil
 }
 
@@ -74,6 +79,8 @@ func boolInt(b bool) int {
 // Enqueue commits a lead to the outbox, queued and due now, with a fresh
 // idempotency key committed alongside (docs/architecture.md durability rule 1).
 // payload is stored byte for byte: it is what will be signed and sent.
+// A lead whose source or sub_id is paused is stored held instead (Hold
+// names the field), and the returned lead says so.
 // Errors: ErrInvalid (with the reason), ErrDuplicate (naming the id and its
 // state), or a store failure.
 func (db *DB) Enqueue(ctx context.Context, payload []byte, opt store.EnqueueOptions) (crm.Lead, error) {
@@ -118,9 +125,17 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 		return nil, nil, fmt.Errorf("enqueue: %w", err)
 	}
 	defer tx.Rollback()
+	// The pauses in force, read in this write transaction: a Pause that
+	// committed before it holds this batch's leads of its source or sub_id;
+	// one that commits after it holds them itself.
+	pauses, err := readPauses(ctx, tx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("enqueue: %w", err)
+	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO leads
-		(external_id, payload, idempotency_key, state, phone_invalid, next_attempt_at, created_at, updated_at)
-		VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)
+		(external_id, payload, idempotency_key, state, hold, reason, phone_invalid, next_attempt_at,
+		 source, funnel, sub_id, country, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (external_id) DO NOTHING
 		RETURNING `+leadCols)
 	if err != nil {
@@ -130,8 +145,13 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 	now := db.now()
 	for _, it := range good {
 		key := crm.NewIdempotencyKey(it.f.ExternalID, now)
-		l, err := scanLead(ins.QueryRowContext(ctx, it.f.ExternalID, payloads[it.i], key,
-			boolInt(it.f.PhoneInvalid), ms(now), ms(now), ms(now)))
+		country := crm.CutGroupValue(it.f.Country)
+		state, hold, reason, next := crm.StateQueued, "", "", nullMS(now)
+		if p, ok := pauses.covering(it.f.Source, it.f.SubID); ok {
+			state, hold, reason, next = crm.StateHeld, p.Field, pausedReason(p), sql.NullInt64{}
+		}
+		l, err := scanLead(ins.QueryRowContext(ctx, it.f.ExternalID, payloads[it.i], key, string(state), hold, reason,
+			boolInt(it.f.PhoneInvalid), next, it.f.Source, it.f.Funnel, it.f.SubID, country, ms(now), ms(now)))
 		if errors.Is(err, sql.ErrNoRows) {
 			var state string
 			if err := tx.QueryRowContext(ctx, `SELECT state FROM leads WHERE external_id = ?`, it.f.ExternalID).Scan(&state); err != nil {
@@ -340,7 +360,8 @@ func capBody(b []byte) []byte {
 }
 
 // linkLate attaches unmatched callbacks that name crmID to the lead, and
-// takes the newest status among the lead's callbacks. Both are single
+// takes the newest status among the lead's callbacks, and its first status
+// and first ftd times when it has none yet. Both are single
 // guarded statements: the link takes only callbacks still unlinked, and
 // the status is set from the newest linked callback in the UPDATE itself,
 // only if no newer event's status is there already.
@@ -352,14 +373,10 @@ func (db *DB) linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID stri
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil
 	}
-	_, err = db.hotW.in(ctx, tx, sqlLinkStatus).ExecContext(ctx, ms(now), leadID, leadID)
-	return mapErr(ctx, err)
-}
-
-// setCRMStatus keeps status as the lead's CRM status unless a newer event
-// already set one (callbacks may arrive out of order).
-func (db *DB) setCRMStatus(ctx context.Context, tx *sql.Tx, leadID int64, status string, at int64, now time.Time) error {
-	_, err := db.hotW.in(ctx, tx, sqlSetCRMStatus).ExecContext(ctx, status, at, ms(now), leadID, at)
+	if _, err = db.hotW.in(ctx, tx, sqlLinkStatus).ExecContext(ctx, ms(now), leadID, leadID); err != nil {
+		return mapErr(ctx, err)
+	}
+	_, err = db.hotW.in(ctx, tx, sqlLinkStatusTimes).ExecContext(ctx, leadID, leadID, leadID)
 	return mapErr(ctx, err)
 }
 
@@ -390,6 +407,11 @@ func (db *DB) Release(ctx context.Context, owner string, ids []int64) (err error
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			lost = append(lost, fmt.Sprint(id))
+			continue
+		}
+		// Not sent, so not to be sent while its source is paused.
+		if _, err := db.hotW.in(ctx, tx, sqlHoldPaused).ExecContext(ctx, now, id, id); err != nil {
+			return fmt.Errorf("release: %w", mapErr(ctx, err))
 		}
 	}
 	if err := db.commit(ctx, tx); err != nil {
@@ -440,7 +462,10 @@ func (db *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (_ crm.Resubmission, err error) {
 	defer func() { db.noteFailure(err) }()
 	var res crm.Resubmission
-	var badPhone bool
+	var (
+		badPhone bool
+		fields   crm.LeadFields
+	)
 	if payload != nil {
 		f, err := store.CheckPayload(payload, false, db.opt.MaxPayload)
 		if err != nil {
@@ -449,7 +474,8 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 		if f.ExternalID != externalID {
 			return res, fmt.Errorf("resubmit %s: %w: the edit changes external_id to %q; enqueue it as a new lead instead", externalID, store.ErrInvalid, f.ExternalID)
 		}
-		badPhone = f.PhoneInvalid
+		badPhone, fields = f.PhoneInvalid, f
+		fields.Country = crm.CutGroupValue(f.Country)
 	}
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
@@ -463,6 +489,10 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 		notes  []string
 		now    = db.now()
 	)
+	pauses, err := readPauses(ctx, tx)
+	if err != nil {
+		return res, fmt.Errorf("resubmit %s: %w", externalID, err)
+	}
 	for try := 0; ; try++ {
 		if try == maxGuardRetries {
 			return res, fmt.Errorf("resubmit %s: %w: the lead kept changing while it was being resubmitted; try again", externalID, store.ErrBusy)
@@ -483,8 +513,16 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 		}
 		send, phone := payload, badPhone
 		edited = payload != nil && !bytes.Equal(payload, old.Payload)
+		source, funnel, subID, country := fields.Source, fields.Funnel, fields.SubID, fields.Country
 		if payload == nil {
 			send, phone = old.Payload, old.PhoneInvalid
+			source, funnel, subID, country = old.Source, old.Funnel, old.SubID, old.Country
+		}
+		// A resubmitted lead of a paused source or sub_id is held like a
+		// new one: a pause stops sending, whatever brings a lead back.
+		state, hold, reason, next := crm.StateQueued, "", "", nullMS(now)
+		if p, ok := pauses.covering(source, subID); ok {
+			state, hold, reason, next = crm.StateHeld, p.Field, pausedReason(p), sql.NullInt64{}
 		}
 		res.OldKey = old.IdempotencyKey
 		res.Edited = edited
@@ -506,12 +544,17 @@ func (db *DB) Resubmit(ctx context.Context, externalID string, payload []byte) (
 		// The WHERE re-checks everything the new row was computed from
 		// (state, payload, key): a lead changed since the read (resubmitted
 		// by another handle, forgotten) matches no row and is read again.
+		// The lead starts over: its acceptance and status times go (and
+		// with them its numbers in the report, by the triggers).
 		res.Lead, err = scanLead(tx.QueryRowContext(ctx, `UPDATE leads SET payload = ?, idempotency_key = ?,
-				state = 'queued', phone_invalid = ?, attempts = 0, next_attempt_at = ?, reason = '',
+				state = ?, hold = ?, reason = ?, phone_invalid = ?, attempts = 0, next_attempt_at = ?,
 				last_http_status = 0, last_error = '', last_delay_ms = 0, last_delay_why = '',
-				lease_owner = '', lease_expires_at = NULL, updated_at = ?
+				lease_owner = '', lease_expires_at = NULL, updated_at = ?,
+				source = ?, funnel = ?, sub_id = ?, country = ?,
+				accepted_at = NULL, first_status_at = NULL, ftd_at = NULL
 			WHERE id = ? AND state = ? AND payload = ? AND idempotency_key = ? RETURNING `+leadCols,
-			send, key, boolInt(phone), ms(now), ms(now), old.ID, string(old.State), old.Payload, old.IdempotencyKey))
+			send, key, string(state), hold, reason, boolInt(phone), next, ms(now),
+			source, funnel, subID, country, old.ID, string(old.State), old.Payload, old.IdempotencyKey))
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}

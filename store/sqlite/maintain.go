@@ -288,7 +288,7 @@ func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, s
 		payload        []byte
 		nowMS          = ms(db.now())
 		exec           = func(q string, args ...any) (int64, error) { return execCount(ctx, tx, q, args...) }
-		liveStatesList = `'queued', 'retry_wait', 'in_flight'`
+		liveStatesList = `'queued', 'retry_wait', 'in_flight', 'held'` // still to be sent: withdrawn
 	)
 	var needles []string
 	for try := 0; ; try++ {
@@ -319,7 +319,7 @@ func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, s
 		n, err := exec(`UPDATE leads SET payload = ?, reason = ?, last_error = '',
 				state = CASE WHEN state IN (`+liveStatesList+`) THEN 'failed' ELSE state END,
 				next_attempt_at = CASE WHEN state IN (`+liveStatesList+`) THEN NULL ELSE next_attempt_at END,
-				lease_owner = '', lease_expires_at = NULL, updated_at = ?
+				lease_owner = '', lease_expires_at = NULL, hold = '', updated_at = ?
 			WHERE id = ? AND state = ? AND crm_id = ? AND payload = ?`,
 			[]byte(forgottenPayload), forgottenReason, nowMS, id, state, crmID, payload)
 		if err != nil {

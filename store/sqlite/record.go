@@ -148,7 +148,7 @@ func (db *DB) recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.Att
 		key    string
 	)
 	err = db.hotW.in(ctx, tx, sqlRecordLead).QueryRowContext(ctx,
-		string(a.Outcome), r.CRMID, r.CRMID, r.Reason, a.HTTPStatus, a.Error, a.Delay.Milliseconds(), a.DelayWhy,
+		string(a.Outcome), string(a.Outcome), ms(now), r.CRMID, r.CRMID, r.Reason, a.HTTPStatus, a.Error, a.Delay.Milliseconds(), a.DelayWhy,
 		next, ms(now), a.LeadID, owner).Scan(&number, &key)
 	if errors.Is(err, sql.ErrNoRows) {
 		return true, nil
@@ -174,6 +174,15 @@ func (db *DB) recordOne(ctx context.Context, tx *sql.Tx, owner string, r crm.Att
 	if r.CRMID != "" {
 		if err := db.linkLate(ctx, tx, a.LeadID, r.CRMID, now); err != nil {
 			return false, err
+		}
+	}
+	// A lead to retry whose source or sub_id is paused waits held instead
+	// (the attempt row above keeps its real outcome). Pause runs in a write
+	// transaction of its own, so it sees this lead either in flight (and
+	// leaves it to this statement) or already retry_wait (and holds it).
+	if a.Outcome == crm.StateRetryWait {
+		if _, err := db.hotW.in(ctx, tx, sqlHoldPaused).ExecContext(ctx, ms(now), a.LeadID, a.LeadID); err != nil {
+			return false, mapErr(ctx, err)
 		}
 	}
 	return false, nil

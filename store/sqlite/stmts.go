@@ -30,6 +30,7 @@ const (
 	// walk of every queued lead) instead of looking the ids up by rowid.
 	claimGuard    = `(+state = 'queued' OR (+state IN ('retry_wait', 'in_flight') AND +next_attempt_at <= ?))`
 	sqlRecordLead = `UPDATE leads SET state = ?,
+			accepted_at = CASE WHEN ? = 'accepted' THEN ? ELSE accepted_at END,
 			crm_id = CASE WHEN ? <> '' THEN ? ELSE crm_id END,
 			reason = ?, last_http_status = ?, last_error = ?, last_delay_ms = ?, last_delay_why = ?,
 			next_attempt_at = ?, lease_owner = '', lease_expires_at = NULL, updated_at = ?
@@ -47,8 +48,36 @@ const (
 		FROM (SELECT status, COALESCE(event_time, received_at) AS t FROM callbacks
 			WHERE lead_id = ? AND status <> '' ORDER BY t DESC, id DESC LIMIT 1) AS c
 		WHERE leads.id = ? AND (leads.crm_status_at IS NULL OR leads.crm_status_at <= c.t)`
-	sqlSetCRMStatus = `UPDATE leads SET crm_status = ?, crm_status_at = ?, updated_at = ?
-		WHERE id = ? AND (crm_status_at IS NULL OR crm_status_at <= ?)`
+	// sqlLinkStatusTimes sets a lead's first status and first ftd times
+	// from its linked callbacks (their arrival), each only once.
+	sqlLinkStatusTimes = `UPDATE leads SET
+			first_status_at = COALESCE(first_status_at,
+				(SELECT MIN(received_at) FROM callbacks WHERE lead_id = ? AND status <> '')),
+			ftd_at = COALESCE(ftd_at,
+				(SELECT MIN(received_at) FROM callbacks WHERE lead_id = ? AND lower(status) = 'ftd'))
+		WHERE id = ? AND (first_status_at IS NULL OR ftd_at IS NULL)`
+	// sqlSetCRMStatus takes a linked callback's status (status, event
+	// time, now, lead id, arrival; numbered, each bound once): the
+	// CRM status unless a newer event's is there, the first status time
+	// and the first ftd time once each. The WHERE leaves the row alone,
+	// firing nothing, when none of the three changes.
+	sqlSetCRMStatus = `UPDATE leads SET
+			crm_status = CASE WHEN crm_status_at IS NULL OR crm_status_at <= ?2 THEN ?1 ELSE crm_status END,
+			crm_status_at = CASE WHEN crm_status_at IS NULL OR crm_status_at <= ?2 THEN ?2 ELSE crm_status_at END,
+			updated_at = ?3,
+			first_status_at = COALESCE(first_status_at, ?5),
+			ftd_at = CASE WHEN ftd_at IS NULL AND lower(?1) = 'ftd' THEN ?5 ELSE ftd_at END
+		WHERE id = ?4 AND (crm_status_at IS NULL OR crm_status_at <= ?2 OR first_status_at IS NULL
+			OR (ftd_at IS NULL AND lower(?1) = 'ftd'))`
+	// sqlHoldPaused holds a queued or retry_wait lead (now, id, id) whose
+	// source or sub_id is paused (source first): a retry, a release or a
+	// release by the operator of a lead a pause covers.
+	sqlHoldPaused = `UPDATE leads SET state = 'held', hold = p.field, reason = 'paused: ' || p.field || ' ' || p.value,
+			next_attempt_at = NULL, lease_owner = '', lease_expires_at = NULL, updated_at = ?
+		FROM (SELECT pz.field, pz.value FROM pauses pz, leads l WHERE l.id = ?
+			AND ((pz.field = 'source' AND pz.value = l.source) OR (pz.field = 'sub_id' AND pz.value = l.sub_id))
+			ORDER BY pz.field = 'source' DESC LIMIT 1) AS p
+		WHERE leads.id = ? AND leads.state IN ('queued', 'retry_wait')`
 	sqlNextDue = `SELECT MIN(next_attempt_at) FROM leads WHERE state = ?`
 )
 
@@ -99,7 +128,7 @@ func sqlInsertCallbacks(n int) string {
 
 var (
 	hotWrites = append([]string{sqlClaimDue, sqlClaimLease, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
-		sqlLinkStatus, sqlSetCRMStatus, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
+		sqlLinkStatus, sqlLinkStatusTimes, sqlSetCRMStatus, sqlHoldPaused, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
 		insertCallbackSQL[:]...)
 	hotReads = []string{sqlNextDue}
 )

@@ -312,9 +312,24 @@ func (db *DB) retryBusy(ctx context.Context, fn func() error) error {
 	}
 }
 
-// migrateOne applies the next migration; done when none is left.
+// migrateOne applies the next migration; done when none is left. It runs
+// on the writer's one connection pinned, with foreign keys off: a
+// migration that rebuilds a table others reference (005 rebuilds leads)
+// must not cascade the old table's drop into them. SQLite ignores that
+// pragma inside a transaction, so it is set around it, and
+// foreign_key_check runs before the commit instead. A migration's Go
+// fixup (migrationFixups) runs after its SQL, in the same transaction.
 func (db *DB) migrateOne(ctx context.Context, ms []store.Migration) (done bool, err error) {
-	tx, err := db.writer.BeginTx(ctx, nil)
+	conn, err := db.writer.Conn(ctx)
+	if err != nil {
+		return false, mapErr(ctx, err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA foreign_keys = OFF`); err != nil {
+		return false, mapErr(ctx, err)
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA foreign_keys = ON`)
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return false, mapErr(ctx, err)
 	}
@@ -332,6 +347,18 @@ func (db *DB) migrateOne(ctx context.Context, ms []store.Migration) (done bool, 
 	m := ms[v]
 	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 		return false, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
+	}
+	if fix := migrationFixups[m.Version]; fix != nil {
+		if err := fix(ctx, tx); err != nil {
+			return false, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
+		}
+	}
+	var bad int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_foreign_key_check`).Scan(&bad); err != nil {
+		return false, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, mapErr(ctx, err))
+	}
+	if bad > 0 {
+		return false, fmt.Errorf("migration %03d_%s: %d rows break a foreign key", m.Version, m.Name, bad)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 		m.Version, m.Name, db.now().UnixMilli()); err != nil {

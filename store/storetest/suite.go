@@ -87,6 +87,11 @@ func run(t *testing.T, h Harness) {
 	t.Run("Watch", func(t *testing.T) { testWatch(t, h) })
 	t.Run("Export", func(t *testing.T) { testExport(t, h) })
 	t.Run("Errors", func(t *testing.T) { testErrors(t, h) })
+	t.Run("Act", func(t *testing.T) { testAct(t, h) })
+	t.Run("Pause", func(t *testing.T) { testPauses(t, h) })
+	t.Run("Find", func(t *testing.T) { testFind(t, h) })
+	t.Run("Report", func(t *testing.T) { testReport(t, h) })
+	t.Run("Traffic", func(t *testing.T) { testTraffic(t, h) })
 }
 
 // clock is the fake clock tests move by hand (Options.Now): lease expiry

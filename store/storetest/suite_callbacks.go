@@ -22,6 +22,57 @@ func testCallbacks(t *testing.T, h Harness) {
 	t.Run("save", func(t *testing.T) { testSaveCallbacks(t, h) })
 	t.Run("late_linking_concurrent", func(t *testing.T) { testLateLinkingConcurrent(t, h) })
 	t.Run("cursor_out_of_order", func(t *testing.T) { testCursorOutOfOrder(t, h) })
+	t.Run("filter_window", func(t *testing.T) { testCallbackFilterWindow(t, h) })
+}
+
+// testCallbackFilterWindow: a filtered Callbacks matches among the newest
+// store.EventScanWindow callbacks only, so a filter that matches nothing
+// costs a bounded read, not every callback in the store.
+func testCallbackFilterWindow(t *testing.T, h Harness) {
+	if testing.Short() {
+		t.Skip("stores 20,000 callbacks; skipped with -short")
+	}
+	ctx := context.Background()
+	s, clk, _ := open(t, h, store.Options{})
+	ts := clk.Now().Unix()
+	save := func(evs ...crm.CallbackEvent) {
+		t.Helper()
+		if _, err := s.SaveCallbacks(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(callback("old-1", "needle-old", "status_changed", "new", ts))
+	batch := make([]crm.CallbackEvent, 0, 1000)
+	for i := range store.EventScanWindow {
+		batch = append(batch, callback(fmt.Sprintf("hay-%d", i), "", "status_changed", "new", ts))
+		if len(batch) == cap(batch) {
+			save(batch...)
+			batch = batch[:0]
+		}
+	}
+	save(batch...)
+	save(callback("new-1", "needle-new", "status_changed", "new", ts))
+
+	got, err := s.Callbacks(ctx, crm.EventQuery{Filter: "NEEDLE", Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ExternalID != "needle-new" {
+		t.Fatalf("filter NEEDLE found %v, want only needle-new (needle-old is past the newest %d)", externalIDs(got), store.EventScanWindow)
+	}
+	// Unfiltered reads are not bounded: the oldest is still there.
+	all, err := s.Callbacks(ctx, crm.EventQuery{Limit: 10000, AfterID: 0})
+	if err != nil || len(all) != 10000 {
+		t.Fatalf("unfiltered: %d rows, %v", len(all), err)
+	}
+}
+
+func externalIDs(evs []crm.CallbackEvent) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.ExternalID
+	}
+	return out
 }
 
 func testSaveCallbacks(t *testing.T, h Harness) {
