@@ -43,26 +43,48 @@ CREATE TABLE source_stats (
 -- is the same sums in Go, for Fill and this migration's existing
 -- leads). A side that contributes nothing upserts
 -- nothing; one that does upserts 8 rows (4 fields, its minute and all
--- time). The latency bucket hb is crm.LatencyBucket in ms: a status before
+-- time) in each of the triggers below that applies. The latency bucket hb is crm.LatencyBucket in ms: a status before
 -- the acceptance was recorded, or without one, is bucket 0.
 CREATE VIEW stats_delta AS SELECT 0 AS s, 0 AS created_at, '' AS source, '' AS funnel, '' AS sub_id,
     '' AS country, '' AS state, 0 AS accepted_at, 0 AS first_status_at, 0 AS ftd_at WHERE false;
 
-CREATE TRIGGER stats_delta_apply INSTEAD OF INSERT ON stats_delta
+-- Two triggers, so the common change (a lead reaching a final state: one
+-- per sent lead) upserts the five state columns only, and the status
+-- columns (with_status, ftd and the 18 latency buckets) are written only
+-- for a lead that has a status: an upsert's cost grows with the columns
+-- it computes and adds, and Record is the sender's hot path.
+CREATE TRIGGER stats_delta_states INSTEAD OF INSERT ON stats_delta
 WHEN NEW.state IN ('accepted', 'duplicate', 'rejected', 'validation_error', 'failed')
-    OR NEW.first_status_at IS NOT NULL OR NEW.ftd_at IS NOT NULL
 BEGIN
-    INSERT INTO source_stats (field, bucket, value, accepted, duplicate, rejected, validation_error, failed,
+    INSERT INTO source_stats (field, bucket, value, accepted, duplicate, rejected, validation_error, failed)
+        SELECT k.field, k.bucket, k.value, NEW.s * (NEW.state = 'accepted'), NEW.s * (NEW.state = 'duplicate'),
+            NEW.s * (NEW.state = 'rejected'), NEW.s * (NEW.state = 'validation_error'), NEW.s * (NEW.state = 'failed')
+        FROM (SELECT 'source' AS field, -1 AS bucket, NEW.source AS value
+                UNION ALL SELECT 'source', NEW.created_at / 60000 * 60000, NEW.source
+                UNION ALL SELECT 'funnel', -1, NEW.funnel
+                UNION ALL SELECT 'funnel', NEW.created_at / 60000 * 60000, NEW.funnel
+                UNION ALL SELECT 'sub_id', -1, NEW.sub_id
+                UNION ALL SELECT 'sub_id', NEW.created_at / 60000 * 60000, NEW.sub_id
+                UNION ALL SELECT 'country', -1, NEW.country
+                UNION ALL SELECT 'country', NEW.created_at / 60000 * 60000, NEW.country) AS k
+        WHERE true
+        ON CONFLICT (field, bucket, value) DO UPDATE SET
+            accepted = accepted + excluded.accepted, duplicate = duplicate + excluded.duplicate,
+            rejected = rejected + excluded.rejected, validation_error = validation_error + excluded.validation_error,
+            failed = failed + excluded.failed;
+END;
+
+CREATE TRIGGER stats_delta_status INSTEAD OF INSERT ON stats_delta
+WHEN NEW.first_status_at IS NOT NULL OR NEW.ftd_at IS NOT NULL
+BEGIN
+    INSERT INTO source_stats (field, bucket, value,
             with_status, ftd, h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17)
-        SELECT k.field, k.bucket, k.value, c.acc, c.dup, c.rej, c.inv, c.fail, c.ws, c.ftd,
+        SELECT k.field, k.bucket, k.value, c.ws, c.ftd,
             c.ws * (c.hb = 0), c.ws * (c.hb = 1), c.ws * (c.hb = 2), c.ws * (c.hb = 3), c.ws * (c.hb = 4),
             c.ws * (c.hb = 5), c.ws * (c.hb = 6), c.ws * (c.hb = 7), c.ws * (c.hb = 8), c.ws * (c.hb = 9),
             c.ws * (c.hb = 10), c.ws * (c.hb = 11), c.ws * (c.hb = 12), c.ws * (c.hb = 13), c.ws * (c.hb = 14),
             c.ws * (c.hb = 15), c.ws * (c.hb = 16), c.ws * (c.hb = 17)
-        FROM (SELECT NEW.s * (NEW.state = 'accepted') AS acc, NEW.s * (NEW.state = 'duplicate') AS dup,
-                NEW.s * (NEW.state = 'rejected') AS rej, NEW.s * (NEW.state = 'validation_error') AS inv,
-                NEW.s * (NEW.state = 'failed') AS fail, NEW.s * (NEW.first_status_at IS NOT NULL) AS ws,
-                NEW.s * (NEW.ftd_at IS NOT NULL) AS ftd,
+        FROM (SELECT NEW.s * (NEW.first_status_at IS NOT NULL) AS ws, NEW.s * (NEW.ftd_at IS NOT NULL) AS ftd,
                 CASE WHEN NEW.first_status_at IS NULL OR NEW.accepted_at IS NULL THEN 0 ELSE
                     CASE WHEN d <= 1000 THEN 0 WHEN d <= 2000 THEN 1 WHEN d <= 5000 THEN 2
                         WHEN d <= 10000 THEN 3 WHEN d <= 20000 THEN 4 WHEN d <= 30000 THEN 5
@@ -81,10 +103,7 @@ BEGIN
                 UNION ALL SELECT 'country', NEW.created_at / 60000 * 60000, NEW.country) AS k
         WHERE true
         ON CONFLICT (field, bucket, value) DO UPDATE SET
-            accepted = accepted + excluded.accepted, duplicate = duplicate + excluded.duplicate,
-            rejected = rejected + excluded.rejected, validation_error = validation_error + excluded.validation_error,
-            failed = failed + excluded.failed, with_status = with_status + excluded.with_status,
-            ftd = ftd + excluded.ftd,
+            with_status = with_status + excluded.with_status, ftd = ftd + excluded.ftd,
             h0 = h0 + excluded.h0, h1 = h1 + excluded.h1, h2 = h2 + excluded.h2, h3 = h3 + excluded.h3,
             h4 = h4 + excluded.h4, h5 = h5 + excluded.h5, h6 = h6 + excluded.h6, h7 = h7 + excluded.h7,
             h8 = h8 + excluded.h8, h9 = h9 + excluded.h9, h10 = h10 + excluded.h10, h11 = h11 + excluded.h11,
