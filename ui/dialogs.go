@@ -40,6 +40,24 @@ func newConfirm(st *Styles, keys confirmKeys, lead crm.Lead, payload []byte, bac
 	}
 }
 
+// answer reads k in a yes/no dialog whose highlighted choice is *sel
+// (true: Yes): y answers yes; n and esc answer no; enter answers the
+// highlighted choice; the arrows and tab move the highlight. done is
+// false while the dialog is still open.
+func answer(keys confirmKeys, k tea.KeyMsg, sel *bool) (done, yes bool) {
+	switch {
+	case key.Matches(k, keys.Yes):
+		return true, true
+	case key.Matches(k, keys.Toggle):
+		*sel = !*sel
+	case key.Matches(k, keys.Choose):
+		return true, *sel
+	case key.Matches(k, keys.No), key.Matches(k, keys.Cancel):
+		return true, false
+	}
+	return false, false
+}
+
 // Update answers the dialog: y, or enter on Yes, resubmits; n, esc, or
 // enter on No goes back.
 func (c confirmDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
@@ -47,17 +65,8 @@ func (c confirmDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 	if !ok {
 		return c, nil
 	}
-	yes := false
-	switch {
-	case key.Matches(k, c.keys.Yes):
-		yes = true
-	case key.Matches(k, c.keys.Toggle):
-		c.yes = !c.yes
-		return c, nil
-	case key.Matches(k, c.keys.Choose):
-		yes = c.yes
-	case key.Matches(k, c.keys.No), key.Matches(k, c.keys.Cancel):
-	default:
+	done, yes := answer(c.keys, k, &c.yes)
+	if !done {
 		return c, nil
 	}
 	if !yes {
@@ -296,17 +305,8 @@ func (a askDialog) Update(msg tea.Msg) (overlay, tea.Cmd) {
 	if !ok {
 		return a, nil
 	}
-	yes := false
-	switch {
-	case key.Matches(k, a.keys.Yes):
-		yes = true
-	case key.Matches(k, a.keys.Toggle):
-		a.yes = !a.yes
-		return a, nil
-	case key.Matches(k, a.keys.Choose):
-		yes = a.yes
-	case key.Matches(k, a.keys.No), key.Matches(k, a.keys.Cancel):
-	default:
+	done, yes := answer(a.keys, k, &a.yes)
+	if !done {
 		return a, nil
 	}
 	if !yes {

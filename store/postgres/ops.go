@@ -168,40 +168,19 @@ func pauseColumn(field string) string {
 // retry_wait lead it covers held, under pauseLock taken exclusively. A
 // rule already there is left as it is (0 held).
 func (db *DB) Pause(ctx context.Context, p crm.Pause) (int, error) {
-	if err := p.Validate(); err != nil {
-		return 0, err
-	}
-	what := fmt.Sprintf("pause %s %q", p.Field, p.Value)
-	tx, err := db.beginWrite(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rollback(tx)
-	if _, err := tx.Exec(ctx, sqlPauseExclusive); err != nil {
-		return 0, fmt.Errorf("%s: %w", what, mapErr(ctx, err))
-	}
-	now := ms(db.now())
-	tag, err := tx.Exec(ctx, `INSERT INTO pauses (field, value, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-		p.Field, p.Value, now)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, mapErr(ctx, err))
-	}
-	if tag.RowsAffected() == 0 {
-		return 0, nil
-	}
-	col := pauseColumn(p.Field)
-	tag, err = tx.Exec(ctx, `UPDATE leads SET state = 'held', hold = $1, reason = $2, next_attempt_at = NULL,
-			lease_owner = '', lease_expires_at = NULL, updated_at = $3
-		WHERE `+col+` = $4 AND state IN ('queued', 'retry_wait')`,
-		p.Field, pauseReason(p.Field, p.Value), now, p.Value)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, mapErr(ctx, err))
-	}
-	if err := db.commit(ctx, tx); err != nil {
-		return 0, fmt.Errorf("%s: %w", what, err)
-	}
-	db.committed()
-	return int(tag.RowsAffected()), nil
+	return db.changePause(ctx, "pause", p, func(tx pgx.Tx, now int64) (int, error) {
+		tag, err := tx.Exec(ctx, `INSERT INTO pauses (field, value, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			p.Field, p.Value, now)
+		if err != nil || tag.RowsAffected() == 0 {
+			return 0, err
+		}
+		col := pauseColumn(p.Field)
+		tag, err = tx.Exec(ctx, `UPDATE leads SET state = 'held', hold = $1, reason = $2, next_attempt_at = NULL,
+				lease_owner = '', lease_expires_at = NULL, updated_at = $3
+			WHERE `+col+` = $4 AND state IN ('queued', 'retry_wait')`,
+			p.Field, pauseReason(p.Field, p.Value), now, p.Value)
+		return int(tag.RowsAffected()), err
+	})
 }
 
 // Resume implements store.Store: the rule deleted and the leads it held
@@ -209,10 +188,39 @@ func (db *DB) Pause(ctx context.Context, p crm.Pause) (int, error) {
 // field is paused stays held by that pause instead. It returns how many
 // went to queued; a rule that does not exist is 0, nil.
 func (db *DB) Resume(ctx context.Context, p crm.Pause) (int, error) {
+	return db.changePause(ctx, "resume", p, func(tx pgx.Tx, now int64) (int, error) {
+		tag, err := tx.Exec(ctx, `DELETE FROM pauses WHERE field = $1 AND value = $2`, p.Field, p.Value)
+		if err != nil || tag.RowsAffected() == 0 {
+			return 0, err
+		}
+		// With the rule gone, lw_pause_hold names the other pause, if any.
+		col := pauseColumn(p.Field)
+		var queued int
+		err = tx.QueryRow(ctx, `WITH moved AS (
+				UPDATE leads l SET state = CASE WHEN h.h = '' THEN 'queued' ELSE 'held' END, hold = h.h,
+					reason = CASE WHEN h.h = '' THEN ''
+						ELSE 'paused: ' || h.h || ' ' || CASE h.h WHEN 'source' THEN l.source ELSE l.sub_id END END,
+					next_attempt_at = CASE WHEN h.h = '' THEN $3::bigint END, updated_at = $3
+				FROM (SELECT id, lw_pause_hold(source, sub_id) AS h FROM leads
+					WHERE `+col+` = $2 AND state = 'held' AND hold = $1) h
+				WHERE l.id = h.id AND l.state = 'held' AND l.hold = $1
+				RETURNING l.state
+			)
+			SELECT count(*) FILTER (WHERE state = 'queued') FROM moved`,
+			p.Field, p.Value, now).Scan(&queued)
+		return queued, err
+	})
+}
+
+// changePause runs change (Pause's or Resume's writes) in one write
+// transaction under pauseLock taken exclusively, so every enqueue and
+// retry, which take it shared, sees the rules before or after the change,
+// never half of it.
+func (db *DB) changePause(ctx context.Context, verb string, p crm.Pause, change func(tx pgx.Tx, now int64) (int, error)) (int, error) {
 	if err := p.Validate(); err != nil {
 		return 0, err
 	}
-	what := fmt.Sprintf("resume %s %q", p.Field, p.Value)
+	what := fmt.Sprintf("%s %s %q", verb, p.Field, p.Value)
 	tx, err := db.beginWrite(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, err)
@@ -221,28 +229,7 @@ func (db *DB) Resume(ctx context.Context, p crm.Pause) (int, error) {
 	if _, err := tx.Exec(ctx, sqlPauseExclusive); err != nil {
 		return 0, fmt.Errorf("%s: %w", what, mapErr(ctx, err))
 	}
-	tag, err := tx.Exec(ctx, `DELETE FROM pauses WHERE field = $1 AND value = $2`, p.Field, p.Value)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", what, mapErr(ctx, err))
-	}
-	if tag.RowsAffected() == 0 {
-		return 0, nil
-	}
-	// With the rule gone, lw_pause_hold names the other pause, if any.
-	col := pauseColumn(p.Field)
-	var queued int
-	err = tx.QueryRow(ctx, `WITH moved AS (
-			UPDATE leads l SET state = CASE WHEN h.h = '' THEN 'queued' ELSE 'held' END, hold = h.h,
-				reason = CASE WHEN h.h = '' THEN ''
-					ELSE 'paused: ' || h.h || ' ' || CASE h.h WHEN 'source' THEN l.source ELSE l.sub_id END END,
-				next_attempt_at = CASE WHEN h.h = '' THEN $3::bigint END, updated_at = $3
-			FROM (SELECT id, lw_pause_hold(source, sub_id) AS h FROM leads
-				WHERE `+col+` = $2 AND state = 'held' AND hold = $1) h
-			WHERE l.id = h.id AND l.state = 'held' AND l.hold = $1
-			RETURNING l.state
-		)
-		SELECT count(*) FILTER (WHERE state = 'queued') FROM moved`,
-		p.Field, p.Value, ms(db.now())).Scan(&queued)
+	n, err := change(tx, ms(db.now()))
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", what, mapErr(ctx, err))
 	}
@@ -250,7 +237,7 @@ func (db *DB) Resume(ctx context.Context, p crm.Pause) (int, error) {
 		return 0, fmt.Errorf("%s: %w", what, err)
 	}
 	db.committed()
-	return queued, nil
+	return n, nil
 }
 
 // Pauses implements store.Store: the rules in force, oldest first.
