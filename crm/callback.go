@@ -23,7 +23,21 @@ type CallbackEvent struct {
 	RawBody    []byte        // the exact bytes that were signed; nil when read in a list
 	SecretIdx  int           // which configured callback secret verified it
 	LeadID     int64         // the lead it matched; 0 when unmatched
+	// Kind is KindCallback for a verified callback, KindPolled for a
+	// status leadwatch learned by a lookup (docs/protocol.md §6), whose
+	// RawBody is the status_polled event leadwatch wrote. "" reads as
+	// KindCallback.
+	Kind string
+	// TimestampNumber says the CRM sent timestamp as a JSON number (its
+	// digits are in Timestamp); false for a string.
+	TimestampNumber bool
 }
+
+// Callback row kinds.
+const (
+	KindCallback = "callback"
+	KindPolled   = "polled"
+)
 
 // Refusal is a callback that failed verification: counted and shown, never
 // trusted.

@@ -55,6 +55,9 @@ type Counts struct {
 	CallbacksVerified  int
 	CallbacksUnmatched int
 	Refusals           int
+	// Polled counts statuses learned by lookups (KindPolled rows), apart
+	// from the callbacks above.
+	Polled int
 }
 
 // LeadQuery selects leads for a pane. Only the rows shown are asked for.

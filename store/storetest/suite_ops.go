@@ -876,9 +876,16 @@ func testPauseRacesEnqueue(t *testing.T, h Harness) {
 	}
 	start := make(chan struct{})
 	enqueued := make(chan struct{}) // after the first batch
+	// The sender claims when a batch went in, as a woken dispatcher does:
+	// a claim loop spinning on BEGIN IMMEDIATE in another handle would
+	// starve the Pause of SQLite's lock (its busy handler is not fair),
+	// which is a test of the lock, not of the pause.
+	kick := make(chan struct{}, 1)
+	enqDone := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		defer close(enqDone)
 		<-start
 		// At least a few batches go in after Pause returned, however
 		// long it took.
@@ -918,6 +925,10 @@ func testPauseRacesEnqueue(t *testing.T, h Harness) {
 			if b == 0 {
 				close(enqueued)
 			}
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	wg.Add(1)
@@ -941,6 +952,12 @@ func testPauseRacesEnqueue(t *testing.T, h Harness) {
 			mu.Unlock()
 			if after && len(got) == 0 {
 				return
+			}
+			if !after && len(got) == 0 {
+				select {
+				case <-kick:
+				case <-enqDone:
+				}
 			}
 		}
 	}()

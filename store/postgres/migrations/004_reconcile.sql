@@ -1,0 +1,2 @@
+-- 004_reconcile: reserved; filled by the work it names.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- 008_reconcile: reserved; filled by the work it names.
+SELECT 1;

@@ -1,0 +1,2 @@
+-- 009_forward: reserved; filled by the work it names.
+SELECT 1;
