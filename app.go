@@ -15,6 +15,8 @@ import (
 	"github.com/leadwatch/leadwatch/callbacks"
 	"github.com/leadwatch/leadwatch/config"
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/forward"
+	"github.com/leadwatch/leadwatch/intake"
 	"github.com/leadwatch/leadwatch/store"
 	"github.com/leadwatch/leadwatch/ui"
 )
@@ -27,6 +29,9 @@ var (
 	// /healthz asks the store itself whether it can commit, not Ping.
 	_ callbacks.HealthChecker = (store.Store)(nil)
 	_ ui.Source               = (store.Store)(nil)
+	_ forward.Queue           = (store.Store)(nil)
+	_ intake.Outbox           = (store.Store)(nil)
+	_ crm.ReconcileStore      = (store.Store)(nil)
 )
 
 // services are leadwatch's long-running halves, the sender and the
@@ -35,7 +40,10 @@ var (
 type services struct {
 	log     *slog.Logger
 	disp    *crm.Dispatcher
+	rec     *crm.Reconciler // status lookups beside the sender; nil when off
 	handler *callbacks.Handler
+	fwd     *forward.Forwarder // hands stored callbacks to the app; nil when forward.url is unset
+	intake  *intake.Handler    // POST /v1/leads beside the callbacks, nil when intake.token is unset
 	ln      net.Listener
 	srv     *http.Server
 	certs   *callbacks.CertFiles // the listener's TLS certificate, nil without TLS
@@ -57,6 +65,9 @@ type serviceOptions struct {
 	policy            *crm.RetryPolicy // overrides cfg.Retry (the demo's faster schedule)
 	sender            crm.Sender       // sends instead of a client made from cfg (the demo)
 	listener          net.Listener     // an already bound listener to serve on (the demo)
+	// noReconcile leaves the status lookups out even with the sender
+	// (submit --wait: a short run for its own leads).
+	noReconcile bool
 }
 
 // newServices builds what opts asks for over db. Nothing runs until Run;
@@ -85,6 +96,13 @@ func newServices(cfg config.Config, db store.Store, log *slog.Logger, opts servi
 			Policy: policy,
 			Logger: log,
 		})
+		if cfg.Reconcile.Enabled && !opts.noReconcile {
+			rec, err := newReconciler(cfg, db, sender, log)
+			if err != nil {
+				return nil, err
+			}
+			s.rec = rec
+		}
 	}
 	if opts.listen {
 		h, err := callbacks.NewHandler(callbacks.Config{
@@ -121,10 +139,81 @@ func newServices(cfg config.Config, db store.Store, log *slog.Logger, opts servi
 				h.Close()
 				return nil, err
 			}
-			s.srv = callbacks.NewServer(ln.Addr().String(), h, callbacks.WithConnLimiter(lim), callbacks.WithLogger(log))
+			root, err := s.withIntake(cfg, db, h, log)
+			if err != nil {
+				ln.Close()
+				h.Close()
+				return nil, err
+			}
+			s.srv = callbacks.NewServer(ln.Addr().String(), root, callbacks.WithConnLimiter(lim), callbacks.WithLogger(log))
 		}
 	}
+	if cfg.Forward.URL != "" {
+		fwd, err := newForwarder(cfg, db, s.handler, log)
+		if err != nil {
+			if s.handler != nil {
+				s.handler.Close()
+			}
+			if s.ln != nil {
+				s.ln.Close()
+			}
+			return nil, err
+		}
+		s.fwd = fwd
+	}
 	return s, nil
+}
+
+// newReconciler is the status lookups' worker (docs/protocol.md §6) with
+// its own rate, beside the dispatcher: the dispatcher's limiter never
+// sees a lookup. It looks up through sender when that can (serve's
+// swapSender, so a SIGHUP's new key reaches the lookups too), else
+// through a client made from cfg.
+func newReconciler(cfg config.Config, db store.Store, sender crm.Sender, log *slog.Logger) (*crm.Reconciler, error) {
+	looker, ok := sender.(crm.StatusLooker)
+	if !ok {
+		client, err := newClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		looker = client
+	}
+	final := cfg.Reconcile.Final
+	if final == nil {
+		final = []string{} // none final: an explicit empty list, not the default
+	}
+	return crm.NewReconciler(db, looker, crm.ReconcilerConfig{
+		After:  cfg.Reconcile.After.D(),
+		Stale:  cfg.Reconcile.Stale.D(),
+		Final:  final,
+		Rate:   cfg.Reconcile.Rate,
+		Logger: log,
+	}), nil
+}
+
+// withIntake puts the intake (POST /v1/leads) in front of the callback
+// handler h when intake.token is set, on the same listener: one address
+// for the balancer, the same connection cap, timeouts and TLS. Without a
+// token /v1/leads reaches h, which answers 404 as for any unknown path.
+func (s *services) withIntake(cfg config.Config, db store.Store, h *callbacks.Handler, log *slog.Logger) (http.Handler, error) {
+	if cfg.Intake.Token == "" {
+		return h, nil
+	}
+	ih, err := intake.New(intake.Config{Token: cfg.Intake.Token.Reveal(), MaxBody: cfg.Intake.MaxBody, Logger: log}, db, h)
+	if err != nil {
+		return nil, err
+	}
+	s.intake = ih
+	return ih, nil
+}
+
+// IntakeState is what the serve log says of the intake: "off", or its
+// path (never anything of its token).
+func (s *services) IntakeState() string {
+	if s.intake == nil {
+		return "off"
+	}
+	return intake.Path
 }
 
 // connLimiter caps the listener's connections below the open-file limit,
@@ -176,6 +265,12 @@ func (s *services) Run(ctx context.Context) error {
 	if s.disp != nil {
 		g.Go(func() error { return s.disp.Run(gctx) })
 	}
+	if s.rec != nil {
+		g.Go(func() error { return s.rec.Run(gctx) })
+	}
+	if s.fwd != nil {
+		g.Go(func() error { return s.fwd.Run(gctx) })
+	}
 	if s.srv != nil {
 		g.Go(func() error {
 			err := s.srv.Serve(s.ln)
@@ -198,6 +293,9 @@ func (s *services) Run(ctx context.Context) error {
 			defer cancel()
 			err := s.srv.Shutdown(shutCtx)
 			s.handler.Close()
+			if s.intake != nil {
+				s.intake.Close()
+			}
 			return err
 		})
 	} else if s.handler != nil {

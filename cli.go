@@ -34,6 +34,7 @@ func newRootCmd(e env) *cobra.Command {
 		tailCmd(e),
 		resubmitCmd(e),
 		retryNowCmd(e),
+		reconcileCmd(e),
 		holdCmd(e),
 		releaseCmd(e),
 		cancelCmd(e),
@@ -45,6 +46,7 @@ func newRootCmd(e env) *cobra.Command {
 		backupCmd(e),
 		forgetCmd(e),
 		triggerCmd(e),
+		forwardCmd(e),
 		versionCmd(e),
 	)
 	// cobra would add its completion command at Execute; made now, it is
@@ -155,10 +157,18 @@ func noCommand(c *cobra.Command, args []string) error {
 type storeFlags struct {
 	configPath string
 	dbPath     string
+	forwardTo  string // --forward-to, on the commands that forward
 }
 
 func (o *storeFlags) addConfig(fs *pflag.FlagSet) {
 	fs.StringVar(&o.configPath, "config", "", "read the configuration from `FILE` (default ./"+config.DefaultFile+" when present)")
+}
+
+// addForwardTo adds --forward-to, as stripe listen has it: the app's URL
+// for this run, over forward.url.
+func (o *storeFlags) addForwardTo(fs *pflag.FlagSet) {
+	fs.StringVar(&o.forwardTo, "forward-to", "", "forward every stored callback, signed, to the app at `URL` (default forward.url;\n"+
+		"needs forward.secret or LEADWATCH_FORWARD_SECRET)")
 }
 
 func (o *storeFlags) addDB(fs *pflag.FlagSet) {

@@ -83,8 +83,10 @@ func submitCmd(e env) *cobra.Command {
 		Short: "enqueue JSONL or CSV leads; --wait sends and shows progress",
 		Long: "Enqueue leads from FILE (- for standard input): JSONL, one object a line, or CSV\n" +
 			"with a header row. A bad line is reported by number, in line order; the good ones\n" +
-			"are still enqueued. --wait also needs the CRM's settings; after its summary it exits 1\n" +
-			"when any lead ended neither accepted nor duplicate (rejected, invalid, failed).",
+			"are still enqueued. JSONL on standard input is enqueued line by line as it arrives\n" +
+			"(a pipe from a tracker), not at its end. --wait also needs the CRM's settings; after\n" +
+			"its summary it exits 1 when any lead ended neither accepted nor duplicate (rejected,\n" +
+			"invalid, failed).",
 		Args: oneArg("FILE (or - for stdin)"),
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			return cmdSubmit(cmd.Context(), e, o, args[0], wait, strict)
@@ -107,16 +109,17 @@ func cmdSubmit(ctx context.Context, e env, o storeFlags, name string, wait, stri
 			return err
 		}
 	}
-	var in io.Reader = e.stdin
-	if name != "-" {
-		file, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer file.Close()
-		in = file
+	if name == "-" {
+		// Standard input may be a tracker's pipe: each line is enqueued
+		// as it arrives (submit_stream.go).
+		return cmdSubmitStream(ctx, e, cfg, wait, strict)
 	}
-	leads, readErr := leadfile.Read(in)
+	file, err := os.Open(name)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	leads, readErr := leadfile.Read(file)
 	if readErr != nil && len(leads) == 0 {
 		return fmt.Errorf("read leads: %w", readErr)
 	}
@@ -362,97 +365,6 @@ func cmdResubmit(ctx context.Context, e env, o storeFlags, payloadFile, id strin
 	}
 	fmt.Fprintf(e.stdout, "re-queued %s %s; a running leadwatch (dashboard or serve) sends it\n", res.Lead.ExternalID, how)
 	return nil
-}
-
-func tailCmd(e env) *cobra.Command {
-	var o storeFlags
-	var asJSON bool
-	var last int
-	c := &cobra.Command{
-		Use:   "tail [--json] [-n N]",
-		Short: "follow verified callbacks (NDJSON with --json)",
-		Long:  "Follow verified callbacks as they are stored, from any process sharing the database.",
-		Args:  noArgs,
-		RunE: action(func(cmd *cobra.Command, _ []string) error {
-			return cmdTail(cmd.Context(), e, o, asJSON, last)
-		}),
-	}
-	o.addConfig(c.Flags())
-	o.addDB(c.Flags())
-	c.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line (NDJSON)")
-	c.Flags().IntVarP(&last, "lines", "n", 10, "show the last `N` stored callbacks first")
-	return readsEnv(c, storeEnv)
-}
-
-func cmdTail(ctx context.Context, e env, o storeFlags, asJSON bool, last int) error {
-	db, err := o.openDB(ctx, e, true)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-
-	// Start from the last n stored, then follow.
-	var after int64
-	recent, err := db.Callbacks(ctx, crm.EventQuery{Limit: max(last, 1)})
-	if err != nil {
-		return err
-	}
-	if len(recent) > 0 {
-		after = recent[0].ID
-		if last > 0 {
-			after = recent[len(recent)-1].ID - 1
-		}
-	}
-	changes := db.Watch(ctx)
-	enc := json.NewEncoder(e.stdout)
-	for {
-		for {
-			evs, err := db.CallbacksAfter(ctx, after, 500)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
-			}
-			for _, ev := range evs {
-				if asJSON {
-					if err := enc.Encode(leadfile.CallbackRecord(ev)); err != nil {
-						return err
-					}
-				} else {
-					fmt.Fprintln(e.stdout, formatCallback(ev))
-				}
-				after = ev.ID
-			}
-			if len(evs) < 500 {
-				break
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changes:
-		}
-	}
-}
-
-func formatCallback(ev crm.CallbackEvent) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %-16s %-24s %-14s crm=%s", ev.ReceivedAt.Local().Format("15:04:05"), ev.Event, orDash(ev.ExternalID), orDash(ev.Status), orDash(ev.InternalID))
-	if ev.Skew != 0 {
-		fmt.Fprintf(&b, " skew=%s", ev.Skew)
-	}
-	if ev.LeadID == 0 {
-		b.WriteString("  [unmatched]")
-	}
-	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func exportCmd(e env) *cobra.Command {

@@ -50,6 +50,7 @@ func dashboardCmd(e env) *cobra.Command {
 	}
 	o.addConfig(c.Flags())
 	o.addDB(c.Flags())
+	o.addForwardTo(c.Flags())
 	c.Flags().BoolVar(&demo, "demo", false, "run against an embedded sandbox with a synthetic campaign")
 	c.Flags().StringVar(&d.listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
 	c.Flags().BoolVar(&d.noListen, "no-listen", false, "start no callback listener (another instance receives them)")
@@ -117,7 +118,7 @@ func (o storeFlags) loadDashboard(e env, d dashboardFlags) (config.Config, error
 	if d.listen != "" {
 		cfg.Callbacks.Listen = d.listen
 	}
-	var need config.Need
+	need := config.NeedForward
 	if !d.noSend {
 		need |= config.NeedSender
 	}

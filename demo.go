@@ -43,6 +43,7 @@ type demoWorld struct {
 	sender  *demoSender
 	cfg     config.Config
 	blocked []string // the country codes the sandbox rejects
+	app     *demoApp // the app callbacks are forwarded to; nil when the store cannot forward
 	log     *slog.Logger
 	closeFn []func()
 }
@@ -85,6 +86,11 @@ func newDemoWorld(ctx context.Context, e env, dbPath, logPath string, logTo *os.
 	cfg.CRM.Timeout = config.Duration(5 * time.Second)
 	cfg.CRM.Concurrency = 8
 	cfg.Store.Path = dbPath
+	// Statuses change seconds apart here: a lead without news for 20 s
+	// (no status) or 45 s (a status not final) is looked up, so the healed
+	// leads of the lost callbacks show while the cycle runs.
+	cfg.Reconcile.After = config.Duration(20 * time.Second)
+	cfg.Reconcile.Stale = config.Duration(45 * time.Second)
 
 	db, err := openStore(ctx, cfg, store.Options{Logger: w.log})
 	if err != nil {
@@ -109,6 +115,9 @@ func newDemoWorld(ctx context.Context, e env, dbPath, logPath string, logTo *os.
 		FailRate:     0.08,
 		ThrottleRate: 0.08,
 		RetryAfter:   4 * time.Second,
+		// A tenth of the callbacks never come, so the lookups' polled
+		// statuses show within one cycle (docs/protocol.md §6).
+		CallbackLossRate: 0.1,
 	})
 	sb, err := sandbox.Start(sc, "127.0.0.1:0")
 	if err != nil {
@@ -135,6 +144,10 @@ func newDemoWorld(ctx context.Context, e env, dbPath, logPath string, logTo *os.
 	w.sender = &demoSender{
 		good: good, revoked: revoked, stale: map[string]bool{},
 		downErr: fmt.Errorf("demo outage: dial tcp %s: connect: connection refused", strings.TrimPrefix(sb.URL, "http://")),
+	}
+	if err := w.forwardToDemoApp(ctx, &cfg); err != nil {
+		ln.Close()
+		return nil, err
 	}
 	policy := demoPolicy
 	svc, err := newServices(cfg, db, w.log, serviceOptions{
@@ -234,7 +247,10 @@ func runDemo(ctx context.Context, e env, dbPath, logPath string) error {
 // few leads go out with a revoked key (401, failed) until resubmitted. The
 // traffic comes from five sources; one of them, "pushtraffic", is junk:
 // mostly blocked countries and malformed phones, which the Sources view
-// shows as a high rejected share. Once the store holds demoLeadCap leads
+// shows as a high rejected share. Every stored callback is forwarded to
+// the demo app (demo_app.go), which answers 503 to one in ten, so the
+// header's forwarding line and the timelines' "→ app" rows move too.
+// Once the store holds demoLeadCap leads
 // the campaign adds no more, so hours of demo stay as fast as the first
 // minutes; the outages, bursts and walk-ins go on.
 const (

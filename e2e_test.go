@@ -235,6 +235,15 @@ func TestDashboardEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Issue 12, forwarding: the demo forwards every stored callback to
+	// its app, and the header's fourth line counts the deliveries.
+	step("forwarding line")
+	fwdLine := regexp.MustCompile(`forward → app[^\n]*? ([\d,]+) delivered`)
+	s.waitFor("deliveries to the app in the header", 30*time.Second, func(scr string) bool {
+		m := fwdLine.FindStringSubmatch(scr)
+		return m != nil && m[1] != "0"
+	})
+
 	// tab moves the focus (the focused pane has the heavy border).
 	step("focus")
 	s.keys("1")
@@ -244,20 +253,31 @@ func TestDashboardEndToEnd(t *testing.T) {
 
 	// Item 8, the mouse: a click on the Rejections pane's second row
 	// focuses the pane and selects that row (SGR mouse reports, as a
-	// terminal sends them: press and release at column 6, row 29).
+	// terminal sends them: press and release at column 6, three lines
+	// under the pane's title, which the forwarding line moves down one).
 	step("mouse")
-	s.waitFor("two rejections", 20*time.Second, func(scr string) bool { return paneCounts(scr)["Rejections"] >= 2 })
-	s.keys("-l", "\x1b[<0;6;29M\x1b[<0;6;29m")
+	scr = s.waitFor("two rejections", 20*time.Second, func(scr string) bool { return paneCounts(scr)["Rejections"] >= 2 })
+	title := -1
+	for i, l := range strings.Split(scr, "\n") {
+		if strings.Contains(l, "─ Rejections (") {
+			title = i
+		}
+	}
+	if title < 0 {
+		t.Fatalf("no Rejections title on screen:\n%s", scr)
+	}
+	click := fmt.Sprintf("\x1b[<0;6;%dM\x1b[<0;6;%dm", title+4, title+4) // 1-based: title, column names, first row, second
+	s.keys("-l", click)
 	s.waitFor("the click to focus Rejections and select its second row", 5*time.Second, func(scr string) bool {
 		lines := strings.Split(scr, "\n")
-		if !strings.Contains(scr, "┏━ Rejections") || len(lines) < 30 {
+		if !strings.Contains(scr, "┏━ Rejections") || len(lines) < title+4 {
 			return false
 		}
-		// The first row is on line 27 (0-based); the clicked one, or
-		// below it when newer rows arrived above it, holds the marker.
+		// The first row is two lines under the title; the clicked one,
+		// or below it when newer rows arrived above it, holds the marker.
 		for i, l := range lines {
 			if strings.HasPrefix(l, "┃▸") {
-				return i >= 28
+				return i >= title+3
 			}
 		}
 		return false
@@ -335,9 +355,12 @@ func TestDashboardEndToEnd(t *testing.T) {
 		last := lines[len(lines)-1]
 		return len(lines) <= 24 && strings.Contains(last, "? help") && strings.Contains(last, "q quit")
 	})
-	// Item 6: the throughput stays in the header, compact.
+	// Item 6: the throughput stays in the header, compact; so does the
+	// forwarding line, abbreviated when it must be.
 	if scr := s.screen(); !regexp.MustCompile(`sent [▁▂▃▄▅▆▇█]+ \d+/m`).MatchString(scr) {
 		t.Errorf("no sent sparkline and rate at 80 columns:\n%s", scr)
+	} else if !regexp.MustCompile(`(?m)^. (forward → app|fwd) .*\d+ (delivered|ok)`).MatchString(scr) {
+		t.Errorf("no forwarding line at 80 columns:\n%s", scr)
 	}
 	s.keys("?")
 	help := s.waitText("Keys", 5*time.Second)
@@ -602,6 +625,88 @@ func TestDashboardEndToEnd(t *testing.T) {
 		}
 		return strings.Contains(scr, "┏━ Throughput") && len(totals) == 4 && totals["sent"] != "0" && totals["accepted"] != "0" && totals["callbacks"] != "0"
 	})
+
+	// Issue 12, replay: a lead whose status the app took already, opened
+	// by the jump; its timeline has the app's answers, and a replays its
+	// stored statuses after a yes: the app gets that one again, under the
+	// same webhook-id (the store records one more delivered attempt).
+	step("replay to the app")
+	var replayLead, replayHook string
+	delivered := func(d crm.LeadDetail, hook string) int {
+		n := 0
+		for _, a := range d.Forwards {
+			if a.WebhookID == hook && a.Delivered {
+				n++
+			}
+		}
+		return n
+	}
+	poll.UntilWithin(t, 20*time.Second, "a lead whose status reached the app once", func() bool {
+		as, err := db.ForwardAttemptsAfter(ctx, 0, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range as {
+			if !a.Delivered || a.ExternalID == "" {
+				continue
+			}
+			if d, err := db.LeadDetail(ctx, a.ExternalID); err == nil && delivered(d, a.WebhookID) == 1 {
+				replayLead, replayHook = a.ExternalID, a.WebhookID
+				return true
+			}
+		}
+		return false
+	})
+	s.keys(":")
+	s.waitText("go to lead:", 5*time.Second)
+	s.keys("-l", replayLead)
+	s.keys("Enter")
+	s.waitFor("the timeline of "+replayLead+" with the app's answer", 5*time.Second, func(scr string) bool {
+		return strings.Contains(scr, "┏━ Lead "+replayLead) && strings.Contains(scr, "→ app") && strings.Contains(scr, replayHook)
+	})
+	s.keys("a")
+	s.waitText("to the app?", 5*time.Second)
+	s.keys("y")
+	s.waitText("queued for the app", 5*time.Second)
+	poll.UntilWithin(t, 30*time.Second, "the replay of "+replayHook+" delivered", func() bool {
+		d, err := db.LeadDetail(ctx, replayLead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return delivered(d, replayHook) >= 2
+	})
+	// Back to the dashboard before the next key: an esc the terminal
+	// sends together with the next key reads as alt+that key.
+	s.keys("Escape")
+	s.waitFor("the dashboard again", 5*time.Second, func(scr string) bool { return !strings.Contains(scr, "┏━ Lead "+replayLead) })
+
+	// Issue 12, reconciliation: the demo's sandbox loses a share of its
+	// callbacks, and the status lookups fill the gap; such a status is
+	// in its lead's timeline as polled, never as a callback.
+	step("a polled status in a timeline")
+	var polledLead string
+	poll.UntilWithin(t, 60*time.Second, "a lead with a polled status", func() bool {
+		cbs, err := db.Callbacks(ctx, crm.EventQuery{Limit: 2000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cbs {
+			if c.Kind == crm.KindPolled && c.LeadID != 0 && c.ExternalID != "" {
+				polledLead = c.ExternalID
+				return true
+			}
+		}
+		return false
+	})
+	s.keys(":")
+	s.waitText("go to lead:", 5*time.Second)
+	s.keys("-l", polledLead)
+	s.keys("Enter")
+	s.waitFor("the polled status in "+polledLead+"'s timeline", 5*time.Second, func(scr string) bool {
+		return strings.Contains(scr, "┏━ Lead "+polledLead) && strings.Contains(scr, "◇ polled status") && strings.Contains(scr, "status lookup, not a callback")
+	})
+	s.keys("Escape")
+	s.waitFor("the dashboard again", 5*time.Second, func(scr string) bool { return !strings.Contains(scr, "┏━ Lead "+polledLead) })
 
 	// The resubmitted lead has moved meanwhile: a resubmit row, then a
 	// new attempt, then a final state again.

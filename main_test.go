@@ -193,7 +193,7 @@ func TestHelp(t *testing.T) {
 			"      --demo ", "Environment:\n  CARTELCRM_BASE_URL ", "  LEADWATCH_DB ", "  CALLBACK_SECRET ",
 		}, nil},
 		{"Tail", []string{"tail", "--help"}, []string{
-			"Usage:\n  leadwatch tail [--json] [-n N]\n", "  -n, --lines N ", "(default 10)", "Environment:\n  LEADWATCH_DB ",
+			"Usage:\n  leadwatch tail [--json] [--all] [-n N]\n", "  -n, --lines N ", "(default 10)", "Environment:\n  LEADWATCH_DB ",
 		}, []string{"CARTELCRM_API_KEY"}},
 		{"TailShort", []string{"tail", "-h"}, []string{"leadwatch tail"}, nil},
 		{"HelpCommand", []string{"help", "submit"}, []string{"leadwatch submit [--wait] [--strict] FILE|-", "  --strict ", "CARTELCRM_HMAC_SECRET"}, nil},

@@ -44,6 +44,7 @@ func serveCmd(e env) *cobra.Command {
 	}
 	o.addConfig(c.Flags())
 	o.addDB(c.Flags())
+	o.addForwardTo(c.Flags())
 	c.Flags().StringVar(&listen, "listen", "", "listen for callbacks on `ADDR` (default callbacks.listen)")
 	c.Flags().StringVar(&logLevel, "log-level", "info", "log at `LEVEL` and above: debug, info or warn")
 	c.Flags().BoolVar(&logJSON, "log-json", false, "log JSON instead of text")
@@ -109,7 +110,7 @@ func cmdServe(ctx context.Context, e env, o storeFlags, listen string, level slo
 
 	log.Info("leadwatch serving", "listen", svc.ListenAddr(), "scheme", svc.Scheme(), "path", cfg.Callbacks.Path,
 		"crm", crm.RedactURL(cfg.CRM.BaseURL), "db", store.RedactLocation(cfg.Store.Path), "owner", svc.disp.Owner(),
-		"drain", cfg.Callbacks.Drain.D().String())
+		"drain", cfg.Callbacks.Drain.D().String(), "intake", svc.IntakeState(), "forward", svc.ForwardURL())
 	// The services stop when stopRun says, not when ctx ends: between the
 	// two lies the drain.
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))

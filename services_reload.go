@@ -111,3 +111,9 @@ func (s *swapSender) Store(c *crm.Client) { s.c.Store(c) }
 func (s *swapSender) Submit(ctx context.Context, body []byte, key string) crm.Result {
 	return s.c.Load().Submit(ctx, body, key)
 }
+
+// Status looks a lead up with the current client (crm.StatusLooker), so
+// the reconciler's lookups follow a reload as the attempts do.
+func (s *swapSender) Status(ctx context.Context, externalID string) (crm.StatusResponse, error) {
+	return s.c.Load().Status(ctx, externalID)
+}

@@ -29,6 +29,9 @@ func (o storeFlags) load(e env) (config.Config, error) {
 	if o.dbPath != "" {
 		cfg.Store.Path = o.dbPath
 	}
+	if o.forwardTo != "" {
+		cfg.Forward.URL = o.forwardTo
+	}
 	return cfg, nil
 }
 
@@ -43,7 +46,7 @@ func (o storeFlags) loadForServices(e env, listen string) (config.Config, error)
 	if listen != "" {
 		cfg.Callbacks.Listen = listen
 	}
-	return cfg, cfg.Validate(config.NeedSender | config.NeedListener)
+	return cfg, cfg.Validate(config.NeedSender | config.NeedListener | config.NeedForward)
 }
 
 // openDB loads the configuration and opens its database, which must
@@ -147,6 +150,11 @@ func listenMetrics(cfg config.Config, db store.Store, log *slog.Logger) (*metric
 		return nil, nil, nil
 	}
 	m := metrics.New(db, log)
+	if cfg.Forward.URL != "" {
+		// The queue's depth is every instance's, read from the store; only
+		// a forwarding process shows it, as only it counts deliveries.
+		m.WatchForward(db)
+	}
 	srv, err := metrics.Listen(cfg.Metrics.Listen, m, log)
 	if err != nil {
 		return nil, nil, err
@@ -166,9 +174,20 @@ func startMetrics(ctx context.Context, srv *metrics.Server, m *metrics.Metrics, 
 	if svc.disp != nil {
 		svc.disp.SetObserver(m)
 	}
+	if svc.fwd != nil {
+		svc.fwd.SetObserver(m)
+	}
+	if svc.rec != nil {
+		svc.rec.SetObserver(m)
+	}
 	if svc.handler != nil {
 		svc.handler.SetObserver(m)
 		m.WatchListener(svc.handler.Stats)
+	}
+	if svc.intake != nil {
+		if err := m.WatchIntake(svc.intake.Stats); err != nil {
+			log.Warn("intake metrics not registered", "err", err)
+		}
 	}
 	log.Info("metrics serving", "listen", srv.Addr(), "path", metrics.Path)
 	done := make(chan struct{})

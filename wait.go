@@ -21,7 +21,7 @@ import (
 // when stderr is not a terminal), then prints a summary by outcome. It
 // returns the leads' final states by count.
 func sendAndWait(ctx context.Context, e env, cfg config.Config, db store.Store, ids []string) (map[crm.State]int, error) {
-	svc, err := newServices(cfg, db, discardLog(), serviceOptions{send: true})
+	svc, err := newServices(cfg, db, discardLog(), serviceOptions{send: true, noReconcile: true})
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,17 @@ import (
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
 )
 
+// commitLinger caps how long a batch waits, under load, for the callbacks
+// its clients are about to send (groupcommit.Options.Linger; at most half
+// a commit in any case). Every commit costs an fsync, which on a shared
+// disk takes milliseconds (p50 1.7 ms, p99 25 ms measured under load): at
+// 32 connections, merging the clients into one batch per commit instead
+// of two took the events per commit from about 15 to about 25, and
+// `leadwatch serve` up by 10–60 % (the more the disk is contended, the
+// more), on PostgreSQL too. 5 ms did no better than 2 ms, a fifth of the
+// p99 budget.
+const commitLinger = 2 * time.Millisecond
+
 // newCommitter starts the single writer of events (a group commit, see
 // package groupcommit). Its queue has room for a few batches: requests
 // beyond it wait in Submit, their contexts still honoured, rather than
@@ -18,7 +29,7 @@ func (h *Handler) newCommitter() *groupcommit.Batcher[crm.CallbackEvent, bool] {
 	b := newBatcher(h.cfg.MaxBatch)
 	return groupcommit.New(func(evs []crm.CallbackEvent) ([]bool, error) {
 		return h.commitBatch(b, evs)
-	}, groupcommit.Options{MaxBatch: h.cfg.MaxBatch, Queue: 4 * h.cfg.MaxBatch})
+	}, groupcommit.Options{MaxBatch: h.cfg.MaxBatch, Queue: 4 * h.cfg.MaxBatch, Linger: commitLinger})
 }
 
 // commit hands ev to the group committer and waits for the commit of its

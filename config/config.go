@@ -21,7 +21,11 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/forward"
 )
+
+// IntakePath is where the intake takes leads, on the callback listener.
+const IntakePath = "/v1/leads"
 
 // DefaultFile is read from the working directory when --config is not
 // given and the file exists.
@@ -80,6 +84,9 @@ type Config struct {
 	Callbacks Callbacks `toml:"callbacks"`
 	Store     Store     `toml:"store"`
 	Metrics   Metrics   `toml:"metrics"`
+	Forward   Forward   `toml:"forward"`
+	Intake    Intake    `toml:"intake"`
+	Reconcile Reconcile `toml:"reconcile"`
 }
 
 // CRM is the [crm] table: where and how leads are sent.
@@ -129,6 +136,45 @@ type Callbacks struct {
 	TLSKey  string `toml:"tls_key"`
 }
 
+// Intake is the [intake] table: POST /v1/leads on the callback listener,
+// where landing pages and trackers hand leads over one by one.
+type Intake struct {
+	// Token is the bearer token the intake requires; "" leaves the intake
+	// off (/v1/leads is then a 404 like any unknown path).
+	Token Secret `toml:"token"`
+	// MaxBody is the largest intake request body (one lead or an array).
+	MaxBody int64 `toml:"max_body"`
+}
+
+// Forward is the [forward] table: every stored callback and polled
+// status handed on to the user's app, signed the Standard Webhooks way
+// (docs/protocol.md §5). An empty URL is off.
+type Forward struct {
+	URL string `toml:"url"`
+	// Secret is whsec_ followed by base64; several, comma-separated,
+	// during a rotation (each delivery then carries a signature per
+	// secret, the first the current one).
+	Secret      Secret   `toml:"secret"`
+	Timeout     Duration `toml:"timeout"`
+	MaxAttempts int      `toml:"max_attempts"`
+	Concurrency int      `toml:"concurrency"`
+	BaseDelay   Duration `toml:"base_delay"`
+	MaxDelay    Duration `toml:"max_delay"`
+}
+
+// Reconcile is the [reconcile] table: status lookups (docs/protocol.md
+// §6) of accepted leads that got no status callback within After, or
+// whose last status is older than Stale and not in Final, at Rate
+// lookups per second apart from the sender's rate. They run wherever the
+// sender runs.
+type Reconcile struct {
+	Enabled bool     `toml:"enabled"`
+	After   Duration `toml:"after"`
+	Stale   Duration `toml:"stale"`
+	Rate    float64  `toml:"rate"`
+	Final   []string `toml:"final"`
+}
+
 // Store is the [store] table.
 type Store struct {
 	Path string `toml:"path"`
@@ -164,6 +210,21 @@ func Default() Config {
 			Drain:                Duration(5 * time.Second),
 		},
 		Store: Store{Path: "leadwatch.db"},
+		Reconcile: Reconcile{
+			Enabled: true,
+			After:   Duration(crm.DefaultReconcileAfter),
+			Stale:   Duration(crm.DefaultReconcileStale),
+			Rate:    crm.DefaultReconcileRate,
+			Final:   crm.DefaultReconcileFinal(),
+		},
+		Intake: Intake{MaxBody: 1 << 20},
+		Forward: Forward{
+			Timeout:     Duration(10 * time.Second),
+			MaxAttempts: 12,
+			Concurrency: 32,
+			BaseDelay:   Duration(time.Second),
+			MaxDelay:    Duration(10 * time.Minute),
+		},
 	}
 }
 
@@ -209,7 +270,7 @@ func (c *Config) LoadFile(path string) (warnings []string, err error) {
 }
 
 // secretKeys are the keys whose values are secrets.
-var secretKeys = []string{"api_key", "hmac_secret", "secrets"}
+var secretKeys = []string{"api_key", "hmac_secret", "secrets", "token", "secret"}
 
 // secretLine reports whether a parse error at line (1-based), after
 // lastKey, may concern a secret's value.
@@ -281,6 +342,10 @@ func Environment() []EnvVar {
 			func(c *Config, v string) error { c.Callbacks.Listen = v; return nil }},
 		{"LEADWATCH_DB", "store.path", "the database: a file path, or a postgres:// URL",
 			func(c *Config, v string) error { c.Store.Path = v; return nil }},
+		{"LEADWATCH_FORWARD_SECRET", "forward.secret", "whsec_ secret that signs deliveries to the app, comma-separated for rotation",
+			func(c *Config, v string) error { c.Forward.Secret = Secret(v); return nil }},
+		{"LEADWATCH_INTAKE_TOKEN", "intake.token", "bearer token of POST /v1/leads; unset leaves the intake off",
+			func(c *Config, v string) error { c.Intake.Token = Secret(v); return nil }},
 	}
 }
 
@@ -351,6 +416,9 @@ type Need int
 const (
 	NeedSender Need = 1 << iota
 	NeedListener
+	// NeedForward checks [forward] when forward.url is set (the commands
+	// that run a forwarder).
+	NeedForward
 )
 
 // ValidationError is everything Validate found wrong, so that one run
@@ -434,6 +502,16 @@ func (c Config) Validate(need Need) error {
 			"callbacks.tls_cert is set but callbacks.tls_key is not: set both (PEM files) for HTTPS, or neither")
 		invalid(c.Callbacks.TLSKey != "" && c.Callbacks.TLSCert == "",
 			"callbacks.tls_key is set but callbacks.tls_cert is not: set both (PEM files) for HTTPS, or neither")
+		invalid(c.Intake.MaxBody <= 0, "intake.max_body must be positive, not %d", c.Intake.MaxBody)
+		invalid(c.Intake.Token != "" && c.Callbacks.Path == IntakePath,
+			"callbacks.path must differ from the intake's %s while intake.token is set", IntakePath)
+	}
+	if need&NeedSender != 0 {
+		e.Invalid = append(e.Invalid, c.Reconcile.problems()...)
+	}
+	if need&NeedForward != 0 && c.Forward.URL != "" {
+		e.Invalid = append(e.Invalid, c.Forward.problems()...)
+		missing("forward.secret", c.Forward.Secret == "")
 	}
 	invalid(c.Store.Path == "", "store.path is empty: set it in [store], LEADWATCH_DB or --db")
 	if c.Metrics.Listen != "" {
@@ -481,6 +559,77 @@ func ParseTrustedProxies(items []string) ([]netip.Prefix, error) {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
+}
+
+// problems are what is wrong with a [forward] whose url is set, one
+// sentence each; a missing secret is Validate's. No sentence quotes the
+// secret, and the URL is quoted without its credentials.
+func (f Forward) problems() []string {
+	var out []string
+	if u, err := url.Parse(f.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		out = append(out, fmt.Sprintf("forward.url must be an absolute http(s) URL, not %q", crm.RedactURL(f.URL)))
+	}
+	if f.Secret != "" {
+		secrets := f.Secrets()
+		if len(secrets) == 0 {
+			out = append(out, "forward.secret holds no secret: set whsec_ followed by base64 (e.g. whsec_ and the output of 'openssl rand -base64 32')")
+		}
+		for i, s := range secrets {
+			if _, err := forward.ParseSecret(s); err != nil {
+				which := "forward.secret"
+				if len(secrets) > 1 {
+					which = fmt.Sprintf("forward.secret (item %d of %d)", i+1, len(secrets))
+				}
+				out = append(out, fmt.Sprintf("%s is not whsec_ followed by the base64 of at least 16 bytes (not shown: it is a secret); make one with 'openssl rand -base64 32'", which))
+			}
+		}
+	}
+	if f.Timeout <= 0 {
+		out = append(out, fmt.Sprintf("forward.timeout must be positive, not %s", f.Timeout.D()))
+	}
+	if f.MaxAttempts < 1 {
+		out = append(out, fmt.Sprintf("forward.max_attempts must be at least 1, not %d", f.MaxAttempts))
+	}
+	if f.Concurrency < 1 {
+		out = append(out, fmt.Sprintf("forward.concurrency must be at least 1, not %d", f.Concurrency))
+	}
+	if f.BaseDelay <= 0 || f.MaxDelay < f.BaseDelay {
+		out = append(out, fmt.Sprintf("forward: need base_delay > 0 and max_delay ≥ base_delay (have %s, %s)", f.BaseDelay.D(), f.MaxDelay.D()))
+	}
+	return out
+}
+
+// problems are what is wrong with [reconcile], one sentence each. The
+// values are checked even when lookups are off, so turning them on later
+// cannot meet a bad value.
+func (r Reconcile) problems() []string {
+	var out []string
+	if r.After <= 0 {
+		out = append(out, fmt.Sprintf("reconcile.after must be positive, not %s", r.After.D()))
+	}
+	if r.Stale <= 0 {
+		out = append(out, fmt.Sprintf("reconcile.stale must be positive, not %s", r.Stale.D()))
+	}
+	// The negated form also catches NaN.
+	if !(r.Rate > 0) {
+		out = append(out, fmt.Sprintf("reconcile.rate must be positive (lookups per second), not %g", r.Rate))
+	}
+	for _, f := range r.Final {
+		if strings.TrimSpace(f) == "" {
+			out = append(out, "reconcile.final must not hold an empty status")
+			break
+		}
+	}
+	return out
+}
+
+// Secrets is forward.secret split at commas, the current secret first.
+func (f Forward) Secrets() []string {
+	var out []string
+	for _, s := range SplitSecrets(string(f.Secret)) {
+		out = append(out, string(s))
+	}
+	return out
 }
 
 // CallbackSecrets returns the callback secrets as bytes.

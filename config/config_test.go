@@ -286,3 +286,55 @@ func TestListenerBounds(t *testing.T) {
 		t.Errorf("loaded %+v", c.Callbacks)
 	}
 }
+
+// TestIntake: the intake is off without a token, its token comes from the
+// environment and never prints, and a bad max_body or a callback path on
+// the intake's own path is a configuration error.
+func TestIntake(t *testing.T) {
+	const tok = "intake-SEKRIT-4"
+	c := Default()
+	c.Callbacks.Secrets = []Secret{"s"}
+	if c.Intake.Token != "" || c.Intake.MaxBody != 1<<20 {
+		t.Fatalf("default intake %+v, want off and 1 MiB", c.Intake)
+	}
+	if err := c.ApplyEnv(env(map[string]string{"LEADWATCH_INTAKE_TOKEN": tok})); err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Intake.Token.Reveal()) != tok {
+		t.Fatal("LEADWATCH_INTAKE_TOKEN did not set intake.token")
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "%v %+v %#v", c, c.Intake, c.Intake.Token)
+	j, _ := json.Marshal(c)
+	buf.Write(j)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("cfg", "intake", c.Intake)
+	if strings.Contains(buf.String(), tok) {
+		t.Fatalf("the intake token printed in:\n%s", buf.String())
+	}
+	if err := c.Validate(NeedListener); err != nil {
+		t.Fatalf("valid intake: %v", err)
+	}
+	bad := c
+	bad.Intake.MaxBody = 0
+	if err := bad.Validate(NeedListener); err == nil || !strings.Contains(err.Error(), "intake.max_body must be positive") {
+		t.Errorf("max_body 0: %v", err)
+	}
+	bad = c
+	bad.Callbacks.Path = IntakePath
+	if err := bad.Validate(NeedListener); err == nil || !strings.Contains(err.Error(), "callbacks.path must differ from the intake's /v1/leads") {
+		t.Errorf("callbacks.path on the intake: %v", err)
+	}
+	bad.Intake.Token = ""
+	if err := bad.Validate(NeedListener); err != nil {
+		t.Errorf("callbacks.path /v1/leads with the intake off: %v", err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "lw.toml")
+	if err := os.WriteFile(p, []byte("[intake]\ntoken = \"tok-SEKRIT-5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fc Config
+	if _, err := fc.LoadFile(p); err == nil || strings.Contains(err.Error(), "SEKRIT") {
+		t.Errorf("malformed token: %v, want an error that does not quote it", err)
+	}
+}

@@ -84,6 +84,9 @@ func ParseCallback(raw []byte) (CallbackEvent, error) {
 	if ev.Timestamp, err = scalar(vals[fieldTimestamp], "timestamp", true); err != nil {
 		return ev, err
 	}
+	// A string token starts with its quote; scalar took anything else as
+	// a number's digits. Export and tail write it back as the CRM sent it.
+	ev.TimestampNumber = vals[fieldTimestamp][0] != '"'
 	// Optional fields: a wrong type is kept in the raw body but not used.
 	ev.ExternalID, _ = scalar(vals[fieldExternalID], "external_id", false)
 	ev.Status, _ = scalar(vals[fieldStatus], "status", false)

@@ -110,6 +110,9 @@ type LeadDetail struct {
 	Lead      Lead
 	Attempts  []Attempt       // oldest first
 	Callbacks []CallbackEvent // oldest first, raw bodies included
+	// Forwards are the attempts to deliver the lead's stored callbacks
+	// to the app (docs/protocol.md §5), oldest first.
+	Forwards []ForwardAttempt
 }
 
 // Throughput counts attempts sent and callbacks stored per bucket, oldest

@@ -79,6 +79,9 @@ type Metrics struct {
 	// listener reads the callback handler's own counters at scrape time;
 	// nil until WatchListener (no listener in this process).
 	listener atomic.Pointer[func() callbacks.Stats]
+
+	fwd forwardMetrics   // the forwarder's (forward.go)
+	rec reconcileMetrics // the reconciler's (reconcile.go)
 }
 
 // The observer interfaces Metrics implements.
@@ -142,6 +145,8 @@ func New(src Source, log *slog.Logger) *Metrics {
 		newStoreCollector(src, ratelog.New(log.With("component", "metrics"), time.Minute)),
 		&listenerCollector{stats: &m.listener},
 	)
+	m.fwd.register(m.reg)
+	m.rec.register(m.reg)
 	return m
 }
 

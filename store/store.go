@@ -54,6 +54,43 @@ type Store interface {
 	Resume(ctx context.Context, p crm.Pause) (released int, err error)
 	Pauses(ctx context.Context) ([]crm.Pause, error)
 
+	// Reconciliation (crm.ReconcileStore): status lookups of accepted
+	// leads without news, their results stored as polled statuses
+	// (callbacks rows of kind polled, docs/protocol.md §6).
+	ClaimLookups(ctx context.Context, q crm.ReconcileQuery) ([]crm.Lead, error)
+	SavePolled(ctx context.Context, p crm.PolledStatus) (changed bool, err error)
+
+	// Forwarding (docs/protocol.md §5). StartForwarding makes the queue
+	// live: the first call puts a cursor at the newest stored callback
+	// (history is not forwarded; replay it), later calls do nothing.
+	StartForwarding(ctx context.Context) error
+	// ClaimDeliveries first moves callbacks stored after the cursor into
+	// the queue (one pending delivery each, in id order, the cursor
+	// advanced in the same transaction), then leases up to limit due
+	// deliveries to owner until now+lease: pending with next_at <= now, or
+	// in_flight whose lease expired; never one whose lead has an earlier
+	// delivery (lower callback id) still pending or in flight (order per
+	// lead; unmatched callbacks have no order constraint; failed ones do
+	// not block). Safe across instances, like Claim.
+	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]crm.Delivery, error)
+	// RecordDeliveries stores outcomes of owner's claimed deliveries (one
+	// attempt row each, then delivered / failed / pending at NextAt) in one
+	// transaction; a delivery whose lease owner changed is skipped and
+	// reported in lost (crm.ErrLeaseLost semantics, per id).
+	RecordDeliveries(ctx context.Context, owner string, rs []crm.DeliveryResult) (lost []int64, err error)
+	// ReleaseDeliveries hands claimed deliveries back (pending, due now).
+	ReleaseDeliveries(ctx context.Context, owner string, ids []int64) error
+	// Replay queues stored callbacks again (a new delivery each, Replay
+	// set, same webhook-id): those with the ids given, or when ids is
+	// empty every callback received since since. Says how many.
+	Replay(ctx context.Context, ids []int64, since time.Time) (int, error)
+	ForwardStats(ctx context.Context) (crm.ForwardStats, error)
+	// ForwardAttempts lists a lead's deliveries' attempts oldest first
+	// (the timeline); ForwardAttemptsAfter pages all attempts by id (tail
+	// --all).
+	ForwardAttempts(ctx context.Context, externalID string) ([]crm.ForwardAttempt, error)
+	ForwardAttemptsAfter(ctx context.Context, afterID int64, limit int) ([]crm.ForwardAttempt, error)
+
 	// Callbacks (callbacks.EventSink).
 	SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) ([]bool, error)
 	SaveRefusal(ctx context.Context, r crm.Refusal) error
@@ -84,6 +121,22 @@ type Store interface {
 	Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEvent, error)
 	CallbacksAfter(ctx context.Context, afterID int64, limit int) ([]crm.CallbackEvent, error)
 	Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refusal, error)
+	// TailCallbacks is what `leadwatch tail` prints next: up to limit
+	// callbacks matching q with an id above afterID, oldest first, and
+	// next, the cursor for the following call. A call examines at most
+	// TailSpan ids; next moves past the rows examined, matched or not, so
+	// a filter that matches nothing never makes a poll read a row twice.
+	// It is afterID when there is nothing new. Like CallbacksAfter it
+	// never steps past a row that may still commit below it.
+	TailCallbacks(ctx context.Context, q TailQuery, afterID int64, limit int) (evs []crm.CallbackEvent, next int64, err error)
+	// TailStart is the cursor from which TailCallbacks returns the
+	// newest n callbacks matching q, looking back at most
+	// EventScanWindow rows; with n 0 it is the newest id (only what
+	// comes next).
+	TailStart(ctx context.Context, q TailQuery, n int) (int64, error)
+	// RefusalsAfter returns up to limit refusals with an id above
+	// afterID, oldest first: what `leadwatch tail --all` prints next.
+	RefusalsAfter(ctx context.Context, afterID int64, limit int) ([]crm.Refusal, error)
 	ExportLeads(ctx context.Context, fn func(crm.Lead) error) error
 	ExportCallbacks(ctx context.Context, fn func(crm.CallbackEvent) error) error
 
@@ -287,8 +340,12 @@ type PruneStats struct {
 	Attempts int64
 	// Refusals is how many refusals were deleted.
 	Refusals int64
+	// ForwardAttempts is how many attempt rows of delivered forwards were
+	// deleted (each delivery keeps its last).
+	ForwardAttempts int64
 	// Bytes is the size of the bodies dropped: raw bodies, the deleted
-	// attempts' response bodies and previous payloads, refusal heads.
+	// attempts' response bodies and previous payloads, refusal heads and
+	// forward attempts' heads.
 	Bytes int64
 }
 
@@ -314,6 +371,23 @@ type ForgetStats struct {
 	// overwritten.
 	Checkpointed bool
 }
+
+// TailQuery filters TailCallbacks and TailStart: each field set must equal
+// the callback's byte for byte; "" matches any.
+type TailQuery struct {
+	Event      string
+	Status     string
+	ExternalID string
+	// Kind keeps crm.KindCallback or crm.KindPolled rows only; "" both.
+	Kind string
+}
+
+// Filters says whether q narrows by a field, kind aside.
+func (q TailQuery) Filters() bool { return q.Event != "" || q.Status != "" || q.ExternalID != "" }
+
+// TailSpan is how many ids one TailCallbacks call examines at most: a
+// bound on one query's work when a filter skips most rows.
+const TailSpan = 10000
 
 // EnqueueOptions tune Enqueue.
 type EnqueueOptions struct {

@@ -127,6 +127,8 @@ func (m Model) dashboardKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		return m.askRetryAll()
 	case key.Matches(k, d.BulkResubmit):
 		return m.startBulk()
+	case key.Matches(k, d.Replay):
+		return m.replayKey()
 	}
 	if a, ok := d.action(k); ok {
 		return m.act(a)
@@ -156,6 +158,9 @@ func (m Model) detailKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 		m.detail.close()
 		cmd := m.refresh()
 		return m, cmd
+	}
+	if key.Matches(k, m.keys.Detail.Replay) {
+		return m.replayDetail()
 	}
 	if id := m.detail.leadID(); id != "" {
 		if a, ok := m.keys.Detail.action(k); ok {

@@ -217,9 +217,25 @@ func BenchmarkDashboardRefresh(b *testing.B) {
 			{"SourcesHour", []string{"6", "w"}},
 			{"ThroughputHour", []string{"7", "w"}},
 			{"ThroughputLaunch", []string{"7", "w", "w"}},
+			// Last: it starts forwarding on the store, which stays on, and
+			// every refresh then reads the forward queue for the header's
+			// fourth line too (compare with Grid).
+			{"GridForwarding", nil},
 		} {
 			b.Run(v.name, func(b *testing.B) {
+				if v.name == "GridForwarding" {
+					fs, ok := be.db.(interface{ StartForwarding(context.Context) error })
+					if !ok {
+						b.Skip("the store cannot forward")
+					}
+					if err := fs.StartForwarding(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
 				m := benchSettle(New(Config{Source: be.db, Now: time.Now}), tea.WindowSizeMsg{Width: benchWidth, Height: benchHeight})
+				if v.name == "GridForwarding" && !m.header.fwd.Enabled {
+					b.Fatal("forwarding started, but the header has no forwarding line")
+				}
 				for _, k := range v.keys {
 					m = benchSettle(m, keyMsg(k))
 				}

@@ -13,7 +13,7 @@ import (
 // timelineEntry is one line of a lead's story.
 type timelineEntry struct {
 	at    time.Time
-	order int // tie-break: enqueue, then attempts, then callbacks
+	order int // tie-break: enqueue, then attempts, then callbacks, then their forwards
 	text  string
 }
 
@@ -49,10 +49,9 @@ func (d detailView) renderLead() string {
 		tl = append(tl, timelineEntry{a.StartedAt, 1, d.attemptLine(a)})
 	}
 	for _, c := range d.lead.Callbacks {
-		line := st.Good.Render("← callback "+clean(c.Event)) + "  " + clean(strings.TrimSpace(c.Status+" "+c.Reason))
-		line += st.Muted.Render(fmt.Sprintf("  · skew %s · %s", fmtSkew(c.Skew), clean(c.DedupKey)))
-		tl = append(tl, timelineEntry{c.ReceivedAt, 2, line})
+		tl = append(tl, timelineEntry{c.ReceivedAt, 2, d.callbackLine(c)})
 	}
+	tl = append(tl, d.forwardLines()...)
 	sort.SliceStable(tl, func(i, j int) bool {
 		if !tl[i].at.Equal(tl[j].at) {
 			return tl[i].at.Before(tl[j].at)
@@ -158,4 +157,17 @@ func (d detailView) attemptLine(a crm.Attempt) string {
 		line += st.Muted.Render("  · old key " + clean(a.IdempotencyKey))
 	}
 	return line
+}
+
+// callbackLine is a stored status: a verified callback, or a status
+// leadwatch learned by a lookup (polled), which the CRM never signed and
+// so has no skew or dedup key of its own; it must never read as one.
+func (d detailView) callbackLine(c crm.CallbackEvent) string {
+	st := d.st
+	if c.Kind == crm.KindPolled {
+		line := st.Info.Render("◇ polled status") + "  " + clean(strings.TrimSpace(c.Status+" "+c.Reason))
+		return line + st.Muted.Render("  · status lookup, not a callback")
+	}
+	line := st.Good.Render("← callback "+clean(c.Event)) + "  " + clean(strings.TrimSpace(c.Status+" "+c.Reason))
+	return line + st.Muted.Render(fmt.Sprintf("  · skew %s · %s", fmtSkew(c.Skew), clean(c.DedupKey)))
 }

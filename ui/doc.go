@@ -19,10 +19,15 @@
 //
 // The header is three lines: sending state, listener health and the CRM
 // base URL (credentials and query stripped); the outbox by state; the
-// callback counts and two sparklines (attempts sent, callbacks stored) of
-// the last five minutes in 10 s buckets. The four panes share the screen
-// as a 2×2 grid from 120×30 up; below that they become tabs (1–4 or tab
-// switch). Below 60×16 the dashboard shows "terminal too small" instead of
+// callback counts (polled statuses apart, ◇, once there are any) and two
+// sparklines (attempts sent, callbacks stored) of the last five minutes
+// in 10 s buckets. While a forwarder has ever run on the store a fourth
+// line shows the queue to the user's app: queued, in flight, failed,
+// delivered, lag, and the last error (never the URL's credentials), red
+// while deliveries failed for good or the queue stood still for two
+// minutes (a delivery pending, or callbacks waiting to be queued). The
+// four panes share the screen as a 2×2 grid from 120×30 up; below that
+// they become tabs (1–4 or tab switch). Below 60×16 the dashboard shows "terminal too small" instead of
 // a broken frame. The focused pane has a heavy border and a ▸ row marker,
 // visible with NO_COLOR too. The status bar shows the keys that matter
 // now and the latest error: a failed action, a failed refresh (the parts
@@ -30,7 +35,9 @@
 //
 // enter opens the detail view: for a lead, its timeline across both
 // directions (enqueued, every attempt with HTTP code, duration and chosen
-// delay, resubmissions, every callback), the payload and the last
+// delay, resubmissions, every callback, every polled status marked ◇,
+// every delivery to the app with its status, latency and first bytes),
+// the payload and the last
 // response as indented JSON, scrollable; for a refused callback, the
 // precise reason, code, remote address and the first bytes; for an
 // unmatched callback, its fields and body.
@@ -47,6 +54,8 @@
 //	c                       copy the lead as an sh + curl snippet that signs afresh at run time
 //	                        with $CARTELCRM_HMAC_SECRET and $CARTELCRM_API_KEY (never embedded);
 //	                        copied by OSC 52 and shown in a modal for tmux
+//	a                       replay to the app: the selected callback (Status events), or every
+//	                        stored status of the lead shown; asks first; needs forwarding on
 //	/                       filter the focused pane (live); enter keeps it, esc clears it
 //	p                       pause / resume sending
 //	?                       all keys

@@ -143,6 +143,10 @@ func (f *fakeSource) Counts(ctx context.Context) (crm.Counts, error) {
 		c.States[l.State]++
 	}
 	for _, cb := range f.callbacks {
+		if cb.Kind == crm.KindPolled {
+			c.Polled++
+			continue
+		}
 		c.CallbacksVerified++
 		if cb.LeadID == 0 {
 			c.CallbacksUnmatched++
@@ -224,7 +228,7 @@ func (f *fakeSource) LeadDetail(ctx context.Context, externalID string) (crm.Lea
 	defer f.mu.Unlock()
 	for _, l := range f.leads {
 		if l.ExternalID == externalID {
-			d := crm.LeadDetail{Lead: l, Attempts: f.attempts[externalID]}
+			d := crm.LeadDetail{Lead: l, Attempts: f.attempts[externalID], Forwards: f.forwardsOf(externalID)}
 			for _, c := range f.callbacks {
 				if c.LeadID == l.ID {
 					d.Callbacks = append(d.Callbacks, c)

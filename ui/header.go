@@ -43,7 +43,8 @@ type header struct {
 	haveCounts bool
 	tp         crm.Throughput
 	health     storeHealth
-	now        time.Time // the model's clock, for ages
+	fwd        crm.ForwardStats // the forward queue; a line of its own while Enabled
+	now        time.Time        // the model's clock, for ages
 }
 
 // Update takes a refresh's counts and throughput, each only when its
@@ -59,9 +60,16 @@ func (h header) Update(msg tea.Msg) header {
 		if s.tpOK {
 			h.tp = s.tp
 		}
+		if s.fwdOK {
+			h.fwd = s.fwd
+		}
 	}
 	return h
 }
+
+// height is the header's lines: three, and the forwarding line while
+// forwarding is enabled.
+func (h header) height() int { return headerHeight + h.forwardLines() }
 
 // countsLine is the outbox by state, every state coloured the same way
 // everywhere.
@@ -83,7 +91,7 @@ func (h header) countsLine(short bool, sep string) string {
 	return strings.Join(counts, st.Border.Render(sep))
 }
 
-// View draws the three lines width cells wide.
+// View draws the three lines (four with forwarding) width cells wide.
 func (h header) View(width int) string {
 	// Compact only when the state itself would be cut: the URL may be.
 	line1 := h.line1(false, true)
@@ -99,7 +107,11 @@ func (h header) View(width int) string {
 	// The throughput line shrinks to fit (trend.go).
 	line3 := h.line3(width)
 
-	return fit(line1, width) + "\n" + fit(line2, width) + "\n" + fit(line3, width)
+	out := fit(line1, width) + "\n" + fit(line2, width) + "\n" + fit(line3, width)
+	if h.fwd.Enabled {
+		out += "\n" + fit(h.forwardLine(width), width)
+	}
+	return out
 }
 
 // line1 is who we talk to and whether it works. compact drops the

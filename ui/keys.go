@@ -61,15 +61,19 @@ type dashboardKeys struct {
 	// RetryAll makes every waiting lead due now; BulkResubmit resubmits
 	// every lead the focused pane's filter shows.
 	RetryAll, BulkResubmit key.Binding
-	Pane1, Pane2           key.Binding
-	Pane3, Pane4           key.Binding
+	// Replay hands the selected stored callback to the app again
+	// (forwarding, replay.go).
+	Replay       key.Binding
+	Pane1, Pane2 key.Binding
+	Pane3, Pane4 key.Binding
 	// views are the All leads, Sources and Throughput views' keys
 	// (jump.go): 5, 6, 7, the jump and the views' own switches.
 	views  viewKeys
 	global globalKeys
 	// waiting is set on the copy the status bar shows while Pending
-	// retries has the focus (onRetries).
-	waiting bool
+	// retries has the focus (onRetries); events while Status events has
+	// it (onEvents).
+	waiting, events bool
 }
 
 // pane is the pane a key focuses, relative to from: the next, the
@@ -98,6 +102,10 @@ func (k dashboardKeys) ShortHelp() []key.Binding {
 		// Waiting leads are sent, held or canceled, not resubmitted.
 		return []key.Binding{k.NextPane, k.Open, k.RetryNow, k.RetryAll, k.Hold, k.views.Views, k.views.Jump, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
 	}
+	if k.events {
+		// A callback goes to the app again; its lead's keys still work.
+		return []key.Binding{k.NextPane, k.Open, k.Replay, k.Resubmit, k.Edit, k.Copy, k.views.Views, k.views.Jump, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
+	}
 	return []key.Binding{k.NextPane, k.Open, k.Resubmit, k.Edit, k.Copy, k.views.Views, k.views.Jump, k.Filter, k.global.Pause, k.global.Help, k.global.Quit}
 }
 
@@ -107,13 +115,19 @@ func (k dashboardKeys) onRetries() dashboardKeys {
 	return k
 }
 
+// onEvents is k for the Status events pane's short help.
+func (k dashboardKeys) onEvents() dashboardKeys {
+	k.events = true
+	return k
+}
+
 // FullHelp implements help.KeyMap.
 func (k dashboardKeys) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.NextPane, k.PrevPane, k.Pane1, k.Pane2, k.Pane3, k.Pane4},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Follow},
 		{k.Open, k.Resubmit, k.BulkResubmit, k.Edit, k.ExternalEdit, k.Copy},
-		{k.RetryNow, k.RetryAll, k.Hold, k.Release, k.Cancel},
+		{k.RetryNow, k.RetryAll, k.Hold, k.Release, k.Cancel, k.Replay},
 		{k.Filter, k.ClearFilter, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit},
 		k.views.help(),
 	}
@@ -126,6 +140,7 @@ type detailKeys struct {
 	Top, Bottom      key.Binding
 	Back             key.Binding
 	leadKeys
+	Replay key.Binding // the lead's stored callbacks, or the callback shown, to the app again
 	global globalKeys
 	// event is set on the copy that drives a callback's or a refusal's
 	// detail: the lead keys do nothing there, so help leaves them out.
@@ -141,8 +156,10 @@ func (k detailKeys) forEvent() detailKeys {
 // ShortHelp implements help.KeyMap.
 func (k detailKeys) ShortHelp() []key.Binding {
 	if k.event {
-		return []key.Binding{k.Back, k.Down, k.PageDown, k.global.Pause, k.global.Help, k.global.Quit}
+		return []key.Binding{k.Back, k.Down, k.PageDown, k.Replay, k.global.Pause, k.global.Help, k.global.Quit}
 	}
+	// Replay is in the full help: the bar is full of the lead's keys, and
+	// a timeline line that gave up says "a replays".
 	return []key.Binding{k.Back, k.Down, k.PageDown, k.Resubmit, k.Edit, k.Copy, k.RetryNow, k.global.Pause, k.global.Help, k.global.Quit}
 }
 
@@ -152,7 +169,9 @@ func (k detailKeys) FullHelp() [][]key.Binding {
 	if !k.event {
 		groups = append(groups,
 			[]key.Binding{k.Resubmit, k.Edit, k.ExternalEdit, k.Copy},
-			[]key.Binding{k.RetryNow, k.Hold, k.Release, k.Cancel})
+			[]key.Binding{k.RetryNow, k.Hold, k.Release, k.Cancel, k.Replay})
+	} else {
+		groups = append(groups, []key.Binding{k.Replay})
 	}
 	return append(groups, []key.Binding{k.Back, k.global.Pause, k.global.Help, k.global.Quit, k.global.ForceQuit})
 }
@@ -262,6 +281,7 @@ func newKeyMap() keyMap {
 		Release:      b([]string{"u"}, "u", "release held"),
 		Cancel:       b([]string{"x"}, "x", "cancel"),
 	}
+	replay := b([]string{"a"}, "a", "replay to app")
 	return keyMap{
 		Global: g,
 		Dashboard: dashboardKeys{
@@ -280,6 +300,7 @@ func newKeyMap() keyMap {
 			leadKeys:     lead,
 			RetryAll:     b([]string{"S"}, "S", "send all due now"),
 			BulkResubmit: b([]string{"R"}, "R", "resubmit all shown"),
+			Replay:       replay,
 			Pane1:        b([]string{"1"}, "1", "retries"),
 			Pane2:        b([]string{"2"}, "2", "duplicates"),
 			Pane3:        b([]string{"3"}, "3", "rejections"),
@@ -296,6 +317,7 @@ func newKeyMap() keyMap {
 			Bottom:   bottom,
 			Back:     b([]string{"esc", "backspace"}, "esc", "back"),
 			leadKeys: lead,
+			Replay:   replay,
 			global:   g,
 		},
 		Confirm: confirmKeys{

@@ -243,6 +243,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case editorFileMsg, editorClosedMsg, editorReadMsg:
 		return m.externalEdit(msg)
+	case replayedMsg:
+		return m.replayed(msg)
 	case errMsg:
 		m.bar = m.bar.Update(msg)
 		return m, nil
@@ -280,7 +282,7 @@ func (m *Model) setFocus(id paneID) {
 
 func (m Model) tooSmall() bool { return m.width < minWidth || m.height < minHeight }
 
-func (m Model) bodyHeight() int { return max(m.height-headerHeight-statusHeight, 1) }
+func (m Model) bodyHeight() int { return max(m.height-m.header.height()-statusHeight, 1) }
 
 // layout gives every part its size after a resize.
 func (m *Model) layout() {
@@ -351,7 +353,12 @@ func (m *Model) applySnapshot(s snapshotMsg) tea.Cmd {
 		m.pulse.take(s.pulse, s.q.now)
 		m.setStatus(m.status)
 	}
+	lines := m.header.height()
 	m.header = m.header.Update(s)
+	if m.header.height() != lines {
+		// The forwarding line came or went: the body gives or takes it.
+		m.layout()
+	}
 	m.bar = m.bar.Update(s)
 	now, next := m.cycle.landed(s.q.now, again)
 	if now {
@@ -411,6 +418,9 @@ func (m Model) currentKeys() help.KeyMap {
 	}
 	if m.focus == paneRetries {
 		return m.keys.Dashboard.onRetries()
+	}
+	if m.focus == paneEvents {
+		return m.keys.Dashboard.onEvents()
 	}
 	return m.keys.Dashboard
 }

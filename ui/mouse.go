@@ -51,7 +51,7 @@ func (r rect) has(x, y int) bool { return x >= r.x && x < r.x+r.w && y >= r.y &&
 // paneAt is the pane drawn at (x, y) and its rect; false over the
 // header, the status bar or the tab row.
 func (m Model) paneAt(x, y int) (paneID, rect, bool) {
-	top, bh := headerHeight, m.bodyHeight()
+	top, bh := m.header.height(), m.bodyHeight()
 	if m.grid && !m.focus.view() {
 		lw, th := m.width/2, bh/2
 		quads := []struct {
@@ -132,7 +132,7 @@ func (m Model) mouse(msg tea.MouseMsg) (tea.Model, tea.Cmd) {
 		}
 		return m, nil
 	}
-	if !m.grid && msg.Y == headerHeight {
+	if !m.grid && msg.Y == m.header.height() {
 		if id, ok := m.tabAt(msg.X); ok && wheel == 0 && id != m.focus {
 			m.setFocus(id)
 			cmd := m.refresh() // the tab that came up has not been read

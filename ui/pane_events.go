@@ -13,8 +13,9 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 )
 
-// eventRow is one line of the events pane: a verified callback or a
-// refused one, merged by time.
+// eventRow is one line of the events pane: a verified callback, a
+// polled status (cb with Kind polled) or a refused callback, merged by
+// time.
 type eventRow struct {
 	cb  *crm.CallbackEvent
 	ref *crm.Refusal
@@ -97,7 +98,8 @@ func (p *eventPane) ask(q *snapshotQuery) {
 // A tail never needs a second query.
 func (p *eventPane) take(s snapshotMsg) bool {
 	if s.countsOK {
-		p.total = s.counts.CallbacksVerified + s.counts.Refusals
+		// Polled statuses are rows of the tail too, counted apart.
+		p.total = s.counts.CallbacksVerified + s.counts.Refusals + s.counts.Polled
 	}
 	if s.eventsOK {
 		p.setRows(s.eventsQ, p.matches(s.events, s.scan, s.q.eventScan))
@@ -274,7 +276,15 @@ func (p eventPane) cells(r eventRow) []cell {
 		}
 	}
 	c := r.cb
-	mark, note := styled("✓", st.Good), plain(c.Reason)
+	mark, event, note := styled("✓", st.Good), plain(c.Event), plain(c.Reason)
+	if c.Kind == crm.KindPolled {
+		// Learned by a status lookup, not told by the CRM: never drawn
+		// as a verified callback, and no skew to speak of.
+		return []cell{
+			styled("◇", st.Info), plain(c.ReceivedAt.In(loc).Format("15:04:05")), styled("polled", st.Info), plain(c.ExternalID),
+			styled(c.Status, st.Info), styled("–", st.Muted), styled(strings.TrimSpace("lookup "+c.Reason), st.Muted),
+		}
+	}
 	if c.LeadID == 0 {
 		mark = styled("?", st.Warn)
 		note = styled(strings.TrimSpace("unmatched "+c.Reason), st.Warn)
@@ -284,7 +294,7 @@ func (p eventPane) cells(r eventRow) []cell {
 		skew = styled(fmtSkew(c.Skew), st.Warn)
 	}
 	return []cell{
-		mark, plain(c.ReceivedAt.In(loc).Format("15:04:05")), plain(c.Event), plain(c.ExternalID),
+		mark, plain(c.ReceivedAt.In(loc).Format("15:04:05")), event, plain(c.ExternalID),
 		styled(c.Status, st.Info), skew, note,
 	}
 }

@@ -78,6 +78,8 @@ type snapshotMsg struct {
 	views    viewsResult // as q.views asked
 	pulse    crm.Pulse   // when q.pulse asked and it worked
 	pulseOK  bool
+	fwd      crm.ForwardStats // the forward queue, for the header's forwarding line
+	fwdOK    bool
 	err      error
 }
 
@@ -158,6 +160,7 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 				msg.scan = mergeEvents(cbs, refs, q.eventScan)
 			}
 		}
+		msg.fwd, msg.fwdOK = readForward(ctx, src, fail)
 		msg.views = loadViews(ctx, src, q.views, fail)
 		if q.pulse {
 			msg.pulse, msg.pulseOK = readPulse(ctx, src, q.now, fail)

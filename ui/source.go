@@ -44,4 +44,11 @@ type Source interface {
 	Pause(ctx context.Context, p crm.Pause) (held int, err error)
 	Resume(ctx context.Context, p crm.Pause) (released int, err error)
 	Pauses(ctx context.Context) ([]crm.Pause, error)
+
+	// Forwarding to the user's app (docs/protocol.md §5), as store.Store
+	// documents it: the queue for the header's forwarding line
+	// (Enabled false, or errors.ErrUnsupported, draws none), and Replay,
+	// which queues stored callbacks for the app again.
+	ForwardStats(ctx context.Context) (crm.ForwardStats, error)
+	Replay(ctx context.Context, ids []int64, since time.Time) (int, error)
 }

@@ -317,6 +317,12 @@ func (h header) line3(width int) string {
 		st.Good.Render(fmt.Sprintf("✓%d", c.CallbacksVerified)) + " " +
 		h.nonZero(c.Refusals, st.Bad).Render(fmt.Sprintf("✗%d", c.Refusals)) + " " +
 		h.nonZero(c.CallbacksUnmatched, st.Warn).Render(fmt.Sprintf("?%d", c.CallbacksUnmatched))
+	if c.Polled > 0 {
+		// Statuses learned by lookups, apart from the callbacks: shown
+		// only once reconciliation has found one.
+		full += st.Border.Render(" · ") + st.Info.Render(fmt.Sprintf("◇ %d polled", c.Polled))
+		short += " " + st.Info.Render(fmt.Sprintf("◇%d", c.Polled))
+	}
 	if !h.haveCounts {
 		full, short = st.Muted.Render("callbacks –"), st.Muted.Render("cb –")
 	}

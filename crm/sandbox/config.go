@@ -73,6 +73,10 @@ type Config struct {
 	// signed with a wrong secret, first sent with a stale X-Timestamp, or
 	// held back and delivered after the next change.
 	CallbackDupRate, CallbackBadSigRate, CallbackStaleRate, CallbackReorderRate float64
+	// CallbackLossRate is the share of status changes whose callback is
+	// never delivered, not even retried: what only a status lookup
+	// (reconciliation, docs/protocol.md §6) can heal.
+	CallbackLossRate float64
 
 	// CallbackBackoff is the wait before the first redelivery; 0 =
 	// DefaultCallbackBackoff. Tests set a few milliseconds.
@@ -127,6 +131,7 @@ func (c *Config) RegisterFlags(fs FlagSet) {
 	fs.Float64Var(&c.CallbackBadSigRate, "callback-bad-sig-rate", c.CallbackBadSigRate, "share of callbacks first sent with a bad signature (0..1)")
 	fs.Float64Var(&c.CallbackStaleRate, "callback-stale-rate", c.CallbackStaleRate, "share of callbacks first sent with a stale X-Timestamp (0..1)")
 	fs.Float64Var(&c.CallbackReorderRate, "callback-reorder-rate", c.CallbackReorderRate, "share of callbacks delivered after the next change's (0..1)")
+	fs.Float64Var(&c.CallbackLossRate, "callback-loss-rate", c.CallbackLossRate, "share of callbacks never delivered, not even retried (0..1)")
 }
 
 // ParseCountries parses a comma-separated list of ISO 3166-1 alpha-2 codes
@@ -204,6 +209,7 @@ func (c Config) ValidateFaults() error {
 		{"fail-rate", c.FailRate}, {"throttle-rate", c.ThrottleRate}, {"drop-rate", c.DropRate},
 		{"callback-dup-rate", c.CallbackDupRate}, {"callback-bad-sig-rate", c.CallbackBadSigRate},
 		{"callback-stale-rate", c.CallbackStaleRate}, {"callback-reorder-rate", c.CallbackReorderRate},
+		{"callback-loss-rate", c.CallbackLossRate},
 	}
 	for _, r := range rates {
 		// The negated form also catches NaN.

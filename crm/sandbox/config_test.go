@@ -57,7 +57,7 @@ func TestRegisterFlags(t *testing.T) {
 		var names []string
 		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 		want := []string{
-			"block-countries", "callback-bad-sig-rate", "callback-dup-rate", "callback-reorder-rate",
+			"block-countries", "callback-bad-sig-rate", "callback-dup-rate", "callback-loss-rate", "callback-reorder-rate",
 			"callback-stale-rate", "callback-url", "drop-rate", "fail-rate", "latency", "retry-after",
 			"seed", "status-delay", "throttle-rate",
 		}

@@ -151,6 +151,15 @@ func (s *Sandbox) announce(id, status string, body []byte, rng *rand.Rand, canHo
 		stale:  rng.Float64() < s.cfg.CallbackStaleRate,
 	}
 	reorder := rng.Float64() < s.cfg.CallbackReorderRate
+	// The loss draw is made only when losses are on, so the faults of
+	// every seed without them stay what they were.
+	if s.cfg.CallbackLossRate > 0 && rng.Float64() < s.cfg.CallbackLossRate {
+		s.n.cbLost.Add(1)
+		if held != nil {
+			s.spawn(func() { s.deliver(*held) })
+		}
+		return nil
+	}
 	if canHold && held == nil && reorder {
 		s.n.cbReordered.Add(1)
 		return &d

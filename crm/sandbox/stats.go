@@ -34,6 +34,7 @@ type Stats struct {
 	CallbacksBadSig      int64 `json:"callbacks_bad_sig"`     // injected: first sent with a wrong secret
 	CallbacksStale       int64 `json:"callbacks_stale"`       // injected: first sent with a stale X-Timestamp
 	CallbacksReordered   int64 `json:"callbacks_reordered"`   // injected: held back behind the next change
+	CallbacksLost        int64 `json:"callbacks_lost"`        // injected: never sent at all
 	CallbacksPending     int64 `json:"callbacks_pending"`     // gauge: lifecycles and deliveries running
 
 	// LeadsCreatedPerExternalIDMax is the largest number of times any one
@@ -58,7 +59,7 @@ type counters struct {
 	unauthorized, stale, badSig, badRequests                    atomic.Int64
 	statusLookups, statusNotFound, inFlight                     atomic.Int64
 	statusChanges, cbSent, cbDelivered, cbRedelivered, cbFailed atomic.Int64
-	cbDuplicated, cbBadSig, cbStale, cbReordered                atomic.Int64
+	cbDuplicated, cbBadSig, cbStale, cbReordered, cbLost        atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -92,6 +93,7 @@ func (s *Sandbox) Stats() Stats {
 		CallbacksBadSig:      n.cbBadSig.Load(),
 		CallbacksStale:       n.cbStale.Load(),
 		CallbacksReordered:   n.cbReordered.Load(),
+		CallbacksLost:        n.cbLost.Load(),
 	}
 	s.mu.Lock()
 	st.Leads = int64(len(s.byExternal))

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/leadwatch/leadwatch/internal/groupcommit"
 	"github.com/leadwatch/leadwatch/internal/poll"
@@ -313,4 +314,149 @@ func TestClose(t *testing.T) {
 		}
 		t.Logf("%d of %d committed before Close", committed, n)
 	})
+}
+
+// lingerClock is the clock of a Batcher with Linger under test: every
+// commit takes took, and a wait lasts until the test sends on expire. The
+// waits asked for arrive on asked.
+type lingerClock struct {
+	took   time.Duration
+	asked  chan time.Duration
+	expire chan time.Time
+}
+
+func newLingerClock(took time.Duration) *lingerClock {
+	return &lingerClock{took: took, asked: make(chan time.Duration, 16), expire: make(chan time.Time, 1)}
+}
+
+func (c *lingerClock) batcher(g *gatedCommit, opt groupcommit.Options) *groupcommit.Batcher[int, int] {
+	return groupcommit.NewWithClock(g.commit, opt,
+		func(time.Time) time.Duration { return c.took },
+		func(d time.Duration) (<-chan time.Time, func()) {
+			c.asked <- d
+			return c.expire, func() {}
+		})
+}
+
+// lingerSetup holds request 0's commit while 1, 2 and 3 queue, then lets
+// it finish: four requests were in flight at its end, so the next batch,
+// three queued ones, waits for a fourth.
+func lingerSetup(t *testing.T, c *lingerClock) (*gatedCommit, *groupcommit.Batcher[int, int], []<-chan result) {
+	t.Helper()
+	g := &gatedCommit{gate: make(chan struct{}), started: make(chan struct{}, 16)}
+	b := c.batcher(g, groupcommit.Options{MaxBatch: 8, Queue: 8, Linger: time.Hour})
+	first := submitAll(t, b, 0)
+	<-g.started
+	queued := submitAll(t, b, 1, 2, 3)
+	poll.Until(t, "three requests queued", func() bool { return b.Pending() == 3 })
+	g.gate <- struct{}{}
+	select {
+	case d := <-c.asked:
+		if d != c.took/2 {
+			t.Fatalf("the batch waits up to %v, want half the last commit (%v)", d, c.took/2)
+		}
+	case <-g.started:
+		t.Fatalf("batch sizes %v: the short batch committed without waiting", g.sizes())
+	}
+	return g, b, []<-chan result{first, queued}
+}
+
+func checkResults(t *testing.T, chans ...<-chan result) {
+	t.Helper()
+	for _, ch := range chans {
+		for range cap(ch) {
+			if r := <-ch; r.err != nil || r.res != r.req*10 {
+				t.Fatalf("request %d: %d, %v", r.req, r.res, r.err)
+			}
+		}
+	}
+}
+
+// TestLingerMergesCohorts: with Linger, a batch smaller than the requests
+// in flight at the end of the last commit waits for the rest, and commits
+// as soon as they are there (the wait never expires here).
+func TestLingerMergesCohorts(t *testing.T) {
+	c := newLingerClock(10 * time.Millisecond)
+	g, b, chans := lingerSetup(t, c)
+	defer b.Close()
+	late := submitAll(t, b, 4)
+	<-g.started
+	close(g.gate)
+	checkResults(t, append(chans, late)...)
+	if got := g.sizes(); !slices.Equal(got, []int{1, 4}) {
+		t.Fatalf("batch sizes %v, want [1 4]: the late request joins the waiting batch", got)
+	}
+}
+
+// TestLingerEndsAtDeadline: when the wait expires, the batch commits what
+// it has.
+func TestLingerEndsAtDeadline(t *testing.T) {
+	c := newLingerClock(10 * time.Millisecond)
+	g, b, chans := lingerSetup(t, c)
+	defer b.Close()
+	c.expire <- time.Time{}
+	<-g.started
+	close(g.gate)
+	checkResults(t, chans...)
+	if got := g.sizes(); !slices.Equal(got, []int{1, 3}) {
+		t.Fatalf("batch sizes %v, want [1 3]", got)
+	}
+}
+
+// TestLingerCapped: the wait is at most Options.Linger, however long the
+// last commit took.
+func TestLingerCapped(t *testing.T) {
+	c := newLingerClock(time.Hour)
+	g := &gatedCommit{gate: make(chan struct{}), started: make(chan struct{}, 16)}
+	b := c.batcher(g, groupcommit.Options{MaxBatch: 8, Queue: 8, Linger: 3 * time.Millisecond})
+	defer b.Close()
+	first := submitAll(t, b, 0)
+	<-g.started
+	queued := submitAll(t, b, 1, 2)
+	poll.Until(t, "two requests queued", func() bool { return b.Pending() == 2 })
+	g.gate <- struct{}{}
+	if d := <-c.asked; d != 3*time.Millisecond {
+		t.Fatalf("the batch waits up to %v, want Linger (3ms)", d)
+	}
+	c.expire <- time.Time{}
+	close(g.gate)
+	checkResults(t, first, queued)
+}
+
+// TestLingerNeverWhenIdle: requests arriving one at a time are committed
+// alone, at once: a lone request predicts no other.
+func TestLingerNeverWhenIdle(t *testing.T) {
+	c := newLingerClock(time.Hour)
+	g := &gatedCommit{}
+	b := c.batcher(g, groupcommit.Options{Linger: time.Hour})
+	defer b.Close()
+	for i := range 3 {
+		if res, err := b.Do(context.Background(), i); err != nil || res != i*10 {
+			t.Fatalf("Do(%d) = %d, %v", i, res, err)
+		}
+	}
+	select {
+	case d := <-c.asked:
+		t.Fatalf("an idle batcher waited (up to %v) for more", d)
+	default:
+	}
+	if got := g.sizes(); !slices.Equal(got, []int{1, 1, 1}) {
+		t.Fatalf("batch sizes %v, want [1 1 1]", got)
+	}
+}
+
+// TestLingerCloseEndsWait: Close during a wait commits the waiting batch
+// at once.
+func TestLingerCloseEndsWait(t *testing.T) {
+	c := newLingerClock(10 * time.Millisecond)
+	g, b, chans := lingerSetup(t, c)
+	closed := make(chan struct{})
+	go func() { b.Close(); close(closed) }()
+	<-g.started
+	close(g.gate)
+	<-closed
+	checkResults(t, chans...)
+	if got := g.sizes(); !slices.Equal(got, []int{1, 3}) {
+		t.Fatalf("batch sizes %v, want [1 3]", got)
+	}
 }

@@ -34,7 +34,7 @@ func ParseFormat(s string) (Format, error) {
 // CSV columns come out in the same, stable order.
 type Record struct {
 	Keys   []string
-	Values []any // one per key: nil, string, bool, int, int64 or float64
+	Values []any // one per key: nil, string, bool, int, int64, float64 or json.Number
 }
 
 // MarshalJSON writes the keys in their order (a map would sort them).
@@ -72,9 +72,22 @@ func LeadRecord(l crm.Lead) Record {
 func CallbackRecord(ev crm.CallbackEvent) Record {
 	return Record{
 		Keys: []string{"id", "dedup_key", "internal_id", "event", "timestamp", "external_id", "status", "reason", "received_at", "skew_seconds", "matched"},
-		Values: []any{ev.ID, ev.DedupKey, ev.InternalID, ev.Event, ev.Timestamp, ev.ExternalID, ev.Status, ev.Reason,
+		Values: []any{ev.ID, ev.DedupKey, ev.InternalID, ev.Event, timestamp(ev), ev.ExternalID, ev.Status, ev.Reason,
 			rfc3339(ev.ReceivedAt), ev.Skew.Seconds(), ev.LeadID != 0},
 	}
+}
+
+// timestamp is the callback's timestamp as the CRM sent it: a number
+// stays a number with its exact digits (json.Number, not a float64 that
+// would round 1764237600123456789), a string a string. Digits that are
+// not a JSON number (a row damaged by hand) go out as a string rather
+// than fail the whole export.
+func timestamp(ev crm.CallbackEvent) any {
+	ts := ev.Timestamp
+	if ev.TimestampNumber && ts != "" && (ts[0] == '-' || ts[0] >= '0' && ts[0] <= '9') && json.Valid([]byte(ts)) {
+		return json.Number(ts)
+	}
+	return ts
 }
 
 // rfc3339 writes a time in UTC, and a zero time as null (an empty cell).
@@ -127,6 +140,8 @@ func cell(v any) string {
 		return ""
 	case string:
 		return v
+	case json.Number:
+		return string(v)
 	case int:
 		return strconv.Itoa(v)
 	case int64:

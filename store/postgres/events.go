@@ -17,7 +17,7 @@ import (
 // but the raw body. Lists (panes, tail, export) read only these; Callback
 // reads the one body the detail view shows.
 const callbackHeadCols = `id, dedup_key, internal_id, external_id, event, status, reason, timestamp,
-	event_time, received_at, skew_ms, secret_idx, lead_id`
+	event_time, received_at, skew_ms, secret_idx, lead_id, ts_number, kind`
 
 // callbackCols is callbackHeadCols and the raw body, as scanCallback reads
 // them.
@@ -36,7 +36,7 @@ func scanCallbackRow(s pgx.Row, body bool) (crm.CallbackEvent, error) {
 		received, skew    int64
 	)
 	dest := []any{&ev.ID, &ev.DedupKey, &ev.InternalID, &ev.ExternalID, &ev.Event, &ev.Status, &ev.Reason,
-		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID}
+		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID, &ev.TimestampNumber, &ev.Kind}
 	if body {
 		dest = append(dest, &ev.RawBody)
 	}
@@ -46,6 +46,11 @@ func scanCallbackRow(s pgx.Row, body bool) (crm.CallbackEvent, error) {
 	ev.Skew = time.Duration(skew) * time.Millisecond
 	if leadID != nil {
 		ev.LeadID = *leadID
+	}
+	if ev.Kind == crm.KindPolled && ev.Event == "" {
+		// The row's event is '' (its identity, migration 008); the
+		// event it stands for is status_polled.
+		ev.Event = crm.EventStatusPolled
 	}
 	return ev, err
 }
@@ -93,13 +98,13 @@ const sqlLinkLocks = `SELECT count(pg_advisory_xact_lock(h)) FROM (
 // it had none. It returns the fresh rows' identities.
 const sqlInsertCallbacks = `WITH ins AS (
 	INSERT INTO callbacks (dedup_key, internal_id, external_id, event, status, reason, timestamp,
-		event_time, received_at, skew_ms, raw_body, secret_idx, lead_id)
-	SELECT u.iid || ':' || u.ev || ':' || u.ts, u.iid, u.ext, u.ev, u.st, u.rs, u.ts, u.et, u.ra, u.sk, u.raw, u.si,
+		event_time, received_at, skew_ms, raw_body, secret_idx, ts_number, lead_id)
+	SELECT u.iid || ':' || u.ev || ':' || u.ts, u.iid, u.ext, u.ev, u.st, u.rs, u.ts, u.et, u.ra, u.sk, u.raw, u.si, u.tn,
 		COALESCE((SELECT l.id FROM leads l WHERE l.external_id = NULLIF(u.ext, '')),
 			(SELECT l.id FROM leads l WHERE l.crm_id = u.iid AND l.crm_id <> '' ORDER BY l.id DESC LIMIT 1))
 	FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-		$8::bigint[], $9::bigint[], $10::bytea[], $11::int[]) WITH ORDINALITY
-		AS u(iid, ext, ev, st, rs, ts, et, ra, sk, raw, si, ord)
+		$8::bigint[], $9::bigint[], $10::bytea[], $11::int[], $14::boolean[]) WITH ORDINALITY
+		AS u(iid, ext, ev, st, rs, ts, et, ra, sk, raw, si, tn, ord)
 	WHERE (SELECT count(*) FROM (SELECT pg_advisory_lock($12::bigint)) AS l) = 1
 	ORDER BY u.ord
 	ON CONFLICT (internal_id, event, timestamp) DO NOTHING
@@ -153,6 +158,7 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) (_ []b
 		ras, sks                         = make([]int64, n), make([]int64, n)
 		raws                             = make([][]byte, n)
 		sis                              = make([]int32, n)
+		tns                              = make([]bool, n)
 		first                            = make(map[triple]int, n)
 	)
 	now := db.now()
@@ -171,6 +177,7 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) (_ []b
 		}
 		iids[i], exts[i], kinds[i], sts[i], rss[i], tss[i] = ev.InternalID, ev.ExternalID, ev.Event, ev.Status, ev.Reason, ev.Timestamp
 		ets[i], ras[i], sks[i], raws[i], sis[i] = nullMS(ev.EventTime), ms(received), ev.Skew.Milliseconds(), raw, int32(ev.SecretIdx)
+		tns[i] = ev.TimestampNumber
 		k := triple{ev.InternalID, ev.Event, ev.Timestamp}
 		if _, ok := first[k]; !ok {
 			first[k] = i
@@ -206,7 +213,7 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) (_ []b
 	// Record that committed while this waited for them.
 	b := &pgx.Batch{}
 	b.Queue(sqlLinkLocks, iids)
-	b.Queue(sqlInsertCallbacks, iids, exts, kinds, sts, rss, tss, ets, ras, sks, raws, sis, idOrderLock, ms(now))
+	b.Queue(sqlInsertCallbacks, iids, exts, kinds, sts, rss, tss, ets, ras, sks, raws, sis, idOrderLock, ms(now), tns)
 	b.Queue(`SELECT pg_advisory_unlock($1)`, idOrderLock)
 	locked = true
 	br := conn.SendBatch(ctx, b)

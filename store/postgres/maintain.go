@@ -53,6 +53,15 @@ var pruneSteps = []pruneStep{
 		`WITH u AS (DELETE FROM refusals WHERE id > $1 AND id <= $2 AND at < $3 RETURNING COALESCE(length(head), 0) AS n)
 		SELECT count(*), COALESCE(sum(n), 0)::bigint FROM u`,
 		func(st *store.PruneStats) *int64 { return &st.Refusals }},
+	// A delivered forward keeps its last attempt: the timeline still says
+	// when and with what answer it went through.
+	{"forward_attempts",
+		`WITH u AS (DELETE FROM forward_attempts a WHERE a.id > $1 AND a.id <= $2 AND a.at < $3
+				AND EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id AND d.state = 'delivered')
+				AND EXISTS (SELECT 1 FROM forward_attempts b WHERE b.delivery_id = a.delivery_id AND b.id > a.id)
+			RETURNING COALESCE(length(a.head), 0) AS n)
+		SELECT count(*), COALESCE(sum(n), 0)::bigint FROM u`,
+		func(st *store.PruneStats) *int64 { return &st.ForwardAttempts }},
 }
 
 // Prune drops what only explains the past, older than before: callbacks'
@@ -179,6 +188,21 @@ func (db *DB) Forget(ctx context.Context, externalID string) (st store.ForgetSta
 	if st.Callbacks, err = exec(`UPDATE callbacks SET raw_body = '', reason = ''
 		WHERE (lead_id = $1 OR (lead_id IS NULL AND (external_id = $2 OR ($3 <> '' AND internal_id = $3))))
 		AND (length(raw_body) > 0 OR reason <> '')`, id, externalID, crmID); err != nil {
+		return st, fmt.Errorf("forget %s: %w", externalID, err)
+	}
+	// The app's answers to the lead's forwarded callbacks may echo them;
+	// its deliveries not yet made would send an erased body, so they end
+	// failed (a replay can still send what is left).
+	const leadDeliveries = `SELECT d.id FROM deliveries d JOIN callbacks c ON c.id = d.callback_id
+		WHERE c.lead_id = $1 OR (c.lead_id IS NULL AND (c.external_id = $2 OR ($3 <> '' AND c.internal_id = $3)))`
+	if _, err := exec(`UPDATE forward_attempts SET head = '' WHERE length(head) > 0
+		AND delivery_id IN (`+leadDeliveries+`)`, id, externalID, crmID); err != nil {
+		return st, fmt.Errorf("forget %s: %w", externalID, err)
+	}
+	if _, err := exec(`UPDATE deliveries SET state = 'failed', last_error = $4, lease_owner = '', lease_until = NULL,
+			updated_at = $5
+		WHERE state IN ('pending', 'in_flight') AND id IN (`+leadDeliveries+`)`,
+		id, externalID, crmID, forgottenReason, ms(db.now())); err != nil {
 		return st, fmt.Errorf("forget %s: %w", externalID, err)
 	}
 	// position() on bytea: a refusal's head is raw bytes.

@@ -50,6 +50,8 @@ func (db *DB) Counts(ctx context.Context) (crm.Counts, error) {
 			c.CallbacksUnmatched = nc.n
 		case nc.name == "refusals":
 			c.Refusals = nc.n
+		case nc.name == "polled":
+			c.Polled = nc.n
 		}
 	}
 	return c, nil
@@ -200,7 +202,7 @@ func (db *DB) leadsByID(ctx context.Context, q crm.LeadQuery, states []crm.State
 // leadCallbackCols is the column list scanLeadCallback reads: a callback
 // with its raw body.
 const leadCallbackCols = `id, dedup_key, internal_id, external_id, event, status, reason, timestamp,
-	event_time, received_at, skew_ms, secret_idx, lead_id, raw_body`
+	event_time, received_at, skew_ms, secret_idx, lead_id, raw_body, kind`
 
 // scanLeadCallback reads one row of leadCallbackCols.
 func scanLeadCallback(s pgx.Row) (crm.CallbackEvent, error) {
@@ -210,12 +212,17 @@ func scanLeadCallback(s pgx.Row) (crm.CallbackEvent, error) {
 		received, skew    int64
 	)
 	err := s.Scan(&ev.ID, &ev.DedupKey, &ev.InternalID, &ev.ExternalID, &ev.Event, &ev.Status, &ev.Reason,
-		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID, &ev.RawBody)
+		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID, &ev.RawBody, &ev.Kind)
 	ev.EventTime = fromNullMS(eventTime)
 	ev.ReceivedAt = fromMS(received)
 	ev.Skew = time.Duration(skew) * time.Millisecond
 	if leadID != nil {
 		ev.LeadID = *leadID
+	}
+	if ev.Kind == crm.KindPolled && ev.Event == "" {
+		// The row's event is '' (its identity, migration 008); the
+		// event it stands for is status_polled.
+		ev.Event = crm.EventStatusPolled
 	}
 	return ev, err
 }
@@ -242,6 +249,10 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
 	}
 	d.Callbacks, err = queryAll(ctx, tx, scanLeadCallback, `SELECT `+leadCallbackCols+` FROM callbacks WHERE lead_id = $1 ORDER BY id`, d.Lead.ID)
+	if err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
+	}
+	d.Forwards, err = queryAll(ctx, tx, scanForwardAttempt, sqlLeadForwards, d.Lead.ID)
 	if err != nil {
 		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
 	}

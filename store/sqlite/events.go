@@ -17,7 +17,7 @@ import (
 // these, so a page of callbacks costs its rows, not up to a megabyte of
 // body each; the detail view asks for the one body it shows (Callback).
 const callbackHeadCols = `id, dedup_key, internal_id, external_id, event, status, reason, timestamp,
-	event_time, received_at, skew_ms, secret_idx, lead_id`
+	event_time, received_at, skew_ms, secret_idx, lead_id, ts_number, kind`
 
 // callbackCols is callbackHeadCols and the raw body, as scanCallback
 // reads them.
@@ -40,7 +40,7 @@ func scanCallbackRow(s scanner, body bool) (crm.CallbackEvent, error) {
 		received, skew    int64
 	)
 	dest := []any{&ev.ID, &ev.DedupKey, &ev.InternalID, &ev.ExternalID, &ev.Event, &ev.Status, &ev.Reason,
-		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID}
+		&ev.Timestamp, &eventTime, &received, &skew, &ev.SecretIdx, &leadID, &ev.TimestampNumber, &ev.Kind}
 	if body {
 		dest = append(dest, &ev.RawBody)
 	}
@@ -49,6 +49,11 @@ func scanCallbackRow(s scanner, body bool) (crm.CallbackEvent, error) {
 	ev.ReceivedAt = fromMS(received)
 	ev.Skew = time.Duration(skew) * time.Millisecond
 	ev.LeadID = leadID.Int64
+	if ev.Kind == crm.KindPolled && ev.Event == "" {
+		// The row's event is '' (its identity, migration 008); the
+		// event it stands for is status_polled.
+		ev.Event = crm.EventStatusPolled
+	}
 	return ev, err
 }
 
@@ -123,7 +128,7 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) (_ []b
 			}
 			args = append(args, maxID+1+int64(done+i), ev.InternalID, ev.Event, ev.Timestamp,
 				ev.InternalID, ev.ExternalID, ev.Event, ev.Status, ev.Reason, ev.Timestamp,
-				nullMS(ev.EventTime), ms(received), ev.Skew.Milliseconds(), raw, ev.SecretIdx,
+				nullMS(ev.EventTime), ms(received), ev.Skew.Milliseconds(), raw, ev.SecretIdx, ev.TimestampNumber,
 				ev.ExternalID, ev.InternalID)
 		}
 		n, err := db.insertChunk(ctx, tx, insertCallbackSQL[c], args, maxID+1, evs, fresh, now)

@@ -89,7 +89,7 @@ func fillMS(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 
 
 // fillLeads writes n leads (and their attempts) in one transaction. The
 // report's and the attempts' throughput triggers are off for it (the
-// 'leads_batch' gate, migrations 005 and 006), the throughput counted
+// 'leads_batch' gate, migrations 005 to 007), the throughput counted
 // per second at the end; the batch's numbers are summed as it goes (statsAcc) and added
 // at the end, one upsert per row of source_stats, the same sums the
 // triggers would have made.

@@ -45,6 +45,12 @@ import (
 //     (sqlHoldPaused is guarded by state IN ('queued', 'retry_wait')).
 //   - The report's aggregates: triggers in the writing statement's own
 //     transaction, never a read-then-write.
+//   - ClaimDeliveries: the cursor's UPDATE repeats the value read (WHERE
+//     last_callback_id = ?) before any delivery is queued; the lease
+//     UPDATE repeats the due and per-lead order guards. RecordDeliveries
+//     and ReleaseDeliveries: WHERE lease_owner = ? AND state =
+//     'in_flight', the attempt row inserted only after its delivery row
+//     matched (forward.go).
 //   - migrate: the version is re-read inside the migration's transaction,
 //     and schema_migrations' primary key refuses a second apply.
 

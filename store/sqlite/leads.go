@@ -132,16 +132,7 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 	if err != nil {
 		return nil, nil, fmt.Errorf("enqueue: %w", err)
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO leads
-		(external_id, payload, idempotency_key, state, hold, reason, phone_invalid, next_attempt_at,
-		 source, funnel, sub_id, country, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (external_id) DO NOTHING
-		RETURNING `+leadCols)
-	if err != nil {
-		return nil, nil, fmt.Errorf("enqueue: %w", mapErr(ctx, err))
-	}
-	defer ins.Close()
+	ins := db.hotW.in(ctx, tx, sqlEnqueueLead)
 	now := db.now()
 	for _, it := range good {
 		key := crm.NewIdempotencyKey(it.f.ExternalID, now)
@@ -170,6 +161,17 @@ func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.Enq
 	}
 	return leads, errs, nil
 }
+
+// sqlEnqueueLead inserts one lead, or nothing when its external_id is
+// there already. It is prepared once per handle (hotWrites): compiling it
+// means compiling every trigger on leads, which cost more than the insert
+// itself when it was prepared per batch.
+const sqlEnqueueLead = `INSERT INTO leads
+		(external_id, payload, idempotency_key, state, hold, reason, phone_invalid, next_attempt_at,
+		 source, funnel, sub_id, country, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (external_id) DO NOTHING
+		RETURNING ` + leadCols
 
 // Lead returns the lead with that external id, or ErrNotFound.
 func (db *DB) Lead(ctx context.Context, externalID string) (crm.Lead, error) {

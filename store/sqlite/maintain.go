@@ -91,8 +91,21 @@ func pruneSteps() []pruneStep {
 			`SELECT COUNT(*), COALESCE(SUM(length(head)), 0) FROM refusals WHERE id > ? AND id <= ? AND at < ?`,
 			`DELETE FROM refusals WHERE id > ? AND id <= ? AND at < ?`,
 			func(st *store.PruneStats) *int64 { return &st.Refusals }},
+		// A delivered forward keeps its last attempt: the timeline still
+		// says when and with what answer it went through.
+		{"forward_attempts",
+			`SELECT COUNT(*), COALESCE(SUM(length(head)), 0) FROM forward_attempts
+				WHERE id > ? AND id <= ? AND at < ? AND ` + deliveredNotLast,
+			`DELETE FROM forward_attempts WHERE id > ? AND id <= ? AND at < ? AND ` + deliveredNotLast,
+			func(st *store.PruneStats) *int64 { return &st.ForwardAttempts }},
 	}
 }
+
+// deliveredNotLast restricts forward attempts to those of delivered
+// deliveries that a later attempt of the same delivery follows.
+const deliveredNotLast = `EXISTS (SELECT 1 FROM deliveries d WHERE d.id = forward_attempts.delivery_id
+	AND d.state = 'delivered') AND EXISTS (SELECT 1 FROM forward_attempts b
+	WHERE b.delivery_id = forward_attempts.delivery_id AND b.id > forward_attempts.id)`
 
 // finalLead restricts attempts to those of leads in a final state.
 const finalLead = `EXISTS (SELECT 1 FROM leads l WHERE l.id = attempts.lead_id
@@ -349,6 +362,21 @@ func (db *DB) forgetTx(ctx context.Context, conn *sql.Conn, externalID string, s
 			return err
 		}
 		st.Callbacks += n
+	}
+	// The app's answers to the lead's forwarded callbacks may echo them;
+	// its deliveries not yet made would send an erased body, so they end
+	// failed (a replay can still send what is left).
+	const leadDeliveries = `SELECT d.id FROM deliveries d JOIN callbacks c ON c.id = d.callback_id
+		WHERE c.lead_id = ?1 OR (c.lead_id IS NULL AND (c.external_id = ?2 OR (?3 <> '' AND c.internal_id = ?3)))`
+	if _, err := exec(`UPDATE forward_attempts SET head = x'' WHERE length(head) > 0
+		AND delivery_id IN (`+leadDeliveries+`)`, id, externalID, crmID); err != nil {
+		return err
+	}
+	if _, err := exec(`UPDATE deliveries SET state = 'failed', last_error = ?4, lease_owner = '', lease_until = NULL,
+			updated_at = ?5
+		WHERE state IN ('pending', 'in_flight') AND id IN (`+leadDeliveries+`)`,
+		id, externalID, crmID, forgottenReason, nowMS); err != nil {
+		return err
 	}
 	// Refusals keep a body's first bytes; the table is bounded, so a scan
 	// for those identifiers is cheap.

@@ -42,6 +42,8 @@ func (db *DB) Counts(ctx context.Context) (crm.Counts, error) {
 			c.CallbacksUnmatched = nc.n
 		case "refusals":
 			c.Refusals = nc.n
+		case "polled":
+			c.Polled = nc.n
 		}
 	}
 	return c, nil
@@ -288,6 +290,10 @@ func (db *DB) LeadDetail(ctx context.Context, externalID string) (crm.LeadDetail
 		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
 	}
 	d.Callbacks, err = queryAll(ctx, tx, scanCallback, `SELECT `+callbackCols+` FROM callbacks WHERE lead_id = ? ORDER BY id`, d.Lead.ID)
+	if err != nil {
+		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
+	}
+	d.Forwards, err = queryAll(ctx, tx, scanForwardAttempt, sqlLeadForwards, d.Lead.ID)
 	if err != nil {
 		return d, fmt.Errorf("lead detail %s: %w", externalID, err)
 	}

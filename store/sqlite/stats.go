@@ -11,21 +11,25 @@ import (
 	"github.com/leadwatch/leadwatch/crm"
 )
 
-// The Sources report's aggregates (migration 006): source_stats holds, per
-// group field, minute of creation (and -1 for all time) and value, the
-// sums of what the leads contribute by their current columns. Triggers on
-// leads keep it in the transaction of every change; Fill and the
-// migration add many leads at once with statsAcc instead.
+// The Sources report's aggregates (migrations 006 and 007): source_stats
+// holds, per group field, minute of creation (and -1 for all time) and
+// value, the sums of what the leads contribute by their current columns.
+// Triggers on leads append one row to stats_deltas per change (the
+// contribution a lead had and the one it has, packed: statsDecode), in the
+// transaction of the change; foldStats merges them into source_stats, and
+// Report adds the ones not yet folded. Fill and the migration of existing
+// leads add many leads at once to source_stats with statsAcc instead.
 
 // statsCounters are source_stats' counter columns, in the order Report
 // scans them.
 const statsCounters = `accepted, duplicate, rejected, validation_error, failed, with_status, ftd,
 	h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10, h11, h12, h13, h14, h15, h16, h17`
 
-// statsAcc adds up lead contributions in memory for Fill and the
-// migration of existing leads, which write many leads at once: the sums
-// the stats_delta trigger adds one lead at a time, upserted once per key
-// (a grouped statement in SQL took seconds per 50,000 leads).
+// statsAcc adds up lead contributions in memory for Fill, the migration
+// of existing leads and the fold of the triggers' deltas (foldStats),
+// which add many leads at once: each source_stats row is upserted once
+// with its sum (a grouped statement in SQL took seconds per 50,000
+// leads).
 type statsAcc map[statsKey]*[statsColumns]int64
 
 // statsKey is a source_stats row's key.
@@ -45,7 +49,7 @@ type statsLead struct {
 	accepted, first, ftd           sql.NullInt64
 }
 
-// add adds l's contribution, as the stats_delta trigger computes it.
+// add adds l's contribution, as the leads triggers pack it (migration 007).
 func (a statsAcc) add(l statsLead) {
 	var c [statsColumns]int64
 	switch l.state {
@@ -71,12 +75,17 @@ func (a statsAcc) add(l statsLead) {
 	if l.ftd.Valid {
 		c[6] = 1
 	}
-	if c == ([statsColumns]int64{}) {
+	a.addGroup(l.created/60000*60000, l.source, l.funnel, l.subID, l.country, &c)
+}
+
+// addGroup adds c to the 8 rows of a group: the 4 fields' values, each in
+// its minute and for all time. Nothing is added when c is all zeros.
+func (a statsAcc) addGroup(minute int64, source, funnel, subID, country string, c *[statsColumns]int64) {
+	if *c == ([statsColumns]int64{}) {
 		return
 	}
-	minute := l.created / 60000 * 60000
-	for _, fv := range [...][2]string{{crm.GroupSource, l.source}, {crm.GroupFunnel, l.funnel},
-		{crm.GroupSubID, l.subID}, {crm.GroupCountry, l.country}} {
+	for _, fv := range [...][2]string{{crm.GroupSource, source}, {crm.GroupFunnel, funnel},
+		{crm.GroupSubID, subID}, {crm.GroupCountry, country}} {
 		for _, b := range [...]int64{-1, minute} {
 			k := statsKey{fv[0], fv[1], b}
 			sums := a[k]
@@ -91,7 +100,9 @@ func (a statsAcc) add(l statsLead) {
 	}
 }
 
-// flush upserts the sums into source_stats and empties a.
+// flush upserts the sums into source_stats and empties a. A row whose
+// sums are all zero (deltas that cancelled out, a lead accepted and
+// resubmitted between two folds) is left alone.
 func (a statsAcc) flush(ctx context.Context, tx *sql.Tx) error {
 	if len(a) == 0 {
 		return nil
@@ -111,6 +122,10 @@ func (a statsAcc) flush(ctx context.Context, tx *sql.Tx) error {
 	defer up.Close()
 	args := make([]any, 3+statsColumns)
 	for k, sums := range a {
+		if *sums == ([statsColumns]int64{}) {
+			delete(a, k)
+			continue
+		}
 		args[0], args[1], args[2] = k.field, k.value, k.bucket
 		for i, n := range sums {
 			args[3+i] = n
@@ -202,9 +217,11 @@ func cutGroupValues(ctx context.Context, tx *sql.Tx) error {
 
 // Report implements store.Store: the Sources view's rows, summed from
 // source_stats (one range of its primary key: a field's all-time rows,
-// or its minutes since q.Since truncated to the minute), never from the
-// leads. Rows whose counters are all zero are left out; the order is
-// Sent descending, then Value.
+// or its minutes since q.Since truncated to the minute) plus the deltas
+// not yet folded (stats_deltas, a few seconds of changes at most), both
+// read in one snapshot so the answer is exact whenever it is asked; never
+// from the leads. Rows whose counters are all zero are left out; the
+// order is Sent descending, then Value.
 func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, error) {
 	if !crm.ValidGroup(q.By) {
 		return nil, fmt.Errorf("report: cannot group by %q; use one of %s", q.By, strings.Join(crm.GroupFields, ", "))
@@ -215,13 +232,35 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 	}
 	query := `SELECT value, ` + strings.Join(sums, ", ") + ` FROM source_stats WHERE field = ? AND bucket = -1 GROUP BY value`
 	args := []any{q.By}
+	// The deltas' minutes are all >= 0: from -1 is all time.
+	from := int64(-1)
 	if !q.Since.IsZero() {
+		from = ms(q.Since.Truncate(time.Minute))
 		query = `SELECT value, ` + strings.Join(sums, ", ") + ` FROM source_stats WHERE field = ? AND bucket >= ? GROUP BY value`
-		args = append(args, ms(q.Since.Truncate(time.Minute)))
+		args = append(args, from)
 	}
-	rows, err := queryAll(ctx, db.reader, scanReportRow, query, args...)
+	tx, err := db.beginRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := queryAll(ctx, tx, scanReportRow, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	// The deltas in the same snapshot (a fold between the two reads would
+	// count its rows twice or not at all), grouped by their packed
+	// contributions and unpacked here: a few distinct pairs per value,
+	// where unpacking 25 counters per row in SQL cost about 4 ms per 1,280
+	// rows (BenchmarkReportUnfolded). q.By is one of crm.GroupFields, which are stats_deltas' column
+	// names.
+	pairs, err := queryAll(ctx, tx, scanStatsPair, `SELECT `+q.By+`, was, now, COUNT(*) FROM stats_deltas
+		WHERE minute >= ? GROUP BY `+q.By+`, was, now`, from)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	if len(pairs) > 0 {
+		rows = addReportRows(rows, statsPairRows(pairs))
 	}
 	out := make([]crm.ReportRow, 0, len(rows))
 	for _, r := range rows {
@@ -236,6 +275,36 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		return out[i].Value < out[j].Value
 	})
 	return out, nil
+}
+
+// addReportRows adds the rows of more to those of rows with the same
+// value, appending the values rows lacks.
+func addReportRows(rows, more []crm.ReportRow) []crm.ReportRow {
+	at := make(map[string]int, len(rows))
+	for i, r := range rows {
+		at[r.Value] = i
+	}
+	for _, m := range more {
+		i, ok := at[m.Value]
+		if !ok {
+			at[m.Value] = len(rows)
+			rows = append(rows, m)
+			continue
+		}
+		r := &rows[i]
+		r.Accepted += m.Accepted
+		r.Duplicate += m.Duplicate
+		r.Rejected += m.Rejected
+		r.ValidationError += m.ValidationError
+		r.Failed += m.Failed
+		r.Sent += m.Sent
+		r.WithStatus += m.WithStatus
+		r.FTD += m.FTD
+		for b, n := range m.FirstStatus {
+			r.FirstStatus[b] += n
+		}
+	}
+	return rows
 }
 
 // reportZero reports whether every counter of r is zero: a group whose

@@ -89,7 +89,7 @@ var insertChunks = [...]int{64, 32, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4
 
 // insertCallbackCols is how many parameters one row of sqlInsertCallbacks
 // takes, in the order SaveCallbacks binds them.
-const insertCallbackCols = 17
+const insertCallbackCols = 18
 
 // sqlInsertCallbacks returns the statement inserting n verified events.
 // Each row is inserted unless its triple (internal_id, event, timestamp)
@@ -107,15 +107,15 @@ const insertCallbackCols = 17
 func sqlInsertCallbacks(n int) string {
 	// Per row: id; internal_id, event, timestamp (the display key);
 	// internal_id, external_id, event, status, reason, timestamp,
-	// event_time, received_at, skew_ms, raw_body, secret_idx; external_id
-	// and internal_id (the lead lookups).
-	const row = `(?, ? || ':' || ? || ':' || ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(
+	// event_time, received_at, skew_ms, raw_body, secret_idx, ts_number;
+	// external_id and internal_id (the lead lookups).
+	const row = `(?, ? || ':' || ? || ':' || ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, COALESCE(
 			(SELECT id FROM leads WHERE external_id = NULLIF(?, '')),
 			(SELECT id FROM leads WHERE crm_id = ? ORDER BY id DESC LIMIT 1)))`
 	var b strings.Builder
 	b.WriteString(`INSERT INTO callbacks
 		(id, dedup_key, internal_id, external_id, event, status, reason, timestamp, event_time,
-		 received_at, skew_ms, raw_body, secret_idx, lead_id) VALUES `)
+		 received_at, skew_ms, raw_body, secret_idx, ts_number, lead_id) VALUES `)
 	for r := range n {
 		if r > 0 {
 			b.WriteString(", ")
@@ -128,7 +128,7 @@ func sqlInsertCallbacks(n int) string {
 
 var (
 	hotWrites = append([]string{sqlClaimDue, sqlClaimLease, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
-		sqlLinkStatus, sqlLinkStatusTimes, sqlSetCRMStatus, sqlHoldPaused, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
+		sqlLinkStatus, sqlLinkStatusTimes, sqlSetCRMStatus, sqlHoldPaused, sqlEnqueueLead, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
 		insertCallbackSQL[:]...)
 	hotReads = []string{sqlNextDue}
 )

@@ -218,6 +218,10 @@ func Open(ctx context.Context, path string, opt store.Options) (*DB, error) {
 	db.records = db.newRecorder()
 	db.watches.Add(1)
 	go db.watchFile(opt.FileCheckInterval)
+	if !db.readOnly {
+		db.watches.Add(1)
+		go db.foldLoop(statsFoldInterval) // stats_fold.go
+	}
 	return db, nil
 }
 

@@ -92,6 +92,8 @@ func run(t *testing.T, h Harness) {
 	t.Run("Find", func(t *testing.T) { testFind(t, h) })
 	t.Run("Report", func(t *testing.T) { testReport(t, h) })
 	t.Run("Traffic", func(t *testing.T) { testTraffic(t, h) })
+	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, h) })
+	t.Run("Forward", func(t *testing.T) { testForward(t, h) })
 }
 
 // clock is the fake clock tests move by hand (Options.Now): lease expiry
@@ -251,8 +253,8 @@ func callback(internal, ext, event, status string, ts int64) crm.CallbackEvent {
 func countsString(c crm.Counts) string {
 	states := maps.Clone(c.States)
 	maps.DeleteFunc(states, func(_ crm.State, n int) bool { return n == 0 })
-	return fmt.Sprintf("states %v verified %d unmatched %d refusals %d",
-		states, c.CallbacksVerified, c.CallbacksUnmatched, c.Refusals)
+	return fmt.Sprintf("states %v verified %d unmatched %d refusals %d polled %d",
+		states, c.CallbacksVerified, c.CallbacksUnmatched, c.Refusals, c.Polled)
 }
 
 // rowCounts counts what the rows say, through the exports and the refusal
@@ -268,6 +270,10 @@ func rowCounts(t *testing.T, s store.Store) crm.Counts {
 		t.Fatalf("export leads: %v", err)
 	}
 	if err := s.ExportCallbacks(ctx, func(ev crm.CallbackEvent) error {
+		if ev.Kind == crm.KindPolled {
+			c.Polled++ // a status lookup's, never a callback verified
+			return nil
+		}
 		c.CallbacksVerified++
 		if ev.LeadID == 0 {
 			c.CallbacksUnmatched++
