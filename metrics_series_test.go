@@ -103,7 +103,7 @@ final = ["never"]
 	maddr := loggedAddr(t, stderr, "metrics serving")
 	db := storetest.OpenPath(t, envVars["LEADWATCH_DB"], store.Options{})
 	ctx := context.Background()
-	poll.UntilWithin(t, 30*time.Second, "the leads final, their callbacks stored and forwarded", func() bool {
+	poll.UntilWithin(t, 2*time.Minute, "the leads final, their callbacks stored and forwarded", func() bool {
 		c, err := db.Counts(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -131,7 +131,7 @@ final = ["never"]
 	var fams map[string]*dto.MetricFamily
 	var counts crm.Counts
 	var fwd crm.ForwardStats
-	poll.UntilWithin(t, 30*time.Second, "a scrape the store did not change under", func() bool {
+	poll.UntilWithin(t, 2*time.Minute, "a scrape the store did not change under", func() bool {
 		c1, err1 := db.Counts(ctx)
 		f1, err2 := db.ForwardStats(ctx)
 		fams, _ = scrape(t, maddr)
