@@ -169,24 +169,7 @@ func cmdSubmit(ctx context.Context, e env, o storeFlags, name string, wait, stri
 		fmt.Fprintf(e.stderr, "leadwatch submit: %v\n", readErr)
 		bad++
 	}
-	fmt.Fprintf(e.stdout, "enqueued %d lead(s), refused %d\n", len(ids), bad)
-	var problems []string
-	if bad > 0 {
-		problems = append(problems, fmt.Sprintf("%d line(s) refused", bad))
-	}
-	if wait && len(ids) > 0 {
-		outcomes, err := sendAndWait(ctx, e, cfg, db, ids)
-		if err != nil {
-			return err
-		}
-		if n := notTaken(outcomes); n > 0 {
-			problems = append(problems, fmt.Sprintf("%d lead(s) not taken by the CRM (neither accepted nor duplicate)", n))
-		}
-	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
+	return finishSubmit(ctx, e, cfg, db, ids, bad, wait)
 }
 
 func statusCmd(e env) *cobra.Command {

@@ -117,7 +117,7 @@ func forwardCmd(e env) *cobra.Command {
 func parseCallbackIDs(args []string) ([]int64, error) {
 	ids := make([]int64, 0, len(args))
 	for _, a := range args {
-		n, err := strconv.ParseInt(strings.TrimPrefix(a, "cb_"), 10, 64)
+		n, err := strconv.ParseInt(strings.TrimPrefix(a, crm.WebhookIDPrefix), 10, 64)
 		if err != nil || n <= 0 {
 			return nil, usageErrorf("%q is not a callback id (the id 'leadwatch export callbacks' shows, or cb_ID)", a)
 		}

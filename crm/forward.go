@@ -1,6 +1,9 @@
 package crm
 
-import "time"
+import (
+	"strconv"
+	"time"
+)
 
 // Forwarding hands every verified, first-seen callback and every polled
 // status on to the user's app (docs/protocol.md §5): a durable queue in
@@ -76,4 +79,13 @@ type ForwardStats struct {
 	LastError     string // the newest failed attempt's error, "" if none
 	LastErrorAt   time.Time
 	LastDelivered time.Time
+}
+
+// WebhookIDPrefix starts every webhook-id; WebhookID is the one of a
+// stored callback, the same on every retry and replay.
+const WebhookIDPrefix = "cb_"
+
+// WebhookID is the Standard Webhooks webhook-id of the callback row id.
+func WebhookID(callbackID int64) string {
+	return WebhookIDPrefix + strconv.FormatInt(callbackID, 10)
 }

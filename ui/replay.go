@@ -30,11 +30,6 @@ type replayedMsg struct {
 // rest are counted.
 const replayListMax = 6
 
-// webhookID is the Standard Webhooks id a callback is forwarded under
-// (crm.Delivery.WebhookID): stable per stored callback, so a replay is
-// one the app can recognise.
-func webhookID(callbackID int64) string { return fmt.Sprintf("cb_%d", callbackID) }
-
 // forwardOff is the status bar's answer to the replay key while no
 // forwarder has ever run on the store.
 const forwardOff = "forwarding is off: start it with --forward-to URL or [forward] url"
@@ -126,7 +121,7 @@ func (m Model) askReplay(question string, cbs []crm.CallbackEvent) overlay {
 			kind = "polled  "
 		}
 		b.WriteString(st.Muted.Render(fmt.Sprintf("#%-6d %s  ", c.ID, kind)) +
-			clean(strings.TrimSpace(c.Event+" "+c.Status)) + st.Muted.Render("  "+webhookID(c.ID)+"  "+c.ReceivedAt.In(m.now.Location()).Format("15:04:05")) + "\n")
+			clean(strings.TrimSpace(c.Event+" "+c.Status)) + st.Muted.Render("  "+crm.WebhookID(c.ID)+"  "+c.ReceivedAt.In(m.now.Location()).Format("15:04:05")) + "\n")
 	}
 	if n := len(cbs) - replayListMax; n > 0 {
 		b.WriteString(st.Muted.Render(fmt.Sprintf("… and %d more", n)) + "\n")
@@ -163,7 +158,7 @@ func (m Model) replayed(msg replayedMsg) (tea.Model, tea.Cmd) {
 		m.bar.say("nothing replayed: the store holds none of those callbacks any more")
 	case msg.n == 1 && len(msg.ids) == 1:
 		m.bar.err = nil
-		m.bar.say("queued for the app: callback #" + fmt.Sprint(msg.ids[0]) + " as " + webhookID(msg.ids[0]))
+		m.bar.say("queued for the app: callback #" + fmt.Sprint(msg.ids[0]) + " as " + crm.WebhookID(msg.ids[0]))
 	default:
 		m.bar.err = nil
 		m.bar.say(fmt.Sprintf("queued for the app: %d callbacks, each under its webhook-id", msg.n))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,10 +33,6 @@ const maxHead = 4096
 // the rows of failed inserts).
 const lagExact = 1000
 
-// webhookID is the Standard Webhooks webhook-id of a stored callback: the
-// same on every retry and replay, so the app can drop what it has seen.
-func webhookID(callbackID int64) string { return "cb_" + strconv.FormatInt(callbackID, 10) }
-
 // deliveryCols is what scanDelivery reads, over the delivery d, its
 // callback c and the callback's lead l.
 const deliveryCols = `d.id, d.callback_id, COALESCE(c.lead_id, 0), COALESCE(l.external_id, ''), c.raw_body,
@@ -54,7 +49,7 @@ func scanDelivery(s pgx.Row) (crm.Delivery, error) {
 	d.State = crm.DeliveryState(state)
 	d.CreatedAt = fromMS(created)
 	d.NextAt = fromMS(nextAt)
-	d.WebhookID = webhookID(d.CallbackID)
+	d.WebhookID = crm.WebhookID(d.CallbackID)
 	return d, err
 }
 
@@ -81,7 +76,7 @@ func scanForwardAttempt(s pgx.Row) (crm.ForwardAttempt, error) {
 	a.At = fromMS(at)
 	a.Latency = time.Duration(latency) * time.Microsecond
 	a.NextAt = fromNullMS(next)
-	a.WebhookID = webhookID(a.CallbackID)
+	a.WebhookID = crm.WebhookID(a.CallbackID)
 	return a, err
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +48,7 @@ func scanDelivery(s scanner) (crm.Delivery, error) {
 	d.Replay = replay != 0
 	d.CreatedAt = fromMS(created)
 	d.NextAt = fromMS(nextAt)
-	d.WebhookID = webhookID(d.CallbackID)
+	d.WebhookID = crm.WebhookID(d.CallbackID)
 	return d, err
 }
 
@@ -73,7 +72,7 @@ func scanForwardAttempt(s scanner) (crm.ForwardAttempt, error) {
 	a.Delivered = delivered != 0
 	a.Final = final != 0
 	a.NextAt = fromNullMS(next)
-	a.WebhookID = webhookID(a.CallbackID)
+	a.WebhookID = crm.WebhookID(a.CallbackID)
 	return a, err
 }
 
@@ -251,10 +250,6 @@ func (db *DB) leaseDeliveries(ctx context.Context, tx *sql.Tx, owner string, now
 	sort.Slice(out, func(i, j int) bool { return rank[out[i].ID] < rank[out[j].ID] })
 	return out, nil
 }
-
-// webhookID is the Standard Webhooks webhook-id of a stored callback: the
-// same on every retry and replay, so the app can drop what it has seen.
-func webhookID(callbackID int64) string { return "cb_" + strconv.FormatInt(callbackID, 10) }
 
 func scanInt64(s scanner) (int64, error) {
 	var v int64
