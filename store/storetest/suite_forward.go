@@ -46,21 +46,35 @@ func saveStatus(tb testing.TB, s store.Store, ext, status string, ts int64) crm.
 	if err != nil || !fresh[0] {
 		tb.Fatalf("save callback %s %s: fresh %v, %v", ext, status, fresh, err)
 	}
-	evs, err := s.CallbacksAfter(context.Background(), 0, 10000)
-	if err != nil {
-		tb.Fatalf("callbacks after: %v", err)
-	}
-	for _, e := range slices.Backward(evs) {
-		if e.InternalID == ev.InternalID && e.Timestamp == ev.Timestamp {
-			stored, err := s.Callback(context.Background(), e.ID)
-			if err != nil {
-				tb.Fatalf("callback %d: %v", e.ID, err)
-			}
-			return stored
+	// The tail may withhold a committed row while an older transaction of
+	// this database runs (PostgreSQL's horizon, e.g. another Store's fold),
+	// so the row is looked for until it is listed (poll's deadline).
+	var (
+		id      int64
+		listErr error
+	)
+	poll.Until(tb, fmt.Sprintf("callback %s %s to be listed after saving", ext, status), func() bool {
+		evs, err := s.CallbacksAfter(context.Background(), 0, 10000)
+		if err != nil {
+			listErr = err
+			return true
 		}
+		for _, e := range slices.Backward(evs) {
+			if e.InternalID == ev.InternalID && e.Timestamp == ev.Timestamp {
+				id = e.ID
+				return true
+			}
+		}
+		return false
+	})
+	if listErr != nil {
+		tb.Fatalf("callbacks after: %v", listErr)
 	}
-	tb.Fatalf("callback %s %s not listed after saving", ext, status)
-	return crm.CallbackEvent{}
+	stored, err := s.Callback(context.Background(), id)
+	if err != nil {
+		tb.Fatalf("callback %d: %v", id, err)
+	}
+	return stored
 }
 
 func startForwarding(tb testing.TB, s store.Store) {
