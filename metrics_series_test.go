@@ -145,8 +145,9 @@ final = ["never"]
 			t.Fatal(err)
 		}
 		counts, fwd = c2, f2
-		// Drained, so every attempt the app answered is counted too.
-		return reflect.DeepEqual(c1, c2) && f1 == f2 && f2.Pending+f2.InFlight == 0
+		// Drained (nothing queued, in flight or yet to be moved into the
+		// queue), so every attempt the app answered is counted too.
+		return reflect.DeepEqual(c1, c2) && f1 == f2 && f2.Pending+f2.InFlight+f2.Lag == 0
 	})
 	for _, s := range issueSeries {
 		if s.label == "" {
@@ -165,7 +166,7 @@ final = ["never"]
 		"leadwatch_callbacks_stored":    float64(counts.CallbacksVerified),
 		"leadwatch_callbacks_unmatched": float64(counts.CallbacksUnmatched),
 		"leadwatch_refusals_stored":     float64(counts.Refusals),
-		"leadwatch_forward_queue_depth": float64(fwd.Pending + fwd.InFlight),
+		"leadwatch_forward_queue_depth": float64(fwd.Pending + fwd.InFlight + fwd.Lag),
 		"leadwatch_forward_failed":      float64(fwd.Failed),
 	}
 	for name, want := range gauges {
