@@ -142,7 +142,16 @@ func testHealsLostCallbacks(t *testing.T, db store.Store) {
 	recCtx, recStop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- rec.Run(recCtx) }()
-	poll.Until(t, "every lead's status healed", func() bool { return len(wrong()) == 0 })
+	// Healed, and every polled status stored was reported as a change: the
+	// lookups still running then find nothing to change. (Stopping while a
+	// change is being stored could leave its outcome unreported.)
+	poll.Until(t, "every lead's status healed and each polled status counted", func() bool {
+		if len(wrong()) != 0 {
+			return false
+		}
+		c, err := db.Counts(ctx)
+		return err == nil && c.Polled == obs.get(crm.LookupChanged)
+	})
 	recStop()
 	if err := <-done; err != nil {
 		t.Fatalf("reconciler: %v", err)
