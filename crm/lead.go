@@ -186,12 +186,8 @@ type LeadCheck struct {
 // ErrInvalidLead. The CRM does the full validation.
 func CheckLead(payload []byte, opt LeadCheck) (LeadFields, error) {
 	var f LeadFields
-	limit := opt.MaxBytes
-	if limit <= 0 {
-		limit = DefaultMaxLeadBytes
-	}
-	if len(payload) > limit {
-		return f, fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidLead, len(payload), limit)
+	if err := CheckLeadSize(payload, opt.MaxBytes); err != nil {
+		return f, err
 	}
 	trimmed := bytes.TrimSpace(payload)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -243,6 +239,19 @@ func CheckLead(payload []byte, opt LeadCheck) (LeadFields, error) {
 		f.PhoneInvalid = true
 	}
 	return f, nil
+}
+
+// CheckLeadSize is CheckLead's size limit alone: an error wrapping
+// ErrInvalidLead when payload is over maxBytes (DefaultMaxLeadBytes when
+// zero or less).
+func CheckLeadSize(payload []byte, maxBytes int) error {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxLeadBytes
+	}
+	if len(payload) > maxBytes {
+		return fmt.Errorf("%w: payload is %d bytes, over the %d-byte limit", ErrInvalidLead, len(payload), maxBytes)
+	}
+	return nil
 }
 
 // MaxGroupValue bounds a source, funnel, sub_id or country kept for

@@ -53,6 +53,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -76,6 +77,14 @@ const (
 
 	// logInterval is how often one repeated condition is logged.
 	logInterval = 10 * time.Second
+
+	// commitLinger caps how long a batch waits, under load, for the leads
+	// of the clients just answered (groupcommit.Options.Linger; at most
+	// half the previous commit in any case). Without it 32 keep-alive
+	// clients split into two cohorts that take turns, about 15 leads a
+	// commit (BenchmarkIntake's leads/commit); with it about 23, and a
+	// lead pays for two thirds of the commits.
+	commitLinger = 2 * time.Millisecond
 )
 
 // ErrNoToken is returned by New without a token: an intake anyone could
@@ -129,7 +138,7 @@ type Handler struct {
 	log   *slog.Logger
 	rlog  *ratelog.Logger
 
-	commits *groupcommit.Batcher[[]byte, result]
+	commits *groupcommit.Batcher[checked, result]
 
 	accepted, duplicates, invalid, unavailable, unauthorized, tooLarge, badRequests, batches atomic.Uint64
 }
@@ -161,7 +170,7 @@ func New(cfg Config, db Outbox, next http.Handler) (*Handler, error) {
 	h.token = sha256.Sum256(cfg.Token)
 	h.cfg.Token = nil
 	h.rlog = ratelog.New(h.log, logInterval)
-	h.commits = groupcommit.New(h.commitBatch, groupcommit.Options{MaxBatch: cfg.MaxBatch, Queue: 4 * cfg.MaxBatch})
+	h.commits = groupcommit.New(h.commitBatch, groupcommit.Options{MaxBatch: cfg.MaxBatch, Queue: 4 * cfg.MaxBatch, Linger: commitLinger})
 	return h, nil
 }
 
@@ -307,14 +316,31 @@ func split(body []byte) (payloads [][]byte, array bool, reason string) {
 	return payloads, true, ""
 }
 
-// enqueue hands every payload to the group committer and waits for each
-// one's commit. A lead is never reported stored unless its batch
-// committed.
+// checked is a lead that passed the store's check, with its fields.
+type checked struct {
+	payload []byte
+	fields  crm.LeadFields
+}
+
+// enqueue checks every payload and hands the good ones to the group
+// committer, then waits for each one's commit. A lead is never reported
+// stored unless its batch committed.
+//
+// The check (store.CheckPayload, the phone's metadata lookup included)
+// runs here, in the lead's own request, not in the committer: about 17 µs
+// of CPU a lead, a third of the single writer's time once its inserts
+// were batched, which every lead of the batch waited for. The size limit
+// is the store's, applied again there.
 func (h *Handler) enqueue(ctx context.Context, payloads [][]byte) []result {
 	results := make([]result, len(payloads))
 	calls := make([]*groupcommit.Call[result], len(payloads))
 	for i, p := range payloads {
-		c, err := h.commits.Submit(ctx, p)
+		f, err := store.CheckPayload(p, h.cfg.Strict, math.MaxInt)
+		if err != nil {
+			results[i] = invalid(p, err)
+			continue
+		}
+		c, err := h.commits.Submit(ctx, checked{p, f})
 		if err != nil {
 			results[i] = unavailable(p)
 			continue
@@ -355,6 +381,12 @@ type result struct {
 	code, reason string    // an error's code and reason
 }
 
+// invalid is the answer of a lead the store's check refused with err.
+func invalid(payload []byte, err error) result {
+	return result{status: http.StatusUnprocessableEntity, externalID: externalIDOf(payload), code: "invalid_lead",
+		reason: strings.TrimPrefix(err.Error(), crm.ErrInvalidLead.Error()+": ")}
+}
+
 // unavailable is the answer of a lead whose commit failed or was not
 // waited for.
 func unavailable(payload []byte) result {
@@ -389,11 +421,16 @@ func (res result) answer(inArray bool) []byte {
 // commitBatch enqueues one batch in one store transaction and answers
 // each lead. A store failure fails the whole batch (nothing of it was
 // stored); a bad or known lead fails only itself.
-func (h *Handler) commitBatch(batch [][]byte) ([]result, error) {
+func (h *Handler) commitBatch(batch []checked) ([]result, error) {
 	h.batches.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.CommitTimeout)
 	defer cancel()
-	leads, errs, err := h.db.EnqueueBatch(ctx, batch, store.EnqueueOptions{Strict: h.cfg.Strict})
+	payloads := make([][]byte, len(batch))
+	fields := make([]crm.LeadFields, len(batch))
+	for i, c := range batch {
+		payloads[i], fields[i] = c.payload, c.fields
+	}
+	leads, errs, err := h.db.EnqueueBatch(ctx, payloads, store.EnqueueOptions{Strict: h.cfg.Strict, Checked: fields})
 	if err == nil && (len(leads) != len(batch) || len(errs) != len(batch)) {
 		err = fmt.Errorf("store answered %d leads and %d errors for %d payloads", len(leads), len(errs), len(batch))
 	}
@@ -409,18 +446,17 @@ func (h *Handler) commitBatch(batch [][]byte) ([]result, error) {
 			l := leads[i]
 			out[i] = result{status: http.StatusAccepted, externalID: l.ExternalID, state: l.State, phoneInvalid: l.PhoneInvalid}
 		case errors.Is(e, store.ErrDuplicate):
-			id := externalIDOf(batch[i])
+			id := fields[i].ExternalID
 			out[i] = result{status: http.StatusConflict, externalID: id, code: "duplicate",
 				reason: "external_id already in the outbox"}
 			dups = append(dups, id)
 		case errors.Is(e, store.ErrInvalid):
-			out[i] = result{status: http.StatusUnprocessableEntity, externalID: externalIDOf(batch[i]), code: "invalid_lead",
-				reason: strings.TrimPrefix(e.Error(), crm.ErrInvalidLead.Error()+": ")}
+			out[i] = invalid(payloads[i], e)
 		default:
 			// An item error the store does not classify is not known to
 			// be the lead's fault.
 			h.rlog.Error("item", "intake: a lead failed in the store; answering 503", "err", e)
-			out[i] = unavailable(batch[i])
+			out[i] = unavailable(payloads[i])
 		}
 	}
 	if len(dups) > 0 {

@@ -158,6 +158,35 @@ func TestStrict(t *testing.T) {
 	}
 }
 
+// TestStoreSizeLimit: the intake checks a lead in its request, but the
+// size limit is the store's (store.Options.MaxPayload), not crm's default:
+// a lead under intake.max_body and over the store's limit is 422 with the
+// store's reason, and a good lead of the same request is stored.
+func TestStoreSizeLimit(t *testing.T) {
+	db := storetest.Open(t, store.Options{MaxPayload: 100})
+	base, h := startIntake(t, db, intake.Config{})
+	big := []byte(`{"external_id":"sz-1","phone":"+380501234567","note":"` + strings.Repeat("x", 100) + `"}`)
+	code, ans, _ := post(t, base, testToken, []byte(`[`+string(big)+`,`+string(lead("sz-2"))+`]`))
+	res, _ := ans["results"].([]any)
+	if code != http.StatusMultiStatus || len(res) != 2 {
+		t.Fatalf("%d %v", code, ans)
+	}
+	first, second := res[0].(map[string]any), res[1].(map[string]any)
+	if first["status"] != float64(422) || first["external_id"] != "sz-1" ||
+		first["reason"] != fmt.Sprintf("payload is %d bytes, over the 100-byte limit", len(big)) {
+		t.Errorf("lead over the store's limit: %v", first)
+	}
+	if second["status"] != float64(202) {
+		t.Errorf("good lead: %v", second)
+	}
+	if _, err := db.Lead(context.Background(), "sz-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the lead over the limit was stored: %v", err)
+	}
+	if st := h.Stats(); st.Invalid != 1 || st.Accepted != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
 // TestArray: an array with bad leads among good ones stores the good ones
 // and answers each, in order.
 func TestArray(t *testing.T) {

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"fmt"
+
 	"github.com/leadwatch/leadwatch/crm"
 )
 
@@ -43,4 +45,29 @@ func CheckPayload(payload []byte, strict bool, maxBytes int) (crm.LeadFields, er
 		return f, CauseErr(ErrInvalid, err)
 	}
 	return f, nil
+}
+
+// CheckBatch is the enqueue gate of a batch, as every backend applies it:
+// each payload's fields and check error (CheckPayload), or, when the
+// caller checked them already (opt.Checked), its fields with only the size
+// limit applied again. err is for a Checked that does not hold one entry
+// per payload.
+func CheckBatch(payloads [][]byte, opt EnqueueOptions, maxBytes int) (fields []crm.LeadFields, errs []error, err error) {
+	errs = make([]error, len(payloads))
+	if opt.Checked == nil {
+		fields = make([]crm.LeadFields, len(payloads))
+		for i, p := range payloads {
+			fields[i], errs[i] = CheckPayload(p, opt.Strict, maxBytes)
+		}
+		return fields, errs, nil
+	}
+	if len(opt.Checked) != len(payloads) {
+		return nil, nil, fmt.Errorf("enqueue: %d checked leads for %d payloads", len(opt.Checked), len(payloads))
+	}
+	for i, p := range payloads {
+		if err := crm.CheckLeadSize(p, maxBytes); err != nil {
+			errs[i] = CauseErr(ErrInvalid, err)
+		}
+	}
+	return opt.Checked, errs, nil
 }

@@ -394,4 +394,10 @@ type EnqueueOptions struct {
 	// Strict refuses a lead whose phone is not valid E.164 instead of
 	// storing it flagged (Lead.PhoneInvalid) for the CRM to judge.
 	Strict bool
+	// Checked, when not nil, holds each payload's fields as CheckPayload
+	// returned them (under Strict, with any size limit): the caller
+	// checked them already, where that costs the single writer nothing
+	// (the intake checks each lead in its own request). The store then
+	// applies only its size limit again (CheckBatch). One per payload.
+	Checked []crm.LeadFields
 }

@@ -44,20 +44,20 @@ func (db *DB) Enqueue(ctx context.Context, payload []byte, opt store.EnqueueOpti
 // unique key: ON CONFLICT DO NOTHING waits for that transaction, and the
 // item is then a duplicate naming the other's state.
 func (db *DB) EnqueueBatch(ctx context.Context, payloads [][]byte, opt store.EnqueueOptions) ([]crm.Lead, []error, error) {
+	fields, errs, err := store.CheckBatch(payloads, opt, db.opt.MaxPayload)
+	if err != nil {
+		return nil, nil, err
+	}
 	leads := make([]crm.Lead, len(payloads))
-	errs := make([]error, len(payloads))
 	type item struct {
 		i int
 		f crm.LeadFields
 	}
 	var good []item
-	for i, p := range payloads {
-		f, err := store.CheckPayload(p, opt.Strict, db.opt.MaxPayload)
-		if err != nil {
-			errs[i] = err
-			continue
+	for i, e := range errs {
+		if e == nil {
+			good = append(good, item{i, fields[i]})
 		}
-		good = append(good, item{i, f})
 	}
 	if len(good) == 0 {
 		return leads, errs, nil

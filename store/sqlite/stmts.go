@@ -128,8 +128,8 @@ func sqlInsertCallbacks(n int) string {
 
 var (
 	hotWrites = append([]string{sqlClaimDue, sqlClaimLease, sqlRecordLead, sqlRecordAttempt, sqlLinkLate,
-		sqlLinkStatus, sqlLinkStatusTimes, sqlSetCRMStatus, sqlHoldPaused, sqlEnqueueLead, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
-		insertCallbackSQL[:]...)
+		sqlLinkStatus, sqlLinkStatusTimes, sqlSetCRMStatus, sqlHoldPaused, sqlMaxLeadID, sqlGateClose, sqlCountBatch, sqlThroughputAdd},
+		append(insertCallbackSQL[:], enqueueLeadSQL[:]...)...)
 	hotReads = []string{sqlNextDue}
 )
 

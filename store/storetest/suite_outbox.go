@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -134,6 +136,91 @@ func testEnqueue(t *testing.T, h Harness) {
 			t.Errorf("queued = %d, want %d", got, before+2)
 		}
 		assertCounts(t, s, "batch")
+	})
+	t.Run("batch_as_stored", func(t *testing.T) {
+		// 70 leads: more than one statement of any backend's, with
+		// duplicates within the batch, of a stored lead, and a paused
+		// source. Each returned lead is the row as Lead reads it, and the
+		// ids follow the batch's order (Claim's order of arrival).
+		db, _, _ := open(t, h, store.Options{})
+		mustEnqueue(t, db, "AS-OLD")
+		if _, err := db.Pause(ctx, crm.Pause{Field: crm.GroupSource, Value: "paused"}); err != nil {
+			t.Fatal(err)
+		}
+		var ps [][]byte
+		for i := range 70 {
+			switch {
+			case i == 5:
+				ps = append(ps, payload("AS-04"))
+			case i == 63 || i == 64: // in the same statement as AS-62, and in the next one
+				ps = append(ps, payload("AS-62"))
+			case i == 40:
+				ps = append(ps, payload("AS-OLD"))
+			case i%7 == 3:
+				ps = append(ps, fmt.Appendf(nil, `{"external_id":"AS-%02d","phone":"12","source":"paused","sub_id":7}`, i))
+			default:
+				ps = append(ps, payload(fmt.Sprintf("AS-%02d", i)))
+			}
+		}
+		leads, errs, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var last int64
+		for i, l := range leads {
+			if i == 5 || i == 63 || i == 64 || i == 40 {
+				if !errors.Is(errs[i], store.ErrDuplicate) || l.ID != 0 {
+					t.Errorf("item %d: err %v lead %+v, want a duplicate", i, errs[i], l)
+				}
+				continue
+			}
+			if errs[i] != nil {
+				t.Fatalf("item %d: %v", i, errs[i])
+			}
+			if got := mustLead(t, db, l.ExternalID); !reflect.DeepEqual(got, l) {
+				t.Errorf("item %d returned\n%+v\nstored\n%+v", i, l, got)
+			}
+			if held := i%7 == 3; held != (l.State == crm.StateHeld && l.Hold == crm.HoldSource && l.PhoneInvalid && l.SubID == "7") {
+				t.Errorf("item %d: state %s hold %q phone invalid %v sub_id %q", i, l.State, l.Hold, l.PhoneInvalid, l.SubID)
+			}
+			if l.ID <= last {
+				t.Errorf("item %d: id %d after %d, want batch order", i, l.ID, last)
+			}
+			last = l.ID
+		}
+		assertCounts(t, db, "batch_as_stored")
+	})
+	t.Run("batch_checked", func(t *testing.T) {
+		// Fields checked by the caller are taken as they are; the size
+		// limit is the store's all the same.
+		db, _, _ := open(t, h, store.Options{MaxPayload: 300})
+		ps := [][]byte{payload("CK-1"), bigPayload("CK-2", 400)}
+		fields := make([]crm.LeadFields, len(ps))
+		for i, p := range ps {
+			f, err := store.CheckPayload(p, false, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fields[i] = f
+		}
+		if _, _, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{Checked: fields[:1]}); err == nil {
+			t.Fatal("one checked lead for two payloads: no error")
+		}
+		if _, err := db.Lead(ctx, "CK-1"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a refused batch stored a lead: %v", err)
+		}
+		fields[0].Source = "from-the-caller"
+		leads, errs, err := db.EnqueueBatch(ctx, ps, store.EnqueueOptions{Checked: fields})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs[0] != nil || leads[0].Source != "from-the-caller" || mustLead(t, db, "CK-1").Source != "from-the-caller" {
+			t.Errorf("checked lead: err %v lead %+v", errs[0], leads[0])
+		}
+		if !errors.Is(errs[1], store.ErrInvalid) || !errors.Is(errs[1], crm.ErrInvalidLead) ||
+			!strings.Contains(errs[1].Error(), "over the 300-byte limit") {
+			t.Errorf("checked lead over the store's limit: %v", errs[1])
+		}
 	})
 	t.Run("states", func(t *testing.T) {
 		db, _, _ := open(t, h, store.Options{})
