@@ -13,7 +13,10 @@
 #   SOURCE_DB defaults to $LEADWATCH_BIG_DB, then the store benchmark's cache
 #   /tmp/leadwatch-bench-v3-1000000.db; when none exists it is built with
 #   tools/fillstore (about 70 s). The run works on a copy, so the source is
-#   never changed. Env: RATE (1000), LOAD_SECS (30), ROUNDS (5 key rounds).
+#   never changed. A postgres:// URL is a Filled PostgreSQL database
+#   instead (store/postgres's benchmarks keep one, lw_bench_filled_*):
+#   it is used as it is, so the load's callbacks stay in it, and the URL is
+#   never printed. Env: RATE (1000), LOAD_SECS (30), ROUNDS (5 key rounds).
 #
 # Not run by CI: it needs tmux, ~1.5 GB in $TMPDIR and both cores for a
 # minute. Only loopback addresses are used; the CRM base URL points at a
@@ -121,12 +124,18 @@ go build -o "$WORK/cbload" ./tools/cbload
 go build -o "$WORK/fillstore" ./tools/fillstore
 
 say "== store"
-if [[ ! -f $SRC ]]; then
-	say "building $SRC (1,000,000 leads + 1,000,000 callbacks)"
-	"$WORK/fillstore" -db "$SRC" -leads 1000000 -callbacks 1000000
+if [[ $SRC == postgres://* || $SRC == postgresql://* ]]; then
+	DB=$SRC
+	say "PostgreSQL database ${SRC##*/}" | sed 's/?.*//'
+else
+	if [[ ! -f $SRC ]]; then
+		say "building $SRC (1,000,000 leads + 1,000,000 callbacks)"
+		"$WORK/fillstore" -db "$SRC" -leads 1000000 -callbacks 1000000
+	fi
+	cp "$SRC" "$WORK/big.db"
+	DB=$WORK/big.db
+	say "$SRC → $DB ($(du -h "$DB" | cut -f1))"
 fi
-cp "$SRC" "$WORK/big.db"
-say "$SRC → $WORK/big.db ($(du -h "$WORK/big.db" | cut -f1))"
 
 CALLBACK_SECRET=$(head -c 24 /dev/urandom | base64)
 API_KEY=$(head -c 24 /dev/urandom | base64)
@@ -164,7 +173,7 @@ say "== first frame"
 sync
 T0=$(now_ms)
 tmux -L "$SOCK" new-session -d -s lw -x $W -y $H "${ENVS[@]}" -c "$WORK" \
-	"exec '$WORK/leadwatch' --config '$WORK/leadwatch.toml' --db '$WORK/big.db' --listen 127.0.0.1:$PORT"
+	"exec '$WORK/leadwatch' --config '$WORK/leadwatch.toml' --db '$DB' --listen 127.0.0.1:$PORT"
 FRAME=$(wait_for 10000 has "fill-")
 PID=$(tmux -L "$SOCK" display -p -t lw '#{pane_pid}')
 say "first frame with data: $FRAME ms after launch (pid $PID; includes tmux start and polling, see overhead)"

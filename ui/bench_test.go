@@ -215,6 +215,12 @@ func BenchmarkDashboardRefresh(b *testing.B) {
 			{"AllLeadsFilteredRare", []string{"5", "/", "no-such-lead", "enter"}},
 			{"Sources", []string{"6"}},
 			{"SourcesHour", []string{"6", "w"}},
+			{"SourcesAll", []string{"6", "w", "w"}},
+			// sub_id has the most values; country was the slow one.
+			{"SourcesSubIDHour", []string{"6", "b", "b", "w"}},
+			{"SourcesSubIDAll", []string{"6", "b", "b", "w", "w"}},
+			{"SourcesCountry5Min", []string{"6", "b", "b", "b"}},
+			{"SourcesCountryHour", []string{"6", "b", "b", "b", "w"}},
 			{"ThroughputHour", []string{"7", "w"}},
 			{"ThroughputLaunch", []string{"7", "w", "w"}},
 			// Last: it starts forwarding on the store, which stays on, and

@@ -73,9 +73,10 @@ func (db *DB) Fill(ctx context.Context, leads, callbacks int) error {
 	// they lie as a store that grew over the day has them, near each
 	// other, which is what reads of a range assume.
 	for _, q := range []string{`CLUSTER source_stats USING source_stats_pkey`,
+		`CLUSTER source_stats_coarse USING source_stats_coarse_pkey`,
 		`CLUSTER throughput_seconds USING throughput_seconds_pkey`,
 		`CLUSTER throughput_minutes USING throughput_minutes_pkey`,
-		`ANALYZE source_stats, throughput_seconds, throughput_minutes`} {
+		`ANALYZE source_stats, source_stats_coarse, throughput_seconds, throughput_minutes`} {
 		if _, err := db.pool.Exec(ctx, q); err != nil {
 			return fmt.Errorf("fill: %w", mapErr(ctx, err))
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -328,16 +329,14 @@ func leadMatch(q crm.LeadQuery, first int) (string, []any) {
 }
 
 // Report implements store.Store: one row per value of q.By, summed from
-// source_stats and the deltas not yet folded (migration 003), in one
-// snapshot. It never reads the leads: the cost is the number of groups
-// times the minutes in the window.
+// source_stats (all time, or a window's minutes up to the next 10
+// minutes), source_stats_coarse (the rest of a window, reportRanges) and
+// the deltas not yet folded (migrations 003 and 008), in one snapshot.
+// It never reads the leads: the cost is the number of groups times at
+// most 9 + 5 + 23 rows and the days of the window.
 func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, error) {
 	if !crm.ValidGroup(q.By) {
 		return nil, fmt.Errorf("report: unknown group %q (want one of %v)", q.By, crm.GroupFields)
-	}
-	cond, bucket := `bucket = $2`, int64(-1)
-	if !q.Since.IsZero() {
-		cond, bucket = `bucket >= $2`, ms(q.Since.Truncate(time.Minute))
 	}
 	cols, sums := "", ""
 	for _, c := range sourceCounters {
@@ -346,7 +345,32 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		// slower). One stored row never nears 2^31 leads.
 		sums += ", sum(" + c + "::int)"
 	}
-	parts, err := queryAll(ctx, db.pool, func(r pgx.Row) (crm.ReportRow, error) {
+	parts := []string{`SELECT value` + cols + ` FROM source_stats WHERE field = $1 AND bucket = -1`,
+		`SELECT value` + cols + ` FROM source_deltas WHERE field = $1 AND bucket = -1`}
+	args := []any{q.By}
+	if !q.Since.IsZero() {
+		// The deltas not yet folded are minutes, from the window's first.
+		from := max(ms(q.Since.Truncate(time.Minute)), 0)
+		args = append(args, from)
+		parts = []string{`SELECT value` + cols + ` FROM source_deltas WHERE field = $1 AND bucket >= $2`}
+		for _, r := range reportRanges(from, ms(db.now())) {
+			var part string
+			if r.span == 0 {
+				part = `SELECT value` + cols + ` FROM source_stats WHERE field = $1 AND bucket >= $` + strconv.Itoa(len(args)+1)
+				args = append(args, r.lo)
+			} else {
+				part = `SELECT value` + cols + ` FROM source_stats_coarse WHERE field = $1 AND span = $` +
+					strconv.Itoa(len(args)+1) + ` AND bucket >= $` + strconv.Itoa(len(args)+2)
+				args = append(args, r.span, r.lo)
+			}
+			if r.hi >= 0 {
+				part += ` AND bucket < $` + strconv.Itoa(len(args)+1)
+				args = append(args, r.hi)
+			}
+			parts = append(parts, part)
+		}
+	}
+	rows, err := queryAll(ctx, db.pool, func(r pgx.Row) (crm.ReportRow, error) {
 		var row crm.ReportRow
 		dest := []any{&row.Value, &row.Accepted, &row.Duplicate, &row.Rejected, &row.ValidationError,
 			&row.Failed, &row.WithStatus, &row.FTD}
@@ -355,16 +379,12 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		}
 		err := r.Scan(dest...)
 		return row, err
-	}, `SELECT value`+sums+` FROM (
-			SELECT value`+cols+` FROM source_stats WHERE field = $1 AND `+cond+`
-			UNION ALL
-			SELECT value`+cols+` FROM source_deltas WHERE field = $1 AND `+cond+`
-		) s GROUP BY value`, q.By, bucket)
+	}, `SELECT value`+sums+` FROM (`+strings.Join(parts, " UNION ALL ")+`) s GROUP BY value`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("report by %s: %w", q.By, err)
 	}
-	out := parts[:0]
-	for _, r := range parts {
+	out := rows[:0]
+	for _, r := range rows {
 		r.Sent = r.Accepted + r.Duplicate + r.Rejected + r.ValidationError + r.Failed
 		if r != (crm.ReportRow{Value: r.Value}) {
 			out = append(out, r)
@@ -372,6 +392,39 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 	}
 	sortReport(out)
 	return out, nil
+}
+
+// reportSpans are source_stats_coarse's spans in ms (migration 007),
+// finest first: each divides the next, so a window's start rounds up
+// span by span (reportRanges).
+var reportSpans = [...]int64{10 * 60000, 60 * 60000, 24 * 60 * 60000}
+
+// reportRange is a range of one table's buckets: source_stats' minutes
+// (span 0) or one span of source_stats_coarse, from lo up to hi (-1: no
+// end).
+type reportRange struct{ span, lo, hi int64 }
+
+// reportRanges covers the minutes from (a minute's start, >= 0) on with
+// the coarsest buckets that fit: the minutes up to the next 10 minutes'
+// start, then the 10 minutes up to the next hour, the hours up to the
+// next day and the days from there. A range reaching past now is the
+// last, open-ended: a short window is one range of minutes, and rows
+// ahead of the clock (another instance's) are counted. Empty ranges are
+// left out. store/sqlite has the same cover of its tables.
+func reportRanges(from, now int64) []reportRange {
+	var out []reportRange
+	span := int64(0)
+	for _, next := range reportSpans {
+		hi := (from + next - 1) / next * next
+		if hi > now {
+			break
+		}
+		if hi > from {
+			out = append(out, reportRange{span, from, hi})
+		}
+		span, from = next, hi
+	}
+	return append(out, reportRange{span, from, -1})
 }
 
 // sortReport orders rows by Sent descending, then Value.

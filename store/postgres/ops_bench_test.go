@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -111,30 +112,72 @@ func reportMS(b *testing.B, start time.Time) {
 	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/op")
 }
 
-// BenchmarkReport reads the Sources view: by source and by sub_id (40
-// values, the most groups), over the whole store and the last hour.
+// BenchmarkReport reads the Sources view: every grouping over each of
+// its windows (and a day, report --since 24h). "after" is Report as
+// built, "before" the window summed from source_stats' minutes alone, as
+// Report read it before migration 007 (reportMinutes), in the same run.
 func BenchmarkReport(b *testing.B) {
 	db := benchFilled(b)
 	ctx := context.Background()
-	for _, by := range []string{crm.GroupSource, crm.GroupSubID} {
-		for _, window := range []string{"all", "hour"} {
-			b.Run(by+"/"+window, func(b *testing.B) {
-				q := crm.ReportQuery{By: by}
-				if window == "hour" {
-					q.Since = time.Now().Add(-time.Hour)
+	// The windows end at the newest lead, however long ago the database
+	// was filled.
+	var newest int64
+	if err := db.pool.QueryRow(ctx, `SELECT max(created_at) FROM leads`).Scan(&newest); err != nil {
+		b.Fatal(err)
+	}
+	for _, by := range crm.GroupFields {
+		for _, w := range []struct {
+			name string
+			span time.Duration
+		}{{"all", 0}, {"5min", 5 * time.Minute}, {"hour", time.Hour}, {"day", 24 * time.Hour}} {
+			for _, v := range []struct {
+				name   string
+				report func(context.Context, crm.ReportQuery) ([]crm.ReportRow, error)
+			}{{"after", db.Report}, {"before", db.reportMinutes}} {
+				if w.span == 0 && v.name == "before" {
+					continue // the all-time rows, unchanged
 				}
-				b.ResetTimer()
-				start := time.Now()
-				for range b.N {
-					rows, err := db.Report(ctx, q)
-					if err != nil || len(rows) == 0 {
-						b.Fatalf("report: %d rows, %v", len(rows), err)
+				b.Run(by+"/"+w.name+"/"+v.name, func(b *testing.B) {
+					q := crm.ReportQuery{By: by}
+					if w.span > 0 {
+						q.Since = time.UnixMilli(newest).Add(-w.span)
 					}
-				}
-				reportMS(b, start)
-			})
+					b.ResetTimer()
+					start := time.Now()
+					for range b.N {
+						rows, err := v.report(ctx, q)
+						if err != nil || len(rows) == 0 {
+							b.Fatalf("report: %d rows, %v", len(rows), err)
+						}
+					}
+					reportMS(b, start)
+				})
+			}
 		}
 	}
+}
+
+// reportMinutes is Report over a window as it was before migration 007:
+// source_stats' minutes since q.Since, every one of them, and the deltas.
+func (db *DB) reportMinutes(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, error) {
+	cols, sums := "", ""
+	for _, c := range sourceCounters {
+		cols += ", " + c
+		sums += ", sum(" + c + "::int)"
+	}
+	return queryAll(ctx, db.pool, func(r pgx.Row) (crm.ReportRow, error) {
+		var row crm.ReportRow
+		dest := []any{&row.Value, &row.Accepted, &row.Duplicate, &row.Rejected, &row.ValidationError,
+			&row.Failed, &row.WithStatus, &row.FTD}
+		for i := range row.FirstStatus {
+			dest = append(dest, &row.FirstStatus[i])
+		}
+		return row, r.Scan(dest...)
+	}, `SELECT value`+sums+` FROM (
+			SELECT value`+cols+` FROM source_stats WHERE field = $1 AND bucket >= $2
+			UNION ALL
+			SELECT value`+cols+` FROM source_deltas WHERE field = $1 AND bucket >= $2
+		) s GROUP BY value`, q.By, ms(q.Since.Truncate(time.Minute)))
 }
 
 // BenchmarkThroughputDay reads the day's chart by the minute (the
@@ -223,5 +266,54 @@ func BenchmarkFindLead(b *testing.B) {
 			}
 			reportMS(b, start)
 		})
+	}
+}
+
+// BenchmarkFoldSources is the fold's price for the coarse spans
+// (migration 007): the fold's statement over a fold interval's source
+// deltas (20,000 rows over 2 minutes of 8 sources, 40 sub_ids, 4
+// funnels and 10 countries), "coarse" as built (sqlFoldSources),
+// "minutes" merging into source_stats alone as it did before, the two
+// taking turns on one database. Only the statement is timed.
+func BenchmarkFoldSources(b *testing.B) {
+	db, _ := openTest(b, store.Options{})
+	ctx := context.Background()
+	sums := make([]string, len(sourceCounters))
+	sets := make([]string, len(sourceCounters))
+	for i, c := range sourceCounters {
+		sums[i] = "sum(" + c + ")"
+		sets[i] = c + " = source_stats." + c + " + excluded." + c
+	}
+	minutes := `WITH d AS (DELETE FROM source_deltas RETURNING *)
+		INSERT INTO source_stats (field, bucket, value, ` + strings.Join(sourceCounters, ", ") + `)
+		SELECT field, bucket, value, ` + strings.Join(sums, ", ") + ` FROM d GROUP BY field, bucket, value
+		ON CONFLICT (field, bucket, value) DO UPDATE SET ` + strings.Join(sets, ", ")
+	minute := time.Now().Truncate(time.Minute).UnixMilli()
+	type variant struct {
+		name string
+		sql  string
+		wall time.Duration
+		n    int
+	}
+	vs := []*variant{{name: "coarse", sql: sqlFoldSources}, {name: "minutes", sql: minutes}}
+	for b.Loop() {
+		for _, v := range vs {
+			if _, err := db.pool.Exec(ctx, `INSERT INTO source_deltas (field, bucket, value, accepted)
+				SELECT f.field, CASE WHEN i % 3 = 0 THEN -1 ELSE $1::bigint + 60000 * (i % 2) END,
+					f.field || '-' || (i % f.n), 1
+				FROM generate_series(1, 5000) AS i,
+					(VALUES ('source', 8), ('funnel', 4), ('sub_id', 40), ('country', 10)) AS f(field, n)`, minute); err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			if _, err := db.pool.Exec(ctx, v.sql); err != nil {
+				b.Fatal(err)
+			}
+			v.wall += time.Since(start)
+			v.n++
+		}
+	}
+	for _, v := range vs {
+		b.ReportMetric(float64(v.wall.Microseconds())/1000/float64(v.n), "ms/fold("+v.name+")")
 	}
 }

@@ -2,7 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,12 +188,14 @@ func bigStoreSize() int {
 
 // bigStore opens a synthetic store of n leads and n callbacks, building it
 // once into a file in the system temp directory that later runs reuse (its
-// name carries the size and schema version; it is renamed into place only
-// when complete, so an interrupted build is never reused).
+// name carries the size, the schema version and a digest of the
+// migrations, so a migration rewritten under a reserved number is not
+// taken for the one the file was built with; it is renamed into place
+// only when complete, so an interrupted build is never reused).
 func bigStore(b *testing.B, n int) *DB {
 	b.Helper()
 	ctx := context.Background()
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("leadwatch-bench-v%d-%d.db", SchemaVersion(), n))
+	path := filepath.Join(os.TempDir(), fmt.Sprintf("leadwatch-bench-v%d-%s-%d.db", SchemaVersion(), migrationsDigest(b), n))
 	if _, err := os.Stat(path); err != nil {
 		tmp := path + ".building"
 		for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -224,6 +229,25 @@ func bigStore(b *testing.B, n int) *DB {
 	}
 	db.now = func() time.Time { return fromMS(latest) }
 	return db
+}
+
+// migrationsDigest is the first 8 hex digits of a SHA-256 over the
+// embedded migrations, names and contents.
+func migrationsDigest(b *testing.B) string {
+	h := sha256.New()
+	err := fs.WalkDir(migrationFS, "migrations", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		body, err := fs.ReadFile(migrationFS, p)
+		fmt.Fprintf(h, "%s %d\n", p, len(body))
+		h.Write(body)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
 }
 
 // BenchmarkPaneQueries measures each dashboard refresh query against a

@@ -341,50 +341,36 @@ func (db *DB) CountLeads(ctx context.Context, q crm.LeadQuery, limit int) (n int
 }
 
 // Pulse implements store.Store from the per-second throughput rows of
-// the hour before now (at most 3,600, one primary-key range).
+// the hour before now, in one statement that sums in SQL rather than
+// returning the hour's 3,600 rows: the latest second of each kind is a
+// backward walk of the primary key that stops at the first match, then
+// only the seconds after the last answer (the whole hour when nothing was
+// answered) and those of the last minute are summed.
 func (db *DB) Pulse(ctx context.Context, now time.Time) (crm.Pulse, error) {
 	var p crm.Pulse
 	end := now.Unix()
-	secs, err := queryAll(ctx, db.reader, scanPulseSec, `SELECT sec, sent, answered, accepted, callbacks, refused
-		FROM throughput WHERE sec > ? AND sec <= ? ORDER BY sec`, end-3600, end)
+	var lastAttempt, lastAnswered, lastCallback sql.NullInt64
+	err := db.reader.QueryRowContext(ctx, `WITH l AS (SELECT
+			(SELECT sec FROM throughput WHERE sec > ?1 AND sec <= ?2 AND sent > 0 ORDER BY sec DESC LIMIT 1) AS attempt,
+			(SELECT sec FROM throughput WHERE sec > ?1 AND sec <= ?2 AND answered > 0 ORDER BY sec DESC LIMIT 1) AS answered,
+			(SELECT sec FROM throughput WHERE sec > ?1 AND sec <= ?2 AND callbacks > 0 ORDER BY sec DESC LIMIT 1) AS callback)
+		SELECT l.attempt, l.answered, l.callback,
+			(SELECT COALESCE(SUM(sent - answered), 0) FROM throughput WHERE sec > COALESCE(l.answered, ?1) AND sec <= ?2),
+			COALESCE(SUM(t.sent), 0), COALESCE(SUM(t.sent - t.answered), 0), COALESCE(SUM(t.accepted), 0),
+			COALESCE(SUM(t.callbacks), 0), COALESCE(SUM(t.refused), 0)
+		FROM l LEFT JOIN throughput t ON t.sec > ?2 - 60 AND t.sec <= ?2`, end-3600, end).
+		Scan(&lastAttempt, &lastAnswered, &lastCallback, &p.Unanswered,
+			&p.AttemptsMin, &p.UnansweredMin, &p.AcceptedMin, &p.CallbacksMin, &p.RefusedMin)
 	if err != nil {
-		return p, fmt.Errorf("pulse: %w", err)
+		return p, fmt.Errorf("pulse: %w", mapErr(ctx, err))
 	}
-	var lastAnswered int64 = -1
-	for _, s := range secs {
-		if s.sent > 0 {
-			p.LastAttempt = time.Unix(s.sec, 0)
-		}
-		if s.answered > 0 {
-			p.LastAnswered, lastAnswered = time.Unix(s.sec, 0), s.sec
-		}
-		if s.callbacks > 0 {
-			p.LastCallback = time.Unix(s.sec, 0)
-		}
-		if s.sec > end-60 {
-			p.AttemptsMin += s.sent
-			p.UnansweredMin += s.sent - s.answered
-			p.AcceptedMin += s.accepted
-			p.CallbacksMin += s.callbacks
-			p.RefusedMin += s.refused
-		}
-	}
-	for _, s := range secs {
-		if s.sec > lastAnswered {
-			p.Unanswered += s.sent - s.answered
+	for _, t := range []struct {
+		sec sql.NullInt64
+		at  *time.Time
+	}{{lastAttempt, &p.LastAttempt}, {lastAnswered, &p.LastAnswered}, {lastCallback, &p.LastCallback}} {
+		if t.sec.Valid {
+			*t.at = time.Unix(t.sec.Int64, 0)
 		}
 	}
 	return p, nil
-}
-
-// pulseSec is one second's row as Pulse reads it.
-type pulseSec struct {
-	sec                                          int64
-	sent, answered, accepted, callbacks, refused int
-}
-
-func scanPulseSec(s scanner) (pulseSec, error) {
-	var r pulseSec
-	err := s.Scan(&r.sec, &r.sent, &r.answered, &r.accepted, &r.callbacks, &r.refused)
-	return r, err
 }

@@ -14,33 +14,6 @@ import (
 // The issue 11 reads against the big Filled store (bigStore; budget: ≤ 10
 // ms each at 1,000,000 leads and callbacks, LEADWATCH_BIG=1).
 
-// BenchmarkReport is the Sources view: by source over the whole store,
-// by sub_id over the last hour.
-func BenchmarkReport(b *testing.B) {
-	ctx := context.Background()
-	db := bigStore(b, bigStoreSize())
-	for _, c := range []struct {
-		name string
-		q    crm.ReportQuery
-	}{
-		{"SourceAll", crm.ReportQuery{By: crm.GroupSource}},
-		{"SubIDLastHour", crm.ReportQuery{By: crm.GroupSubID, Since: db.now().Add(-time.Hour)}},
-		{"CountryLastDay", crm.ReportQuery{By: crm.GroupCountry, Since: db.now().Add(-24 * time.Hour)}},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				rows, err := db.Report(ctx, c.q)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if len(rows) == 0 {
-					b.Fatal("no rows")
-				}
-			}
-		})
-	}
-}
-
 // BenchmarkThroughputDay is the launch chart: 24 hours per minute, from
 // the per-minute rollup.
 func BenchmarkThroughputDay(b *testing.B) {
@@ -57,19 +30,81 @@ func BenchmarkThroughputDay(b *testing.B) {
 	}
 }
 
-// BenchmarkPulse is the header's health line: the last hour of seconds.
+// BenchmarkPulse is the header's health line: the last hour of seconds,
+// "after" summed in SQL (Pulse), "before" the hour's rows scanned in Go
+// (pulseScan, Pulse before issue 11's dashboard pass), in the same run.
 func BenchmarkPulse(b *testing.B) {
 	ctx := context.Background()
 	db := bigStore(b, bigStoreSize())
-	for b.Loop() {
-		p, err := db.Pulse(ctx, db.now())
-		if err != nil {
-			b.Fatal(err)
+	for _, v := range []struct {
+		name  string
+		pulse func(context.Context, time.Time) (crm.Pulse, error)
+	}{{"after", db.Pulse}, {"before", db.pulseScan}} {
+		b.Run(v.name, func(b *testing.B) {
+			want, err := db.pulseScan(ctx, db.now())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				p, err := v.pulse(ctx, db.now())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if p.LastAttempt.IsZero() || p != want {
+					b.Fatalf("pulse %+v, want %+v", p, want)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+		})
+	}
+}
+
+// pulseScan is Pulse as it was: the hour's rows read and summed in Go.
+func (db *DB) pulseScan(ctx context.Context, now time.Time) (crm.Pulse, error) {
+	var p crm.Pulse
+	end := now.Unix()
+	secs, err := queryAll(ctx, db.reader, scanPulseSec, `SELECT sec, sent, answered, accepted, callbacks, refused
+		FROM throughput WHERE sec > ? AND sec <= ? ORDER BY sec`, end-3600, end)
+	if err != nil {
+		return p, err
+	}
+	var lastAnswered int64 = -1
+	for _, s := range secs {
+		if s.sent > 0 {
+			p.LastAttempt = time.Unix(s.sec, 0)
 		}
-		if p.LastAttempt.IsZero() {
-			b.Fatal("no attempt in the last hour")
+		if s.answered > 0 {
+			p.LastAnswered, lastAnswered = time.Unix(s.sec, 0), s.sec
+		}
+		if s.callbacks > 0 {
+			p.LastCallback = time.Unix(s.sec, 0)
+		}
+		if s.sec > end-60 {
+			p.AttemptsMin += s.sent
+			p.UnansweredMin += s.sent - s.answered
+			p.AcceptedMin += s.accepted
+			p.CallbacksMin += s.callbacks
+			p.RefusedMin += s.refused
 		}
 	}
+	for _, s := range secs {
+		if s.sec > lastAnswered {
+			p.Unanswered += s.sent - s.answered
+		}
+	}
+	return p, nil
+}
+
+// pulseSec is one second's row as Pulse reads it.
+type pulseSec struct {
+	sec                                          int64
+	sent, answered, accepted, callbacks, refused int
+}
+
+func scanPulseSec(s scanner) (pulseSec, error) {
+	var r pulseSec
+	err := s.Scan(&r.sec, &r.sent, &r.answered, &r.accepted, &r.callbacks, &r.refused)
+	return r, err
 }
 
 // BenchmarkLeadsAllPage is a page of the All leads pane in the middle of

@@ -19,6 +19,9 @@ import (
 // transaction of the change; foldStats merges them into source_stats, and
 // Report adds the ones not yet folded. Fill and the migration of existing
 // leads add many leads at once to source_stats with statsAcc instead.
+// source_stats_coarse (migration 011) holds the minutes' sums per 10
+// minutes, hour and day, written with them by the fold and Fill, so a
+// window reads a few rows per value instead of every minute of it.
 
 // statsCounters are source_stats' counter columns, in the order Report
 // scans them.
@@ -32,11 +35,18 @@ const statsCounters = `accepted, duplicate, rejected, validation_error, failed, 
 // leads).
 type statsAcc map[statsKey]*[statsColumns]int64
 
-// statsKey is a source_stats row's key.
+// statsKey is a source_stats row's key, or with a span (migration 011)
+// a source_stats_coarse row's.
 type statsKey struct {
 	field, value string
 	bucket       int64
+	span         int64 // 0: source_stats' minute or all time
 }
+
+// statsSpans are source_stats_coarse's spans in ms, finest first: each
+// divides the next, so a window's start rounds up span by span
+// (reportRanges).
+var statsSpans = [...]int64{10 * 60000, 60 * 60000, 24 * 60 * 60000}
 
 // statsColumns is how many counters a source_stats row has (statsCounters).
 const statsColumns = 7 + crm.LatencyBuckets
@@ -87,7 +97,7 @@ func (a statsAcc) addGroup(minute int64, source, funnel, subID, country string, 
 	for _, fv := range [...][2]string{{crm.GroupSource, source}, {crm.GroupFunnel, funnel},
 		{crm.GroupSubID, subID}, {crm.GroupCountry, country}} {
 		for _, b := range [...]int64{-1, minute} {
-			k := statsKey{fv[0], fv[1], b}
+			k := statsKey{fv[0], fv[1], b, 0}
 			sums := a[k]
 			if sums == nil {
 				sums = new([statsColumns]int64)
@@ -100,10 +110,41 @@ func (a statsAcc) addGroup(minute int64, source, funnel, subID, country string, 
 	}
 }
 
-// flush upserts the sums into source_stats and empties a. A row whose
+// flush upserts the sums into source_stats, and the minutes' sums into
+// source_stats_coarse's spans, and empties a.
+func (a statsAcc) flush(ctx context.Context, tx *sql.Tx) error {
+	a.addCoarse()
+	return a.upsert(ctx, tx)
+}
+
+// addCoarse adds every minute row of a to its rows of each span.
+func (a statsAcc) addCoarse() {
+	var coarse []statsKey
+	for k := range a {
+		if k.span == 0 && k.bucket >= 0 {
+			coarse = append(coarse, k)
+		}
+	}
+	for _, k := range coarse {
+		c := a[k]
+		for _, span := range statsSpans {
+			ck := statsKey{k.field, k.value, k.bucket / span * span, span}
+			sums := a[ck]
+			if sums == nil {
+				sums = new([statsColumns]int64)
+				a[ck] = sums
+			}
+			for i, n := range c {
+				sums[i] += n
+			}
+		}
+	}
+}
+
+// upsert upserts the sums into their tables and empties a. A row whose
 // sums are all zero (deltas that cancelled out, a lead accepted and
 // resubmitted between two folds) is left alone.
-func (a statsAcc) flush(ctx context.Context, tx *sql.Tx) error {
+func (a statsAcc) upsert(ctx context.Context, tx *sql.Tx) error {
 	if len(a) == 0 {
 		return nil
 	}
@@ -113,22 +154,47 @@ func (a statsAcc) flush(ctx context.Context, tx *sql.Tx) error {
 		cols[i] = strings.TrimSpace(cols[i])
 		set = append(set, cols[i]+" = "+cols[i]+" + excluded."+cols[i])
 	}
-	up, err := tx.PrepareContext(ctx, `INSERT INTO source_stats (field, value, bucket, `+strings.Join(cols, ", ")+`)
-		VALUES (?, ?, ?`+strings.Repeat(", ?", len(cols))+`)
-		ON CONFLICT (field, bucket, value) DO UPDATE SET `+strings.Join(set, ", "))
-	if err != nil {
-		return err
+	// Prepared when first needed: migration 006's leads (addStoredStats)
+	// come before source_stats_coarse exists.
+	stmts := map[bool]*sql.Stmt{}
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	prepare := func(coarse bool) (*sql.Stmt, error) {
+		if st := stmts[coarse]; st != nil {
+			return st, nil
+		}
+		table, key, params := "source_stats (field, value, bucket, ", "field, bucket, value", "?, ?, ?"
+		if coarse {
+			table, key, params = "source_stats_coarse (field, value, bucket, span, ", "field, span, bucket, value", "?, ?, ?, ?"
+		}
+		st, err := tx.PrepareContext(ctx, `INSERT INTO `+table+strings.Join(cols, ", ")+`)
+			VALUES (`+params+strings.Repeat(", ?", len(cols))+`)
+			ON CONFLICT (`+key+`) DO UPDATE SET `+strings.Join(set, ", "))
+		if err != nil {
+			return nil, err
+		}
+		stmts[coarse] = st
+		return st, nil
 	}
-	defer up.Close()
-	args := make([]any, 3+statsColumns)
+	args := make([]any, 0, 4+statsColumns)
 	for k, sums := range a {
 		if *sums == ([statsColumns]int64{}) {
 			delete(a, k)
 			continue
 		}
-		args[0], args[1], args[2] = k.field, k.value, k.bucket
-		for i, n := range sums {
-			args[3+i] = n
+		up, err := prepare(k.span != 0)
+		if err != nil {
+			return err
+		}
+		args = append(args[:0], k.field, k.value, k.bucket)
+		if k.span != 0 {
+			args = append(args, k.span)
+		}
+		for _, n := range sums {
+			args = append(args, n)
 		}
 		if _, err := up.ExecContext(ctx, args...); err != nil {
 			return err
@@ -171,7 +237,8 @@ func addStoredStats(ctx context.Context, tx *sql.Tx) error {
 		}
 		rows.Close()
 		if n == 0 {
-			return acc.flush(ctx, tx)
+			// Minutes only: migration 011 sums source_stats into its spans.
+			return acc.upsert(ctx, tx)
 		}
 	}
 }
@@ -216,8 +283,9 @@ func cutGroupValues(ctx context.Context, tx *sql.Tx) error {
 }
 
 // Report implements store.Store: the Sources view's rows, summed from
-// source_stats (one range of its primary key: a field's all-time rows,
-// or its minutes since q.Since truncated to the minute) plus the deltas
+// source_stats and source_stats_coarse (a field's all-time rows, or for
+// q.Since truncated to the minute the few ranges of reportRanges, each
+// one range of a primary key) plus the deltas
 // not yet folded (stats_deltas, a few seconds of changes at most), both
 // read in one snapshot so the answer is exact whenever it is asked; never
 // from the leads. Rows whose counters are all zero are left out; the
@@ -235,9 +303,26 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 	// The deltas' minutes are all >= 0: from -1 is all time.
 	from := int64(-1)
 	if !q.Since.IsZero() {
-		from = ms(q.Since.Truncate(time.Minute))
-		query = `SELECT value, ` + strings.Join(sums, ", ") + ` FROM source_stats WHERE field = ? AND bucket >= ? GROUP BY value`
-		args = append(args, from)
+		from = max(ms(q.Since.Truncate(time.Minute)), 0)
+		var parts []string
+		args = args[:0]
+		for _, r := range reportRanges(from, ms(db.now())) {
+			var part string
+			if r.span == 0 {
+				part = `SELECT value, ` + statsCounters + ` FROM source_stats WHERE field = ? AND bucket >= ?`
+				args = append(args, q.By, r.lo)
+			} else {
+				part = `SELECT value, ` + statsCounters + ` FROM source_stats_coarse
+					WHERE field = ? AND span = ? AND bucket >= ?`
+				args = append(args, q.By, r.span, r.lo)
+			}
+			if r.hi >= 0 {
+				part += ` AND bucket < ?`
+				args = append(args, r.hi)
+			}
+			parts = append(parts, part)
+		}
+		query = `SELECT value, ` + strings.Join(sums, ", ") + ` FROM (` + strings.Join(parts, " UNION ALL ") + `) GROUP BY value`
 	}
 	tx, err := db.beginRead(ctx)
 	if err != nil {
@@ -275,6 +360,34 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		return out[i].Value < out[j].Value
 	})
 	return out, nil
+}
+
+// reportRange is a range of one table's buckets: source_stats' minutes
+// (span 0) or one span of source_stats_coarse, from lo up to hi (-1: no
+// end).
+type reportRange struct{ span, lo, hi int64 }
+
+// reportRanges covers the minutes from (a minute's start, >= 0) on with
+// the coarsest buckets that fit: the minutes up to the next 10 minutes'
+// start, then the 10 minutes up to the next hour, the hours up to the
+// next day and the days from there. A range reaching past now is the
+// last, open-ended: a short window is one range of minutes, and rows
+// ahead of the clock (another instance's) are counted. Empty ranges are
+// left out.
+func reportRanges(from, now int64) []reportRange {
+	var out []reportRange
+	span := int64(0)
+	for _, next := range statsSpans {
+		hi := (from + next - 1) / next * next
+		if hi > now {
+			break
+		}
+		if hi > from {
+			out = append(out, reportRange{span, from, hi})
+		}
+		span, from = next, hi
+	}
+	return append(out, reportRange{span, from, -1})
 }
 
 // addReportRows adds the rows of more to those of rows with the same

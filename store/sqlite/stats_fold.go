@@ -124,7 +124,8 @@ func (db *DB) foldLoop(interval time.Duration) {
 }
 
 // foldStats merges the committed rows of stats_deltas into source_stats
-// and deletes them, in one write transaction: it reads the highest id,
+// (and their minutes into source_stats_coarse, migration 011) and
+// deletes them, in one write transaction: it reads the highest id,
 // adds the rows up to it (summed per source_stats row first, so a busy
 // group costs one upsert per fold, not one per lead) and deletes the
 // same rows. Handles sharing the file fold one after the other (SQLite's

@@ -133,8 +133,10 @@ func TestStatsMigrateFrom006(t *testing.T) {
 	if n := queryInt(t, db, `SELECT COUNT(*) FROM sqlite_master WHERE name = 'stats_delta'`); n != 0 {
 		t.Fatal("006's stats_delta view survived the migration")
 	}
-	since := fromMS(t0 + 20*45_000)
-	assertReport(t, db, "the migration", since)
+	// Windows read from the minutes and from 011's coarse spans, which
+	// the migration summed from 006's minutes.
+	sinces := []time.Time{fromMS(t0 + 20*45_000), fromMS(t0 - 7*3_600_000), fromMS(t0 + 7*60_000)}
+	assertReport(t, db, "the migration", sinces...)
 	// The same kinds of change through 007's triggers, on leads 006
 	// counted: a status, an ftd, a move, a delete, a resubmission.
 	for _, stmt := range []string{
@@ -147,12 +149,12 @@ func TestStatsMigrateFrom006(t *testing.T) {
 		if _, err := db.writer.ExecContext(ctx, stmt); err != nil {
 			t.Fatal(stmt, err)
 		}
-		assertReport(t, db, stmt, since)
+		assertReport(t, db, stmt, sinces...)
 	}
 	if _, err := db.foldStats(ctx); err != nil {
 		t.Fatal(err)
 	}
-	assertReport(t, db, "the fold", since)
+	assertReport(t, db, "the fold", sinces...)
 }
 
 // rawCount is one integer from a *sql.DB opened outside the package's
@@ -277,4 +279,85 @@ func TestStatsFoldTwoHandles(t *testing.T) {
 		return queryInt(t, a, `SELECT COUNT(*) FROM stats_deltas`) == 0
 	})
 	assertReport(t, a, "the loops' fold")
+}
+
+// TestReportRanges checks the window cover against the minutes it stands
+// for: contiguous from the start on, each range on its span's bounds, the
+// last one open and the only one reaching past now, and at most 9 + 5 +
+// 23 rows per value before the days.
+func TestReportRanges(t *testing.T) {
+	day := int64(24 * 60 * 60000)
+	now := 20_000*day + 13*60*60000 + 37*60000 + 1234
+	for _, from := range []int64{0, 60000, 9 * 60000, 10 * 60000, 59 * 60000, day - 60000, day, 19_999 * day,
+		19_999*day + 13*60*60000 + 37*60000, now - 5*60000 - 1234, now - 60*60000 - 1234, now - 1234, now + 60000 - 1234} {
+		rs := reportRanges(from, now)
+		at, rows := from, int64(0)
+		for i, r := range rs {
+			step := max(r.span, 60000)
+			if r.lo != at || r.lo%step != 0 || (r.hi >= 0 && (r.hi <= r.lo || r.hi%step != 0 || r.hi > now)) {
+				t.Fatalf("from %d: range %d = %+v after %d", from, i, r, at)
+			}
+			if r.hi < 0 {
+				if i != len(rs)-1 {
+					t.Fatalf("from %d: open range %+v is not the last", from, r)
+				}
+				break
+			}
+			rows += (r.hi - r.lo) / step
+			at = r.hi
+		}
+		if rows > 9+5+23 {
+			t.Errorf("from %d: %d rows per value before the last range: %+v", from, rows, rs)
+		}
+		if last := rs[len(rs)-1]; last.hi >= 0 || (now-last.lo)/max(last.span, 60000) > max(9, 5, 23, (now-from)/day) {
+			t.Errorf("from %d: last range %+v covers too many buckets up to now", from, last)
+		}
+	}
+}
+
+// TestReportCoarseAgrees checks a window's report read from the coarse
+// spans (migration 011) against the leads, for windows starting on every
+// kind of boundary and between them over a Filled day and more: what Fill
+// summed, and what the fold added from live writes in the same minutes.
+func TestReportCoarseAgrees(t *testing.T) {
+	ctx := context.Background()
+	db, clk := MustOpen(t)
+	if err := db.Fill(ctx, 3000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	// Live leads over the last 25 hours' end, through the triggers and
+	// the fold, in the minutes Fill wrote too.
+	clk.Advance(-30 * time.Minute)
+	for i := range 40 {
+		if _, err := db.Enqueue(ctx, sourcePayload(fmt.Sprintf("C-%d", i), []string{"fb", "gg"}[i%2], "quiz",
+			fmt.Sprintf("s%d", i%3), "DE"), store.EnqueueOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(47 * time.Second)
+	}
+	leads, err := db.Claim(ctx, "t", clk.Now(), time.Hour, 40)
+	if err != nil || len(leads) != 40 {
+		t.Fatal(len(leads), err)
+	}
+	for i, l := range leads {
+		out := []crm.State{crm.StateAccepted, crm.StateRejected}[i%2]
+		if err := db.Record(ctx, "t", crm.AttemptResult{CRMID: "crm-" + l.ExternalID,
+			Attempt: crm.Attempt{LeadID: l.ID, Outcome: out, HTTPStatus: 200}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.foldStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, db, `SELECT COUNT(DISTINCT span) FROM source_stats_coarse`); n != int64(len(statsSpans)) {
+		t.Fatalf("source_stats_coarse has %d spans, want %d", n, len(statsSpans))
+	}
+	now := clk.Now()
+	var sinces []time.Time
+	for d := time.Duration(0); d <= 25*time.Hour; d += 37 * time.Minute {
+		sinces = append(sinces, now.Add(-d))
+	}
+	sinces = append(sinces, now.Truncate(time.Hour), now.Truncate(10*time.Minute), now.Truncate(24*time.Hour),
+		now.Add(-24*time.Hour).Truncate(time.Hour).Add(-time.Minute), now.Add(-5*time.Minute))
+	assertReport(t, db, "coarse spans", sinces...)
 }

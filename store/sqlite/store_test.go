@@ -183,11 +183,12 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, stmt := range []string{
-			// What migrations 005 to 007 added beside the leads columns
+			// What migrations 005 to 007 (and 011) added beside the leads columns
 			// (005 rebuilds leads from the columns it names, so those stay).
 			`DROP TRIGGER refusals_throughput`, `DROP TABLE throughput_min`, `DROP TABLE pauses`,
 			`DROP TRIGGER leads_stats_insert`, `DROP TRIGGER leads_stats_update`, `DROP TRIGGER leads_stats_delete`,
 			`DROP TRIGGER leads_stats_move`, `DROP TABLE stats_deltas`, `DROP TABLE source_stats`,
+			`DROP TABLE source_stats_coarse`, // 011
 			`DROP TRIGGER attempts_throughput`, `DROP TRIGGER callbacks_throughput`, `DROP TABLE throughput`,
 			`CREATE INDEX attempts_kind_started ON attempts (kind, started_at)`,
 			`CREATE INDEX callbacks_received ON callbacks (received_at)`,
