@@ -111,37 +111,54 @@ func (t *tailer) start(ctx context.Context) error {
 		return err
 	}
 	if t.refusals {
-		recent, err := t.db.Refusals(ctx, crm.EventQuery{Limit: max(n, 1)})
-		if err != nil {
+		if t.refAfter, err = cursorStart(ctx, n, t.refusalIDs); err != nil {
 			return err
-		}
-		if len(recent) > 0 {
-			t.refAfter = recent[0].ID
-			if n > 0 {
-				t.refAfter = recent[len(recent)-1].ID - 1
-			}
 		}
 	}
 	if t.fw {
-		var err error
-		if t.fwAfter, err = t.forwardStart(ctx, n); err != nil {
+		if t.fwAfter, err = cursorStart(ctx, n, t.forwardIDs); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// forwardStart is the forward cursor from which the last n attempts
-// tail keeps follow. The store reads attempts only forward, by id, so
-// the newest id is found by a binary search of one-row reads (about 2
-// log2 of it), then the last n in windows below it, doubled until they
-// hold n or reach EventScanWindow ids: never a pass over every attempt.
-func (t *tailer) forwardStart(ctx context.Context, n int) (int64, error) {
-	after := func(id int64) (bool, error) {
-		page, err := t.db.ForwardAttemptsAfter(ctx, id, 1)
-		return len(page) > 0, err
+// idPage is one forward read of a kind tail follows: the ids of up to
+// limit rows above after, in id order, and which of them the filters keep.
+// The store bounds these reads so that a row still committing below one
+// returned is never passed over (PostgreSQL's horizon), which is why the
+// cursors start from them and not from a newest-first list.
+type idPage func(ctx context.Context, after int64, limit int) (ids []int64, keep []bool, err error)
+
+func (t *tailer) refusalIDs(ctx context.Context, after int64, limit int) ([]int64, []bool, error) {
+	rs, err := t.db.RefusalsAfter(ctx, after, limit)
+	ids, keep := make([]int64, len(rs)), make([]bool, len(rs))
+	for i, r := range rs {
+		ids[i], keep[i] = r.ID, true
 	}
-	// top is the newest id: there is an attempt above lo, none above hi.
+	return ids, keep, err
+}
+
+func (t *tailer) forwardIDs(ctx context.Context, after int64, limit int) ([]int64, []bool, error) {
+	as, err := t.db.ForwardAttemptsAfter(ctx, after, limit)
+	ids, keep := make([]int64, len(as)), make([]bool, len(as))
+	for i, a := range as {
+		ids[i], keep[i] = a.ID, t.keepsForward(a)
+	}
+	return ids, keep, err
+}
+
+// cursorStart is the cursor from which the last n rows of a kind that the
+// filters keep are followed. The store reads such rows only forward, by
+// id, so the newest id is found by a binary search of one-row reads (about
+// 2 log2 of it), then the last n in windows below it, doubled until they
+// hold n or reach EventScanWindow ids: never a pass over every row.
+func cursorStart(ctx context.Context, n int, read idPage) (int64, error) {
+	after := func(id int64) (bool, error) {
+		ids, _, err := read(ctx, id, 1)
+		return len(ids) > 0, err
+	}
+	// top is the newest id: there is a row above lo, none above hi.
 	lo, hi := int64(0), int64(1024)
 	for {
 		more, err := after(hi)
@@ -154,7 +171,7 @@ func (t *tailer) forwardStart(ctx context.Context, n int) (int64, error) {
 		lo, hi = hi, hi*2
 	}
 	if more, err := after(lo); err != nil || !more {
-		return lo, err // lo is 0: no attempt yet
+		return lo, err // lo is 0: no row yet
 	}
 	for hi-lo > 1 {
 		mid := lo + (hi-lo)/2
@@ -174,24 +191,24 @@ func (t *tailer) forwardStart(ctx context.Context, n int) (int64, error) {
 	}
 	for window := int64(max(n, 100)); ; window *= 2 {
 		from := max(0, top-window)
-		var ids []int64
+		var kept []int64
 		for cur := from; cur < top; {
-			page, err := t.db.ForwardAttemptsAfter(ctx, cur, tailPage)
+			ids, keep, err := read(ctx, cur, tailPage)
 			if err != nil {
 				return 0, err
 			}
-			if len(page) == 0 {
+			if len(ids) == 0 {
 				break
 			}
-			for _, a := range page {
-				if a.ID <= top && t.keepsForward(a) {
-					ids = append(ids, a.ID)
+			for i, id := range ids {
+				if id <= top && keep[i] {
+					kept = append(kept, id)
 				}
 			}
-			cur = page[len(page)-1].ID
+			cur = ids[len(ids)-1]
 		}
-		if len(ids) >= n {
-			return ids[len(ids)-n] - 1, nil
+		if len(kept) >= n {
+			return kept[len(kept)-n] - 1, nil
 		}
 		if from == 0 || window >= store.EventScanWindow {
 			return from, nil // fewer than n: all of them

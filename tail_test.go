@@ -780,7 +780,7 @@ func TestTailForwardStart(t *testing.T) {
 				}
 			}
 			tl := newTailer(f, tailOptions{all: true, q: c.q})
-			got, err := tl.forwardStart(context.Background(), c.n)
+			got, err := cursorStart(context.Background(), c.n, tl.forwardIDs)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
@@ -269,6 +270,25 @@ func (db *DB) SaveCallbacks(ctx context.Context, evs []crm.CallbackEvent) (_ []b
 // not a walk over the dead entries at the low end of the key.
 const refusalSweepEvery = 64
 
+// sqlSaveRefusal inserts a refusal under refusalOrderLock, taken by the
+// uncorrelated subquery before the id is drawn and released by the outer
+// SELECT once the row is in: the statement is the transaction's only
+// write, so its xid is assigned inside the lock too, in the order of the
+// ids (RefusalsAfter). The lock covers the one-row insert, not the trim,
+// the triggers or the commit. The trim (del, run after the outer SELECT)
+// drops the ids at or below the new one minus $7 (Options.MaxRefusals):
+// those within $8 of that bound, or all of them when $8 is negative.
+const sqlSaveRefusal = `WITH ins AS (
+	INSERT INTO refusals (at, remote_addr, http_status, code, detail, head)
+	SELECT $1, $2, $3, $4, $5, $6
+	WHERE (SELECT count(*) FROM (SELECT pg_advisory_lock($9::bigint)) AS l) = 1
+	RETURNING id
+), del AS (
+	DELETE FROM refusals WHERE id <= (SELECT id FROM ins) - $7::bigint
+		AND ($8::bigint < 0 OR id > (SELECT id FROM ins) - $7::bigint - $8::bigint)
+)
+SELECT pg_advisory_unlock($9::bigint) FROM ins`
+
 // SaveRefusal implements callbacks.EventSink: it stores a refused callback
 // and, in the same statement, drops those beyond Options.MaxRefusals (the
 // ids at or below its own id minus the bound). There is no counter row:
@@ -291,11 +311,11 @@ func (db *DB) SaveRefusal(ctx context.Context, r crm.Refusal) (err error) {
 	if db.watch.refusals.Add(1)%refusalSweepEvery == 0 {
 		window = -1 // everything below the bound
 	}
-	if _, err := db.pool.Exec(ctx, `WITH ins AS (INSERT INTO refusals (at, remote_addr, http_status, code, detail, head)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
-		DELETE FROM refusals WHERE id <= (SELECT id FROM ins) - $7::bigint
-			AND ($8::bigint < 0 OR id > (SELECT id FROM ins) - $7::bigint - $8::bigint)`,
-		ms(at), r.RemoteAddr, r.HTTPStatus, r.Code, r.Detail, head, int64(db.opt.MaxRefusals), window); err != nil {
+	if err := db.withOrderLock(ctx, func(conn *pgxpool.Conn) error {
+		_, err := conn.Exec(ctx, sqlSaveRefusal, ms(at), r.RemoteAddr, r.HTTPStatus, r.Code, r.Detail, head,
+			int64(db.opt.MaxRefusals), window, refusalOrderLock)
+		return err
+	}); err != nil {
 		return fmt.Errorf("save refusal: %w", mapErr(ctx, err))
 	}
 	db.noteCommit()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
@@ -221,7 +222,14 @@ const sqlRecordDeliveries = `WITH r AS (
 	RETURNING delivery_id`
 
 // RecordDeliveries implements store.Store in one statement
-// (sqlRecordDeliveries).
+// (sqlRecordDeliveries), sent in one round trip between the take and the
+// release of attemptOrderLock, as one implicit transaction: its first
+// write (the deliveries' UPDATE) assigns its xid inside the lock and the
+// INSERT draws the attempts' ids there too, so xids and attempt ids go in
+// the same order (ForwardAttemptsAfter). The lock is held while the
+// UPDATE waits for a row lock of another transaction (a claim of an
+// expired lease, a release): that one holds no order lock, so the wait
+// ends, and records of other instances queue behind it meanwhile.
 func (db *DB) RecordDeliveries(ctx context.Context, owner string, rs []crm.DeliveryResult) (lost []int64, err error) {
 	defer func() { db.noteFailure(err) }()
 	if len(rs) == 0 {
@@ -253,12 +261,35 @@ func (db *DB) RecordDeliveries(ctx context.Context, owner string, rs []crm.Deliv
 		finals = append(finals, r.Final && !r.Delivered)
 		retries = append(retries, retry)
 	}
-	done, err := queryAll(ctx, db.pool, func(r pgx.Row) (int64, error) {
-		var id int64
-		return id, r.Scan(&id)
-	}, sqlRecordDeliveries, ids, states, nexts, errs, ats, statuses, heads, lats, dels, owner, finals, retries, nowMS)
+	var done []int64
+	err = db.withOrderLock(ctx, func(conn *pgxpool.Conn) error {
+		b := &pgx.Batch{}
+		b.Queue(`SELECT pg_advisory_lock($1)`, attemptOrderLock)
+		b.Queue(sqlRecordDeliveries, ids, states, nexts, errs, ats, statuses, heads, lats, dels, owner, finals, retries, nowMS)
+		b.Queue(`SELECT pg_advisory_unlock($1)`, attemptOrderLock)
+		br := conn.SendBatch(ctx, b)
+		err := func() error {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			if done, err = pgx.CollectRows(rows, pgx.RowTo[int64]); err != nil {
+				return err
+			}
+			_, err = br.Exec()
+			return err
+		}()
+		// Close reads up to the Sync: the implicit commit's own result.
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("record deliveries: %w", err)
+		return nil, fmt.Errorf("record deliveries: %w", mapErr(ctx, err))
 	}
 	if len(done) > 0 {
 		db.committed()
@@ -446,12 +477,14 @@ func (db *DB) ForwardAttempts(ctx context.Context, externalID string) ([]crm.For
 }
 
 // ForwardAttemptsAfter implements store.Store: up to limit attempts with
-// an id above afterID, oldest first. Two instances' records can commit
-// out of id order, so a row with a smaller id may appear after a caller
-// paged past it: tail --all may miss such a line (the timeline does not).
+// an id above afterID, oldest first, as CallbacksAfter: only those whose
+// transaction is older than every one that may still insert here
+// (sqlCursorBound). RecordDeliveries draws xids and attempt ids in the
+// same order (attemptOrderLock), so an attempt still committing has a
+// larger id than every one returned: the cursor never passes it.
 func (db *DB) ForwardAttemptsAfter(ctx context.Context, afterID int64, limit int) ([]crm.ForwardAttempt, error) {
 	out, err := queryAll(ctx, db.pool, scanForwardAttempt, `SELECT `+forwardAttemptCols+forwardAttemptsFrom+`
-		WHERE a.id > $1 ORDER BY a.id LIMIT $2`, afterID, store.ClampLimit(limit))
+		WHERE a.id > $1 AND a.txid < `+sqlCursorBound+` ORDER BY a.id LIMIT $2`, afterID, store.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("forward attempts after %d: %w", afterID, err)
 	}

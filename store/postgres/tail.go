@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/leadwatch/leadwatch/crm"
 	"github.com/leadwatch/leadwatch/store"
@@ -97,14 +99,52 @@ func (db *DB) TailStart(ctx context.Context, q store.TailQuery, n int) (int64, e
 	return id - 1, nil
 }
 
-// RefusalsAfter implements store.Store. Refusal ids, unlike callback
-// ids, are not drawn in commit order (SaveRefusal takes no ordering
-// lock: a refusal is one short statement and never trusted), so two
-// refusals stored in the same instant by two instances may reach a
-// cursor out of order and the later-committing one be passed over.
+// The order locks of the other tables tail --all follows, as idOrderLock
+// is the callbacks': each insert of a refusal (SaveRefusal) or of forward
+// attempts (RecordDeliveries) holds its table's lock while its transaction
+// takes its xid and the rows their ids, so both go in the same order and
+// a cursor bounded by sqlCursorBound passes no row still committing below
+// it (RefusalsAfter, ForwardAttemptsAfter). One key per table: a refusal
+// flood (hostile traffic) waits on no callback or forward, nor they on
+// it. ("lw" "rfid", "lw" "faid".)
+const (
+	refusalOrderLock int64 = 0x6c77_7266_6964
+	attemptOrderLock int64 = 0x6c77_6661_6964
+)
+
+// withOrderLock runs fn on a connection of its own, whose statements take
+// an order lock and release it before they end. If fn fails the lock may
+// still be held (a session lock outlives the failed transaction): it is
+// released on the session, or the connection is closed, which releases
+// it too. The error is fn's, unmapped.
+func (db *DB) withOrderLock(ctx context.Context, fn func(*pgxpool.Conn) error) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	if err = fn(conn); err != nil {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, uerr := conn.Exec(uctx, `SELECT pg_advisory_unlock_all()`); uerr != nil {
+			_ = conn.Hijack().Close(uctx)
+			return err
+		}
+	}
+	conn.Release()
+	return err
+}
+
+// RefusalsAfter implements store.Store, as CallbacksAfter: ids are drawn
+// before commit, so only refusals whose transaction is older than every
+// one that may still insert here are returned (sqlCursorBound). SaveRefusal
+// draws xids and ids in the same order (refusalOrderLock), so a refusal
+// still committing has a larger id than every one returned: the cursor
+// never passes it. A refusal is withheld while any older transaction of
+// this database runs, however short.
 func (db *DB) RefusalsAfter(ctx context.Context, afterID int64, limit int) ([]crm.Refusal, error) {
 	out, err := queryAll(ctx, db.pool, scanRefusal, `SELECT id, at, remote_addr, http_status, code, detail, head
-		FROM refusals WHERE id > $1 ORDER BY id LIMIT $2`, afterID, store.ClampLimit(limit))
+		FROM refusals WHERE id > $1 AND txid < `+sqlCursorBound+` ORDER BY id LIMIT $2`,
+		afterID, store.ClampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("refusals after %d: %w", afterID, err)
 	}

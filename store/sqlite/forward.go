@@ -498,7 +498,8 @@ func (db *DB) ForwardAttempts(ctx context.Context, externalID string) ([]crm.For
 }
 
 // ForwardAttemptsAfter implements store.Store: up to limit attempts with
-// an id above afterID, oldest first.
+// an id above afterID, oldest first. Attempt ids commit in id order (one
+// writer at a time), so a cursor cannot pass one still committing.
 func (db *DB) ForwardAttemptsAfter(ctx context.Context, afterID int64, limit int) ([]crm.ForwardAttempt, error) {
 	out, err := queryAll(ctx, db.reader, scanForwardAttempt, `SELECT `+forwardAttemptCols+forwardAttemptsFrom+`
 		WHERE a.id > ? ORDER BY a.id LIMIT ?`, afterID, store.ClampLimit(limit))

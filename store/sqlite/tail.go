@@ -95,7 +95,10 @@ func (db *DB) TailStart(ctx context.Context, q store.TailQuery, n int) (int64, e
 	return id - 1, nil
 }
 
-// RefusalsAfter implements store.Store.
+// RefusalsAfter implements store.Store. Writes are serialized by the
+// database's write lock, so refusal ids commit in id order: a cursor
+// cannot pass one still committing (PostgreSQL's needs a lock and a
+// horizon for that).
 func (db *DB) RefusalsAfter(ctx context.Context, afterID int64, limit int) ([]crm.Refusal, error) {
 	out, err := queryAll(ctx, db.reader, scanRefusal, `SELECT id, at, remote_addr, http_status, code, detail, head
 		FROM refusals WHERE id > ? ORDER BY id LIMIT ?`, afterID, store.ClampLimit(limit))

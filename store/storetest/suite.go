@@ -94,6 +94,7 @@ func run(t *testing.T, h Harness) {
 	t.Run("Traffic", func(t *testing.T) { testTraffic(t, h) })
 	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, h) })
 	t.Run("Forward", func(t *testing.T) { testForward(t, h) })
+	t.Run("TailOrder", func(t *testing.T) { testTailOrder(t, h) })
 }
 
 // clock is the fake clock tests move by hand (Options.Now): lease expiry

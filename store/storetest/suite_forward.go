@@ -477,11 +477,11 @@ func testForwardTimeline(t *testing.T, h Harness) {
 	if fa, err := s.ForwardAttempts(context.Background(), "nobody"); err != nil || len(fa) != 0 {
 		t.Errorf("attempts of an unknown lead: %v, %v; want none", fa, err)
 	}
-	all, err := s.ForwardAttemptsAfter(context.Background(), 0, 2)
+	all, err := attemptsAfter(t, s, 0, 2, 2)
 	if err != nil || len(all) != 2 {
 		t.Fatalf("attempts after 0, limit 2: %v, %v", all, err)
 	}
-	rest, err := s.ForwardAttemptsAfter(context.Background(), all[1].ID, 10)
+	rest, err := attemptsAfter(t, s, all[1].ID, 10, 1)
 	if err != nil || len(rest) != 1 || rest[0].ID <= all[1].ID {
 		t.Fatalf("attempts after %d: %v, %v; want the last one", all[1].ID, rest, err)
 	}
@@ -557,7 +557,7 @@ func testForwardPrune(t *testing.T, h Harness) {
 	if st.ForwardAttempts != 2 {
 		t.Errorf("prune: %d forward attempts deleted, want 2 (the delivered one's but its last)", st.ForwardAttempts)
 	}
-	all, err := s.ForwardAttemptsAfter(context.Background(), 0, 100)
+	all, err := attemptsAfter(t, s, 0, 100, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -694,4 +694,17 @@ func testForwardOutOfOrder(t *testing.T, h Harness) {
 	if len(got) != 2 || got[0].CallbackID >= got[1].CallbackID {
 		t.Fatalf("delivered callbacks %v, want the two, each once, in id order", deliveredCallbacks(got))
 	}
+}
+
+// attemptsAfter reads ForwardAttemptsAfter(after, limit) until it returns
+// want attempts or fails, within poll's deadline, and returns the last
+// answer: like the callbacks' tail (tailOf), a backend may withhold a
+// committed attempt while an older transaction of its database runs.
+func attemptsAfter(t *testing.T, s store.Store, after int64, limit, want int) (as []crm.ForwardAttempt, err error) {
+	t.Helper()
+	poll.Until(t, fmt.Sprintf("the forward attempts after id %d to number %d", after, want), func() bool {
+		as, err = s.ForwardAttemptsAfter(context.Background(), after, limit)
+		return err != nil || len(as) >= want
+	})
+	return as, err
 }
