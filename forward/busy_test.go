@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,6 +43,34 @@ func TestRateAbove(t *testing.T) {
 	}
 }
 
+// TestRateAboveSeesBurstEarly: twice the rate over burstWindow is a
+// burst at once; less waits for the full window, over the same sample.
+func TestRateAboveSeesBurstEarly(t *testing.T) {
+	var n uint64
+	now := time.Unix(1_800_000_000, 0)
+	busy := RateAbove(func() uint64 { return n }, 100, func() time.Time { return now })
+	busy() // the first sample
+	// 220/s over burstWindow
+	n, now = 11, now.Add(burstWindow)
+	if !busy() {
+		t.Fatal("twice the rate over burstWindow is not a burst")
+	}
+
+	n, now = 0, time.Unix(1_900_000_000, 0)
+	busy = RateAbove(func() uint64 { return n }, 100, func() time.Time { return now })
+	busy()
+	// 180/s over burstWindow: above the rate, not twice
+	n, now = 9, now.Add(burstWindow)
+	if busy() {
+		t.Fatal("busy over burstWindow below twice the rate")
+	}
+	// 120/s over the window
+	n, now = 24, now.Add(busyWindow-burstWindow)
+	if !busy() {
+		t.Fatal("the full window, from the first sample, did not see 120/s")
+	}
+}
+
 // TestBusyYields: while Busy, the Forwarder still makes its first claim
 // and then waits for the gap; once Busy ends it forwards the rest.
 func TestBusyYields(t *testing.T) {
@@ -62,5 +91,24 @@ func TestBusyYields(t *testing.T) {
 	defer q.mu.Unlock()
 	if q.claims <= claims {
 		t.Fatal("delivered without a claim")
+	}
+}
+
+// TestBusyYieldsOnlyForABurst: a listener that stays busy past BusyMax is
+// steady traffic, not a burst; the Forwarder claims again, or the queue
+// would only grow.
+func TestBusyYieldsOnlyForABurst(t *testing.T) {
+	_, srv := newTestApp(t, nil)
+	q := newFakeQueue()
+	q.add(0, `{"n":1}`)
+	startForwarder(t, q, Config{URL: srv.URL, Busy: func() bool { return true }, BusyGap: time.Hour,
+		BusyMax: 20 * time.Millisecond, IdleCheck: 5 * time.Millisecond})
+	poll.Until(t, "the first delivery", func() bool { return q.count(crm.DeliveryDelivered) == 1 })
+	for n := 2; n <= 4; n++ {
+		q.add(0, fmt.Sprintf(`{"n":%d}`, n))
+		// A BusyGap of an hour: only the end of yielding can send these.
+		poll.Until(t, fmt.Sprintf("delivery %d while the listener stays busy", n), func() bool {
+			return q.count(crm.DeliveryDelivered) == n
+		})
 	}
 }

@@ -104,6 +104,12 @@ type Config struct {
 	// so during a burst there are few; a burst that does not end still
 	// has its callbacks forwarded, a batch per gap.
 	BusyGap time.Duration
+	// BusyMax bounds how long the Forwarder yields in a row; default
+	// 10 s. Traffic that keeps Busy true longer is the campaign's steady
+	// rate, not a burst: yielding to it would let the queue grow without
+	// end (a batch per BusyGap is far below it), so the Forwarder then
+	// claims as usual, sharing the writer, until Busy says false again.
+	BusyMax time.Duration
 	// Clock and Jitter are injectable for tests.
 	Clock  crm.Clock
 	Jitter func() float64
@@ -178,6 +184,9 @@ func New(q Queue, cfg Config) (*Forwarder, error) {
 	}
 	if cfg.BusyGap <= 0 {
 		cfg.BusyGap = 2 * time.Second
+	}
+	if cfg.BusyMax <= 0 {
+		cfg.BusyMax = 10 * time.Second
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
@@ -305,7 +314,20 @@ func (f *Forwarder) Run(ctx context.Context) error {
 		lastClaim time.Time
 		backoff   time.Duration
 		retryAt   time.Time
+		busySince time.Time // when Busy last turned true; zero while it says false
 	)
+	// yield says whether to hold off a claim for the listener's burst: for
+	// as long as Busy says so, up to BusyMax in a row.
+	yield := func(now time.Time) bool {
+		if !f.cfg.Busy() {
+			busySince = time.Time{}
+			return false
+		}
+		if busySince.IsZero() {
+			busySince = now
+		}
+		return now.Sub(busySince) < f.cfg.BusyMax
+	}
 	for {
 		wait := f.cfg.IdleCheck
 		now := clock.Now()
@@ -319,7 +341,7 @@ func (f *Forwarder) Run(ctx context.Context) error {
 			// store commit, worth sharing.
 		case now.Sub(lastClaim) < f.cfg.ClaimGap:
 			wait = f.cfg.ClaimGap - now.Sub(lastClaim)
-		case f.cfg.Busy != nil && now.Sub(lastClaim) < f.cfg.BusyGap && f.cfg.Busy():
+		case f.cfg.Busy != nil && now.Sub(lastClaim) < f.cfg.BusyGap && yield(now):
 			// Look again within IdleCheck: the burst may end before the
 			// gap does, and nothing else would wake the loop then.
 			wait = min(f.cfg.BusyGap-now.Sub(lastClaim), f.cfg.IdleCheck)
