@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // Folding the counter deltas (migrations 001 and 003): the committed delta
@@ -126,7 +127,7 @@ var sourceCounters = func() []string {
 
 // sqlFoldSources moves the committed source deltas into source_stats,
 // summed per group once (m), and those sums into source_stats_coarse's
-// spans (migration 007, reportSpans). The sums are of ints: the server
+// spans (migration 007, store.ReportSpans). The sums are of ints: the server
 // adds BIGINTs in numeric, several times slower, and one fold's deltas
 // never near 2^31 leads.
 var sqlFoldSources = func() string {
@@ -140,8 +141,8 @@ var sqlFoldSources = func() string {
 		sets[i] = c + " = source_stats." + c + " + excluded." + c
 		coarseSets[i] = c + " = c." + c + " + excluded." + c
 	}
-	spans := make([]string, len(reportSpans))
-	for i, sp := range reportSpans {
+	spans := make([]string, len(store.ReportSpans))
+	for i, sp := range store.ReportSpans {
 		spans[i] = "(" + strconv.FormatInt(sp, 10) + "::bigint)"
 	}
 	cols := strings.Join(sourceCounters, ", ")

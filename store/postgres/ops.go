@@ -330,7 +330,7 @@ func leadMatch(q crm.LeadQuery, first int) (string, []any) {
 
 // Report implements store.Store: one row per value of q.By, summed from
 // source_stats (all time, or a window's minutes up to the next 10
-// minutes), source_stats_coarse (the rest of a window, reportRanges) and
+// minutes), source_stats_coarse (the rest of a window, store.ReportRanges) and
 // the deltas not yet folded (migrations 003 and 008), in one snapshot.
 // It never reads the leads: the cost is the number of groups times at
 // most 9 + 5 + 23 rows and the days of the window.
@@ -353,19 +353,19 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		from := max(ms(q.Since.Truncate(time.Minute)), 0)
 		args = append(args, from)
 		parts = []string{`SELECT value` + cols + ` FROM source_deltas WHERE field = $1 AND bucket >= $2`}
-		for _, r := range reportRanges(from, ms(db.now())) {
+		for _, r := range store.ReportRanges(from, ms(db.now())) {
 			var part string
-			if r.span == 0 {
+			if r.Span == 0 {
 				part = `SELECT value` + cols + ` FROM source_stats WHERE field = $1 AND bucket >= $` + strconv.Itoa(len(args)+1)
-				args = append(args, r.lo)
+				args = append(args, r.Lo)
 			} else {
 				part = `SELECT value` + cols + ` FROM source_stats_coarse WHERE field = $1 AND span = $` +
 					strconv.Itoa(len(args)+1) + ` AND bucket >= $` + strconv.Itoa(len(args)+2)
-				args = append(args, r.span, r.lo)
+				args = append(args, r.Span, r.Lo)
 			}
-			if r.hi >= 0 {
+			if r.Hi >= 0 {
 				part += ` AND bucket < $` + strconv.Itoa(len(args)+1)
-				args = append(args, r.hi)
+				args = append(args, r.Hi)
 			}
 			parts = append(parts, part)
 		}
@@ -392,39 +392,6 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 	}
 	sortReport(out)
 	return out, nil
-}
-
-// reportSpans are source_stats_coarse's spans in ms (migration 007),
-// finest first: each divides the next, so a window's start rounds up
-// span by span (reportRanges).
-var reportSpans = [...]int64{10 * 60000, 60 * 60000, 24 * 60 * 60000}
-
-// reportRange is a range of one table's buckets: source_stats' minutes
-// (span 0) or one span of source_stats_coarse, from lo up to hi (-1: no
-// end).
-type reportRange struct{ span, lo, hi int64 }
-
-// reportRanges covers the minutes from (a minute's start, >= 0) on with
-// the coarsest buckets that fit: the minutes up to the next 10 minutes'
-// start, then the 10 minutes up to the next hour, the hours up to the
-// next day and the days from there. A range reaching past now is the
-// last, open-ended: a short window is one range of minutes, and rows
-// ahead of the clock (another instance's) are counted. Empty ranges are
-// left out. store/sqlite has the same cover of its tables.
-func reportRanges(from, now int64) []reportRange {
-	var out []reportRange
-	span := int64(0)
-	for _, next := range reportSpans {
-		hi := (from + next - 1) / next * next
-		if hi > now {
-			break
-		}
-		if hi > from {
-			out = append(out, reportRange{span, from, hi})
-		}
-		span, from = next, hi
-	}
-	return append(out, reportRange{span, from, -1})
 }
 
 // sortReport orders rows by Sent descending, then Value.

@@ -34,8 +34,8 @@ func TestReportCoarseAgrees(t *testing.T) {
 	if err := db.pool.QueryRow(ctx, `SELECT count(DISTINCT span) FROM source_stats_coarse`).Scan(&coarse); err != nil {
 		t.Fatal(err)
 	}
-	if coarse != len(reportSpans) {
-		t.Fatalf("source_stats_coarse has %d spans after Fill, want %d", coarse, len(reportSpans))
+	if coarse != len(store.ReportSpans) {
+		t.Fatalf("source_stats_coarse has %d spans after Fill, want %d", coarse, len(store.ReportSpans))
 	}
 	now := time.Now()
 	sinces := []time.Time{now.Truncate(time.Hour), now.Truncate(10 * time.Minute), now.Truncate(24 * time.Hour),

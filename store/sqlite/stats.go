@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // The Sources report's aggregates (migrations 006 and 007): source_stats
@@ -42,11 +43,6 @@ type statsKey struct {
 	bucket       int64
 	span         int64 // 0: source_stats' minute or all time
 }
-
-// statsSpans are source_stats_coarse's spans in ms, finest first: each
-// divides the next, so a window's start rounds up span by span
-// (reportRanges).
-var statsSpans = [...]int64{10 * 60000, 60 * 60000, 24 * 60 * 60000}
 
 // statsColumns is how many counters a source_stats row has (statsCounters).
 const statsColumns = 7 + crm.LatencyBuckets
@@ -127,7 +123,7 @@ func (a statsAcc) addCoarse() {
 	}
 	for _, k := range coarse {
 		c := a[k]
-		for _, span := range statsSpans {
+		for _, span := range store.ReportSpans {
 			ck := statsKey{k.field, k.value, k.bucket / span * span, span}
 			sums := a[ck]
 			if sums == nil {
@@ -284,7 +280,7 @@ func cutGroupValues(ctx context.Context, tx *sql.Tx) error {
 
 // Report implements store.Store: the Sources view's rows, summed from
 // source_stats and source_stats_coarse (a field's all-time rows, or for
-// q.Since truncated to the minute the few ranges of reportRanges, each
+// q.Since truncated to the minute the few ranges of store.ReportRanges, each
 // one range of a primary key) plus the deltas
 // not yet folded (stats_deltas, a few seconds of changes at most), both
 // read in one snapshot so the answer is exact whenever it is asked; never
@@ -306,19 +302,19 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		from = max(ms(q.Since.Truncate(time.Minute)), 0)
 		var parts []string
 		args = args[:0]
-		for _, r := range reportRanges(from, ms(db.now())) {
+		for _, r := range store.ReportRanges(from, ms(db.now())) {
 			var part string
-			if r.span == 0 {
+			if r.Span == 0 {
 				part = `SELECT value, ` + statsCounters + ` FROM source_stats WHERE field = ? AND bucket >= ?`
-				args = append(args, q.By, r.lo)
+				args = append(args, q.By, r.Lo)
 			} else {
 				part = `SELECT value, ` + statsCounters + ` FROM source_stats_coarse
 					WHERE field = ? AND span = ? AND bucket >= ?`
-				args = append(args, q.By, r.span, r.lo)
+				args = append(args, q.By, r.Span, r.Lo)
 			}
-			if r.hi >= 0 {
+			if r.Hi >= 0 {
 				part += ` AND bucket < ?`
-				args = append(args, r.hi)
+				args = append(args, r.Hi)
 			}
 			parts = append(parts, part)
 		}
@@ -360,34 +356,6 @@ func (db *DB) Report(ctx context.Context, q crm.ReportQuery) ([]crm.ReportRow, e
 		return out[i].Value < out[j].Value
 	})
 	return out, nil
-}
-
-// reportRange is a range of one table's buckets: source_stats' minutes
-// (span 0) or one span of source_stats_coarse, from lo up to hi (-1: no
-// end).
-type reportRange struct{ span, lo, hi int64 }
-
-// reportRanges covers the minutes from (a minute's start, >= 0) on with
-// the coarsest buckets that fit: the minutes up to the next 10 minutes'
-// start, then the 10 minutes up to the next hour, the hours up to the
-// next day and the days from there. A range reaching past now is the
-// last, open-ended: a short window is one range of minutes, and rows
-// ahead of the clock (another instance's) are counted. Empty ranges are
-// left out.
-func reportRanges(from, now int64) []reportRange {
-	var out []reportRange
-	span := int64(0)
-	for _, next := range statsSpans {
-		hi := (from + next - 1) / next * next
-		if hi > now {
-			break
-		}
-		if hi > from {
-			out = append(out, reportRange{span, from, hi})
-		}
-		span, from = next, hi
-	}
-	return append(out, reportRange{span, from, -1})
 }
 
 // addReportRows adds the rows of more to those of rows with the same

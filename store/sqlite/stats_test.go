@@ -281,40 +281,6 @@ func TestStatsFoldTwoHandles(t *testing.T) {
 	assertReport(t, a, "the loops' fold")
 }
 
-// TestReportRanges checks the window cover against the minutes it stands
-// for: contiguous from the start on, each range on its span's bounds, the
-// last one open and the only one reaching past now, and at most 9 + 5 +
-// 23 rows per value before the days.
-func TestReportRanges(t *testing.T) {
-	day := int64(24 * 60 * 60000)
-	now := 20_000*day + 13*60*60000 + 37*60000 + 1234
-	for _, from := range []int64{0, 60000, 9 * 60000, 10 * 60000, 59 * 60000, day - 60000, day, 19_999 * day,
-		19_999*day + 13*60*60000 + 37*60000, now - 5*60000 - 1234, now - 60*60000 - 1234, now - 1234, now + 60000 - 1234} {
-		rs := reportRanges(from, now)
-		at, rows := from, int64(0)
-		for i, r := range rs {
-			step := max(r.span, 60000)
-			if r.lo != at || r.lo%step != 0 || (r.hi >= 0 && (r.hi <= r.lo || r.hi%step != 0 || r.hi > now)) {
-				t.Fatalf("from %d: range %d = %+v after %d", from, i, r, at)
-			}
-			if r.hi < 0 {
-				if i != len(rs)-1 {
-					t.Fatalf("from %d: open range %+v is not the last", from, r)
-				}
-				break
-			}
-			rows += (r.hi - r.lo) / step
-			at = r.hi
-		}
-		if rows > 9+5+23 {
-			t.Errorf("from %d: %d rows per value before the last range: %+v", from, rows, rs)
-		}
-		if last := rs[len(rs)-1]; last.hi >= 0 || (now-last.lo)/max(last.span, 60000) > max(9, 5, 23, (now-from)/day) {
-			t.Errorf("from %d: last range %+v covers too many buckets up to now", from, last)
-		}
-	}
-}
-
 // TestReportCoarseAgrees checks a window's report read from the coarse
 // spans (migration 011) against the leads, for windows starting on every
 // kind of boundary and between them over a Filled day and more: what Fill
@@ -349,8 +315,8 @@ func TestReportCoarseAgrees(t *testing.T) {
 	if _, err := db.foldStats(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := queryInt(t, db, `SELECT COUNT(DISTINCT span) FROM source_stats_coarse`); n != int64(len(statsSpans)) {
-		t.Fatalf("source_stats_coarse has %d spans, want %d", n, len(statsSpans))
+	if n := queryInt(t, db, `SELECT COUNT(DISTINCT span) FROM source_stats_coarse`); n != int64(len(store.ReportSpans)) {
+		t.Fatalf("source_stats_coarse has %d spans, want %d", n, len(store.ReportSpans))
 	}
 	now := clk.Now()
 	var sinces []time.Time

@@ -6,7 +6,7 @@
 -- window [since, now] reads the minutes up to the next 10 minutes'
 -- start, the 10 minutes up to the next hour, the hours up to the next
 -- day and the days from there: at most 9 + 5 + 23 rows and the days, per
--- value (ops.go: reportRanges).
+-- value (store.ReportRanges).
 --
 -- Only the fold writes these rows (counts.go: sqlFoldSources), from the
 -- deltas it merges into source_stats: the triggers on leads, and every

@@ -7,7 +7,7 @@
 -- span's start), and a window [since, now] reads the minutes up to the
 -- next 10 minutes' start, the 10 minutes up to the next hour, the hours
 -- up to the next day and the days from there: at most 9 + 5 + 23 rows
--- and the days, per value (stats.go: reportRanges).
+-- and the days, per value (store.ReportRanges).
 --
 -- Only the fold and Fill write these rows, with source_stats' minutes
 -- (stats.go: statsAcc.flush), so the triggers on leads, and every
