@@ -473,7 +473,8 @@ func TestTimestampTypeMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		undoMigration(t, func(q string) error { _, err := raw.Exec(q); return err }, 10)
+		undoMigration(t, func(q string) error { _, err := raw.Exec(q); return err }, 10,
+			`DROP TABLE source_stats_coarse`) // 011
 		raw.Close()
 		db2 := storetest.OpenPath(t, loc, store.Options{})
 		db2.Close()
@@ -498,7 +499,9 @@ func TestTimestampTypeMigration(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		undoMigration(t, func(q string) error { _, err := conn.Exec(ctx, q); return err }, 6)
+		undoMigration(t, func(q string) error { _, err := conn.Exec(ctx, q); return err }, 6,
+			`DROP TABLE source_stats_coarse`,                                                         // 007
+			`ALTER TABLE refusals DROP COLUMN txid`, `ALTER TABLE forward_attempts DROP COLUMN txid`) // 008
 		db, err = postgres.Open(ctx, loc, store.Options{})
 		if err != nil {
 			t.Fatalf("migrate again: %v", err)
@@ -512,14 +515,17 @@ func TestTimestampTypeMigration(t *testing.T) {
 	})
 }
 
-// undoMigration drops ts_number and forgets migration version, which must
-// be the newest applied: the store then looks as one written before it.
-func undoMigration(t *testing.T, exec func(string) error, version int) {
+// undoMigration takes the store back to before migration version (the
+// one adding ts_number): the later migrations' objects dropped (later),
+// ts_number dropped, version and the later ones forgotten. It then looks
+// as a store written before it, and migrates again on open.
+func undoMigration(t *testing.T, exec func(string) error, version int, later ...string) {
 	t.Helper()
-	for _, q := range []string{
-		`ALTER TABLE callbacks DROP COLUMN ts_number`,
-		`DELETE FROM schema_migrations WHERE version = ` + strconv.Itoa(version) + ` AND version = (SELECT max(version) FROM schema_migrations)`,
-	} {
+	// The migrations after it are undone first (later: their objects), so
+	// the store is at version-1 and migrates again from there.
+	qs := append(later, `ALTER TABLE callbacks DROP COLUMN ts_number`,
+		`DELETE FROM schema_migrations WHERE version >= `+strconv.Itoa(version))
+	for _, q := range qs {
 		if err := exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
