@@ -115,12 +115,7 @@ func (c *tailCursor) next(t *testing.T, step string) {
 // both, in id order, once the first commits: it is never passed over.
 func TestTailRefusalsOutOfOrderCommit(t *testing.T) {
 	ctx := context.Background()
-	db1, u := openTest(t, store.Options{})
-	db2, err := Open(ctx, u, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db2.Close() })
+	db1, db2, u := openTwo(t)
 	save := func(db *DB, code string) error { return db.SaveRefusal(ctx, crm.Refusal{Code: code, HTTPStatus: 401}) }
 	if err := save(db1, "before"); err != nil {
 		t.Fatal(err)
@@ -176,12 +171,7 @@ func TestTailRefusalsOutOfOrderCommit(t *testing.T) {
 // when another's record of a later one commits.
 func TestTailForwardAttemptsOutOfOrderCommit(t *testing.T) {
 	ctx := context.Background()
-	db1, u := openTest(t, store.Options{})
-	db2, err := Open(ctx, u, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db2.Close() })
+	db1, db2, u := openTwo(t)
 	if err := db1.StartForwarding(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -328,12 +318,7 @@ func TestTailOrderLockReleasedOnError(t *testing.T) {
 // id (the rows of one record share one).
 func TestTailIDsFollowXids(t *testing.T) {
 	ctx := context.Background()
-	db1, u := openTest(t, store.Options{})
-	db2, err := Open(ctx, u, store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db2.Close() })
+	db1, db2, _ := openTwo(t)
 	const writers, per = 8, 40
 	if err := db1.StartForwarding(ctx); err != nil {
 		t.Fatal(err)
@@ -388,4 +373,17 @@ func TestTailIDsFollowXids(t *testing.T) {
 			t.Errorf("%s: %d rows, %d with a smaller xid than the row before them; want %d, none", table, rows, inverted, writers*per)
 		}
 	}
+}
+
+// openTwo opens a fresh test database twice, as two instances would,
+// and returns its URL too.
+func openTwo(t *testing.T) (*DB, *DB, string) {
+	t.Helper()
+	db1, u := openTest(t, store.Options{})
+	db2, err := Open(context.Background(), u, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db2.Close() })
+	return db1, db2, u
 }
