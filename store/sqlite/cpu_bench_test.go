@@ -91,3 +91,73 @@ func BenchmarkSaveCallbacksCPU(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSaveCallbacksPages measures what one callback costs the store
+// once the dedup index is larger than a commit: 50,000 events stored,
+// then batches of 21 (the listener's measured events per commit at 32
+// connections) whose internal ids are spread over a million leads, as
+// tools/cbload and a real CRM send them. Each event then lands on a leaf
+// page of callbacks_dedup of its own, and every such page costs a WAL
+// frame at the commit and a write at the next checkpoint.
+//
+// "ordered_by_time" is a what-if, not the schema: the same unique index
+// with its columns in the order (timestamp, event, internal_id), and no
+// index on internal_id (which linking a late lead needs, stmts.go's
+// sqlLinkLate). With cbload's millisecond timestamps the batch's keys are
+// then adjacent, and the difference between the two is the cost of the
+// scattered pages:
+//
+//	go test -run '^$' -bench SaveCallbacksPages -benchtime 1500x -count 3 ./store/sqlite/
+func BenchmarkSaveCallbacksPages(b *testing.B) {
+	ctx := context.Background()
+	const (
+		stored = 50_000
+		batch  = 21
+	)
+	events := func(tb testing.TB, from, n int) []crm.CallbackEvent {
+		evs := make([]crm.CallbackEvent, n)
+		for k := range evs {
+			j := from + k
+			raw := fmt.Sprintf(`{"internal_id":"crm-%d","event":"lead.contacted","status":"contacted","timestamp":%d}`,
+				1+(j*7919)%1_000_003, 1_700_000_000_000+j)
+			ev, err := crm.ParseCallback([]byte(raw))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			ev.ReceivedAt = time.Now()
+			evs[k] = ev
+		}
+		return evs
+	}
+	for _, v := range []struct {
+		name   string
+		schema []string
+	}{
+		{"schema", nil},
+		{"ordered_by_time", []string{`DROP INDEX callbacks_dedup`,
+			`CREATE UNIQUE INDEX callbacks_dedup ON callbacks (timestamp, event, internal_id)`}},
+	} {
+		b.Run(v.name, func(b *testing.B) {
+			db := MustOpenPath(b, filepath.Join(b.TempDir(), "pages.db"), store.Options{})
+			for _, q := range v.schema {
+				if _, err := db.writer.ExecContext(ctx, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := 0; i < stored; i += 500 {
+				if _, err := db.SaveCallbacks(ctx, events(b, i, 500)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			start := processCPU(b)
+			i := 0
+			for b.Loop() {
+				if _, err := db.SaveCallbacks(ctx, events(b, stored+i*batch, batch)); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64((processCPU(b)-start).Microseconds())/float64(i*batch), "cpu_µs/callback")
+		})
+	}
+}
