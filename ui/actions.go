@@ -318,12 +318,25 @@ func (m Model) externalEdit(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, nil
 }
 
+// searchAfresh makes each filtering pane search its filter again in the
+// next refresh instead of extending its last search: the leads the user
+// just acted on must show as they are now at once, those that left a
+// pane's states included, which a pane's reads of what changed at its top
+// cannot see (until its next background search).
+func (m *Model) searchAfresh() {
+	for _, p := range []*leadPane{&m.retries, &m.dups, &m.rejects} {
+		p.srch.key = ""
+	}
+	m.all.srch.key = ""
+}
+
 // actionResult takes what an outbox action, send-all-now or a bulk
 // resubmit step did: the status bar says it, and the panes re-read.
 func (m Model) actionResult(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case actedMsg, retriedAllMsg:
 		m.bar = m.bar.Update(msg)
+		m.searchAfresh()
 	case bulkCountedMsg:
 		switch {
 		case msg.err != nil:

@@ -312,6 +312,7 @@ func (m *Model) stepBulk(msg bulkStepMsg) tea.Cmd {
 	default:
 		m.bar.say(summary)
 	}
+	m.searchAfresh()
 	return m.refresh()
 }
 

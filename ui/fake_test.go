@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,6 +187,9 @@ func (f *fakeSource) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.Cal
 	var out []crm.CallbackEvent
 	for i := len(f.callbacks) - 1; i >= 0; i-- {
 		c := f.callbacks[i]
+		if c.ID <= q.AfterID {
+			continue
+		}
 		if q.Filter == "" || containsFold(q.Filter, c.ExternalID, c.InternalID, c.Event, c.Status) {
 			c.RawBody = nil // as the store: rows never carry the body
 			out = append(out, c)
@@ -216,7 +218,7 @@ func (f *fakeSource) Refusals(ctx context.Context, q crm.EventQuery) ([]crm.Refu
 	defer f.mu.Unlock()
 	var out []crm.Refusal
 	for i := len(f.refusals) - 1; i >= 0; i-- {
-		if r := f.refusals[i]; q.Filter == "" || containsFold(q.Filter, r.Detail) {
+		if r := f.refusals[i]; r.ID > q.AfterID && (q.Filter == "" || containsFold(q.Filter, r.Detail)) {
 			out = append(out, r)
 		}
 	}
@@ -318,15 +320,6 @@ func (f *fakeSource) lastLeadQueryOrNil(states ...crm.State) *crm.LeadQuery {
 		}
 	}
 	return nil
-}
-
-func containsFold(needle string, hay ...string) bool {
-	for _, h := range hay {
-		if strings.Contains(strings.ToLower(h), strings.ToLower(needle)) {
-			return true
-		}
-	}
-	return false
 }
 
 func window[T any](rows []T, offset, limit int) []T {

@@ -1,6 +1,10 @@
 package ui
 
 import (
+	"context"
+	"sync"
+	"time"
+
 	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
@@ -63,3 +67,87 @@ func (f filterInput) View() string {
 	}
 	return f.input.View()
 }
+
+// researchTimeout bounds one background re-search of a filter.
+const researchTimeout = 30 * time.Second
+
+// research runs a pane's full search of its filter again off the
+// refresh. A text filter the store matches rarely makes that search scan
+// every row of the pane's states (a quarter of a second and more at a
+// million leads), so a filtering pane searches once, in the refresh,
+// when its filter or window changes, and after that reads only what
+// changed at its top; the full search runs again here every
+// researchEvery to take in what those reads cannot see (a lead that left
+// the pane's states, a callback linked later), and a later refresh
+// takes its result. Copies of the pane share it: it is a cache of the
+// store, not state of the screen.
+type research[T any] struct {
+	mu      sync.Mutex
+	running bool
+	key     string // what res was searched for
+	res     T
+	seq     int           // counts results, so a pane takes each once
+	took    time.Duration // how long the last search ran (real time)
+	wg      sync.WaitGroup
+}
+
+// researchCost paces a slow background search: it runs again no sooner
+// than this many times as long as it last took after it started, so a
+// search of a second (a rare filter at a million leads on PostgreSQL)
+// keeps to a tenth of a core.
+const researchCost = 10
+
+// due reports whether the search that last started at (the dashboard's
+// clock) is due again at now: researchEvery after, or later when it is
+// slow (researchCost).
+func (r *research[T]) due(at, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return now.Sub(at) >= max(researchEvery, researchCost*r.took)
+}
+
+// claim reports whether a search may start: none is running. The
+// caller must then start one.
+func (r *research[T]) claim() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		return false
+	}
+	r.running = true
+	r.wg.Add(1)
+	return true
+}
+
+// start runs the search claim allowed, for key, in the background.
+func (r *research[T]) start(key string, search func(ctx context.Context) (T, error)) {
+	go func() {
+		defer r.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), researchTimeout)
+		defer cancel()
+		began := time.Now()
+		res, err := search(ctx)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.running, r.took = false, time.Since(began)
+		if err != nil {
+			return // the pane keeps what it has; the next one tries again
+		}
+		r.key, r.res = key, res
+		r.seq++
+	}()
+}
+
+// result is the newest search for key the pane has not taken (it took
+// seq seen last).
+func (r *research[T]) result(key string, seen int) (res T, seq int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.seq == seen || r.key != key {
+		return res, seen, false
+	}
+	return r.res, r.seq, true
+}
+
+// wait blocks until no search runs (tests, benchmarks).
+func (r *research[T]) wait() { r.wg.Wait() }

@@ -215,6 +215,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, resubmit(m.cfg.Source, msg.externalID, msg.payload)
 	case resubmittedMsg:
 		m.bar = m.bar.Update(msg)
+		m.searchAfresh()
 		cmd := m.refresh()
 		return m, cmd
 	case pausedMsg:

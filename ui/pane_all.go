@@ -1,7 +1,9 @@
 package ui
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -45,14 +47,27 @@ type allPane struct {
 	capped      bool
 	counter     *leadCounter
 	searchBound bool // the last filtered read may have stopped at the store's scan bound
-	// What a text-filtered window was last read for and when: such a read
-	// may scan the store's whole 100,000-row window, so it is paced.
-	searchedFor string
-	searchedAt  time.Time
+	// What a text filter's window holds between refreshes: such a search
+	// may scan the store's whole 100,000-row window, so a refresh reads
+	// only the leads stored since, and the search runs again in the
+	// background every researchEvery (see research).
+	srch  allSearch
+	bg    *research[allResult]
+	bgSeq int
+}
+
+// allSearch is a text-filtered window as last searched, brought up to
+// date by the matching leads stored since.
+type allSearch struct {
+	key   string     // the window and filter it is for (allPane.searchKey); "" none
+	rows  []crm.Lead // the window and the row past it, newest first
+	above []crm.Lead // the rows above a pinned window, nearest first
+	seen  int64      // the newest lead id when it was read
+	at    time.Time  // when (the dashboard's clock) the last full search started
 }
 
 func newAllPane(st *Styles, keys dashboardKeys) allPane {
-	return allPane{paneFrame: newPaneFrame(st, keys), matched: -1, counter: &leadCounter{}}
+	return allPane{paneFrame: newPaneFrame(st, keys), matched: -1, counter: &leadCounter{}, bg: &research[allResult]{}}
 }
 
 // countTimeout bounds one count of a filter's matches.
@@ -72,6 +87,7 @@ type leadCounter struct {
 	capped  bool
 	done    bool
 	running bool
+	wg      sync.WaitGroup // the count running, for benchmarks to wait on
 }
 
 // due reports whether filter should be counted (again) at now: no count
@@ -84,12 +100,14 @@ func (c *leadCounter) due(filter string, now time.Time) bool {
 		return false
 	}
 	c.running, c.at = true, now
+	c.wg.Add(1)
 	return true
 }
 
 // start counts q's matches for filter; due claimed it.
 func (c *leadCounter) start(src Source, q crm.LeadQuery, filter string) {
 	go func() {
+		defer c.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), countTimeout)
 		defer cancel()
 		n, capped, err := src.CountLeads(ctx, q, countCap)
@@ -102,6 +120,9 @@ func (c *leadCounter) start(src Source, q crm.LeadQuery, filter string) {
 		c.filter, c.n, c.capped, c.done = filter, n, capped, true
 	}()
 }
+
+// wait blocks until no count runs (benchmarks).
+func (c *leadCounter) wait() { c.wg.Wait() }
 
 // get is the last count for filter, if there is one.
 func (c *leadCounter) get(filter string) (n int, capped, ok bool) {
@@ -122,9 +143,10 @@ const countCap = 1000
 // so when its search may have stopped there.
 const scanBound = 100_000
 
-// researchEvery paces re-reading a text-filtered window that did not
-// move: a rare filter scans 100,000 rows (a quarter of a second at a
-// million leads), which must not run on every change signal.
+// researchEvery paces the full search of a text filter that did not
+// change, run in the background (see research): a rare filter scans
+// 100,000 rows (a quarter of a second at a million leads) or every row of
+// a pane's states, which must not run on every change signal.
 const researchEvery = 2 * time.Second
 
 // recountEvery paces the filter's CountLeads, which may scan up to the
@@ -142,22 +164,66 @@ type allQuery struct {
 	top    int64
 	bottom bool
 	filter string
+	// A text filter: key names the search (allPane.searchKey); tail, when
+	// set, reads only the matches stored after the search's newest lead,
+	// and main and above are read instead when more matched than fit.
+	key  string
+	tail *crm.LeadQuery
+	bg   *research[allResult] // claimed: the full search, in the background
+	now  time.Time            // the refresh's clock, for the search's pacing
 }
 
 // allResult is allQuery's answer.
 type allResult struct {
-	q     allQuery
-	rows  []crm.Lead
-	above []crm.Lead
-	ok    bool
+	q      allQuery
+	rows   []crm.Lead
+	above  []crm.Lead
+	seen   int64      // with a text filter: the newest lead id before the reads
+	tail   []crm.Lead // with tailed: the new matches, oldest first, read instead of rows and above
+	tailed bool
+	ok     bool
 }
 
 // loadAll runs the pane's reads.
 func loadAll(ctx context.Context, src Source, q allQuery, fail func(string, error)) allResult {
-	r := allResult{q: q}
 	if q.count != nil {
 		// First: the count was claimed, and must run even if a read fails.
 		q.counter.start(src, *q.count, q.filter)
+	}
+	if q.bg != nil {
+		full := q
+		full.tail, full.bg, full.count = nil, nil, nil
+		q.bg.start(q.key, func(ctx context.Context) (allResult, error) {
+			var errs []error
+			r := loadAll(ctx, src, full, func(_ string, err error) { errs = append(errs, err) })
+			return r, errors.Join(errs...)
+		})
+	}
+	r := allResult{q: q}
+	var err error
+	if q.key != "" {
+		// The newest id first: what is stored after it, the next
+		// refresh reads.
+		if r.seen, err = newestLeadID(ctx, src); err != nil {
+			fail(paneAll.name(), err)
+			return r
+		}
+	}
+	if q.tail != nil {
+		rows, err := src.Leads(ctx, *q.tail)
+		if err != nil {
+			fail(paneAll.name(), err)
+			return r
+		}
+		if len(rows) < q.tail.Limit {
+			r.tail, r.tailed, r.ok = rows, true, true
+			if len(rows) > 0 {
+				r.seen = max(r.seen, rows[len(rows)-1].ID)
+			}
+			return r
+		}
+		// More new matches than the window: they are common, and the
+		// full read is quick.
 	}
 	rows, err := src.Leads(ctx, q.main)
 	if err != nil {
@@ -173,6 +239,15 @@ func loadAll(ctx context.Context, src Source, q allQuery, fail func(string, erro
 	}
 	r.ok = true
 	return r
+}
+
+// newestLeadID is the largest lead id stored, by the primary key.
+func newestLeadID(ctx context.Context, src Source) (int64, error) {
+	ls, err := src.Leads(ctx, crm.LeadQuery{Order: crm.OrderNewest, Limit: 1})
+	if err != nil || len(ls) == 0 {
+		return 0, err
+	}
+	return ls[0].ID, nil
 }
 
 // narrow filters the query by the pane's filter: a word that names
@@ -201,16 +276,29 @@ func (p allPane) filterStates() []crm.State {
 	return out
 }
 
+// textFilter reports whether the filter is the store's substring filter
+// rather than a state name.
+func (p allPane) textFilter() bool { return p.filter != "" && len(p.filterStates()) == 0 }
+
+// searchKey names what a text-filtered read is for: the window and the
+// filter.
+func (p allPane) searchKey() string { return fmt.Sprint(p.top, p.bottom, p.filter, p.height) }
+
 func (p *allPane) ask(q *snapshotQuery) {
-	if p.filter != "" && len(p.filterStates()) == 0 {
-		key := fmt.Sprint(p.top, p.bottom, p.filter, p.height)
-		if p.loaded && p.searchedFor == key && q.now.Sub(p.searchedAt) < researchEvery {
-			return
-		}
-		p.searchedFor, p.searchedAt = key, q.now
-	}
 	lim := p.limit()
-	aq := allQuery{top: p.top, bottom: p.bottom, filter: p.filter}
+	aq := allQuery{top: p.top, bottom: p.bottom, filter: p.filter, now: q.now}
+	if p.textFilter() && !p.bottom {
+		aq.key = p.searchKey()
+		if p.loaded && p.srch.key == aq.key {
+			tail := crm.LeadQuery{Order: crm.OrderOldest, AfterID: p.srch.seen, Limit: lim + 1}
+			p.narrow(&tail)
+			aq.tail = &tail
+			if p.bg.due(p.srch.at, q.now) && p.bg.claim() {
+				p.srch.at = q.now
+				aq.bg = p.bg
+			}
+		}
+	}
 	aq.main = crm.LeadQuery{Order: crm.OrderNewest, Limit: lim + 1}
 	if p.top > 0 {
 		aq.main.BeforeID = p.top + 1
@@ -254,6 +342,15 @@ func (p *allPane) take(s snapshotMsg) bool {
 	if !r.ok || r.q.top != p.top || r.q.bottom != p.bottom || r.q.filter != p.filter {
 		return false
 	}
+	if r.q.key != "" {
+		if r.q.key != p.searchKey() {
+			return false
+		}
+		if !p.searched(r) {
+			return true // the search it extends is gone: search afresh
+		}
+		r.rows, r.above = p.srch.rows, p.srch.above
+	}
 	lim := p.limit()
 	p.loaded = true
 	rows := r.rows
@@ -292,6 +389,63 @@ func (p *allPane) take(s snapshotMsg) bool {
 	}
 	p.cursor = min(max(p.cursor, 0), max(len(p.rows)-1, 0))
 	return false
+}
+
+// searched takes a text-filtered read into the pane's search: a full
+// one replaces it, new matches join it (above the window at the live top,
+// or above a pinned window, nearest first), and a background search
+// that landed meanwhile replaces it first. It reports false when new
+// matches came for a search the pane no longer has.
+func (p *allPane) searched(r allResult) bool {
+	key := r.q.key
+	if res, seq, ok := p.bg.result(key, p.bgSeq); ok && p.srch.key == key {
+		p.bgSeq = seq
+		old := p.srch
+		p.srch = allSearch{key: key, rows: res.rows, above: res.above, seen: res.seen, at: old.at}
+		// Matches the pane read after that search began stay.
+		var newer []crm.Lead
+		for _, l := range append(slices.Clone(old.rows), old.above...) {
+			if l.ID > res.seen {
+				newer = append(newer, l)
+			}
+		}
+		slices.SortFunc(newer, func(a, b crm.Lead) int { return cmp.Compare(a.ID, b.ID) })
+		p.addMatches(newer, old.seen)
+	}
+	if !r.tailed {
+		p.srch = allSearch{key: key, rows: r.rows, above: r.above, seen: r.seen, at: r.q.now}
+		return true
+	}
+	if p.srch.key != key {
+		return false
+	}
+	p.addMatches(r.tail, r.seen)
+	return true
+}
+
+// addMatches adds leads stored after the search, oldest first, seen the
+// newest id then.
+func (p *allPane) addMatches(news []crm.Lead, seen int64) {
+	s := &p.srch
+	has := make(map[int64]bool, len(s.rows)+len(s.above))
+	for _, l := range s.rows {
+		has[l.ID] = true
+	}
+	for _, l := range s.above {
+		has[l.ID] = true
+	}
+	news = slices.DeleteFunc(slices.Clone(news), func(l crm.Lead) bool { return has[l.ID] })
+	lim := p.limit()
+	if p.top == 0 {
+		// Newest first, above the rows; the window and one past it.
+		slices.Reverse(news)
+		s.rows = append(news, s.rows...)
+		s.rows = s.rows[:min(len(s.rows), lim+1)]
+	} else {
+		s.above = append(slices.Clone(s.above), news...)
+		s.above = s.above[:min(len(s.above), lim)]
+	}
+	s.seen = max(s.seen, seen)
 }
 
 // scanMayStop reports whether a filtered read ending short may have
@@ -394,6 +548,7 @@ func (p *allPane) setFilter(f string) {
 	if f != p.filter {
 		p.filter, p.top, p.bottom, p.cursor = f, 0, false, 0
 		p.below, p.above, p.matched, p.capped = nil, nil, -1, false
+		p.srch = allSearch{}
 	}
 }
 

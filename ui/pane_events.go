@@ -1,9 +1,13 @@
 package ui
 
 import (
+	"cmp"
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,10 +79,103 @@ type eventPane struct {
 	frozen  bool
 	frozeAt int // total when the pane froze, for "n new"
 	matched int // rows the filter matched; negative: at least -matched
+
+	// What the filter matches, kept between refreshes so that a refresh
+	// reads only the events that arrived since (see research).
+	srch  eventSearch
+	bg    *research[eventResult]
+	bgSeq int
+}
+
+// eventSearch is what the filtering events pane knows of its filter's
+// matches: a full search, brought up to date by the events stored since.
+type eventSearch struct {
+	key string // the filter and page size it is for; "" none
+	// stored and window hold, as the store reads them, up to a page of
+	// the newest callbacks and of the newest refusals (by id) the store's
+	// filter matches, and up to eventScan of each unfiltered, whose drawn
+	// words the filter is matched on; both newest first (by time).
+	stored []eventRow
+	window []eventRow
+	cbTop  int64 // the newest callback and refusal ids read
+	refTop int64
+	at     time.Time // when (the dashboard's clock) the last full search started
+}
+
+// eventResult is a full search of the events' filter.
+type eventResult struct {
+	stored, scan  []eventRow
+	cbTop, refTop int64
+	ok            bool
+}
+
+// eventTailMax is how many callbacks (and refusals) a filtering refresh
+// reads past the newest it had; when more arrived it searches afresh.
+const eventTailMax = 1000
+
+// eventTail is the filtering pane's read of the events after the newest
+// it has read.
+type eventTail struct{ cbAfter, refAfter int64 }
+
+// eventBg is a background search the pane claimed in this refresh.
+type eventBg struct {
+	r   *research[eventResult]
+	key string
+	q   crm.EventQuery
 }
 
 func newEventPane(st *Styles, keys dashboardKeys) eventPane {
-	return eventPane{paneFrame: newPaneFrame(st, keys)}
+	return eventPane{paneFrame: newPaneFrame(st, keys), bg: &research[eventResult]{}}
+}
+
+// readEventSearch is a full search of q's filter: the store's matches and
+// the newest eventScan events unfiltered. ok is whether any rows came:
+// a failing table leaves the other's.
+func readEventSearch(ctx context.Context, src Source, q crm.EventQuery) (eventResult, error) {
+	var r eventResult
+	cbs, err1 := src.Callbacks(ctx, q)
+	refs, err2 := src.Refusals(ctx, q)
+	if err1 != nil && err2 != nil {
+		return r, errors.Join(err1, err2)
+	}
+	r.stored, r.ok = mergeEvents(cbs, refs, len(cbs)+len(refs)), true
+	r.cbTop, r.refTop = topIDs(cbs, refs)
+	sq := crm.EventQuery{Limit: eventScan}
+	scbs, err3 := src.Callbacks(ctx, sq)
+	srefs, err4 := src.Refusals(ctx, sq)
+	r.scan = mergeEvents(scbs, srefs, len(scbs)+len(srefs))
+	c, f := topIDs(scbs, srefs)
+	r.cbTop, r.refTop = max(r.cbTop, c), max(r.refTop, f)
+	return r, errors.Join(err1, err2, err3, err4)
+}
+
+// readEventTail reads the events after t's ids, newest first, and the
+// newest ids then. reached is false when eventTailMax of a kind came:
+// more may lie between, and the pane searches afresh.
+func readEventTail(ctx context.Context, src Source, t eventTail) (rows []eventRow, cbTop, refTop int64, reached bool, err error) {
+	cbs, err := src.Callbacks(ctx, crm.EventQuery{AfterID: t.cbAfter, Limit: eventTailMax})
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	refs, err := src.Refusals(ctx, crm.EventQuery{AfterID: t.refAfter, Limit: eventTailMax})
+	if err != nil {
+		return nil, 0, 0, false, err
+	}
+	cbTop, refTop = topIDs(cbs, refs)
+	reached = len(cbs) < eventTailMax && len(refs) < eventTailMax
+	return mergeEvents(cbs, refs, len(cbs)+len(refs)), max(cbTop, t.cbAfter), max(refTop, t.refAfter), reached, nil
+}
+
+// topIDs is the newest callback and refusal ids among rows read newest
+// first (0 when none).
+func topIDs(cbs []crm.CallbackEvent, refs []crm.Refusal) (cb, ref int64) {
+	for _, c := range cbs {
+		cb = max(cb, c.ID)
+	}
+	for _, r := range refs {
+		ref = max(ref, r.ID)
+	}
+	return cb, ref
 }
 
 // query is what the pane asks for, of callbacks and of refusals alike.
@@ -89,9 +186,94 @@ func (p eventPane) query() crm.EventQuery {
 func (p *eventPane) ask(q *snapshotQuery) {
 	eq := p.query()
 	q.events = &eq
-	if p.filter != "" {
-		q.eventScan = eventScan
+	if p.filter == "" {
+		return
 	}
+	q.eventScan, q.eventKey = eventScan, p.searchKey()
+	if p.srch.key != q.eventKey {
+		return // the first search of this filter, in this refresh
+	}
+	q.eventTail = &eventTail{cbAfter: p.srch.cbTop, refAfter: p.srch.refTop}
+	if p.bg.due(p.srch.at, q.now) && p.bg.claim() {
+		p.srch.at = q.now
+		q.eventBg = &eventBg{r: p.bg, key: q.eventKey, q: eq}
+	}
+}
+
+// searchKey names what a search of the filter is for: the filter and
+// the page size.
+func (p eventPane) searchKey() string { return p.filter + "\x00" + strconv.Itoa(p.limit()) }
+
+// storeMatch reports whether the store's filter matches r (see
+// crm.EventQuery.Filter and the stores' Refusals).
+func (p eventPane) storeMatch(r eventRow) bool {
+	if r.ref != nil {
+		return containsFold(p.filter, r.ref.Detail, r.ref.Code, r.ref.RemoteAddr)
+	}
+	return containsFold(p.filter, r.cb.ExternalID, r.cb.InternalID, r.cb.Event, r.cb.Status)
+}
+
+// rebase takes a full search. The events the pane read after it (a
+// background search may have started before them) are applied again.
+func (p *eventPane) rebase(key string, r eventResult) {
+	old := p.srch
+	p.srch = eventSearch{key: key, stored: r.stored, window: r.scan, cbTop: r.cbTop, refTop: r.refTop, at: old.at}
+	if old.key != key {
+		return
+	}
+	var newer []eventRow
+	seen := map[string]bool{}
+	for _, e := range append(slices.Clone(old.window), old.stored...) {
+		if !seen[e.key()] && ((e.ref != nil && e.ref.ID > r.refTop) || (e.cb != nil && e.cb.ID > r.cbTop)) {
+			seen[e.key()] = true
+			newer = append(newer, e)
+		}
+	}
+	p.advance(newer, old.cbTop, old.refTop)
+}
+
+// advance brings the search up to date with events read since, newest
+// first: each replaces its older copy in the newest rows, and joins the
+// store's matches if it matches.
+func (p *eventPane) advance(tail []eventRow, cbTop, refTop int64) {
+	s := &p.srch
+	fresh := make(map[string]bool, len(tail))
+	for _, e := range tail {
+		fresh[e.key()] = true
+	}
+	drop := func(e eventRow) bool { return fresh[e.key()] }
+	s.window = newestOf(append(slices.Clone(tail), slices.DeleteFunc(slices.Clone(s.window), drop)...), eventScan)
+	s.stored = slices.DeleteFunc(slices.Clone(s.stored), drop)
+	for _, e := range tail {
+		if p.storeMatch(e) {
+			s.stored = append(s.stored, e)
+		}
+	}
+	s.stored = newestOf(s.stored, p.limit())
+	s.cbTop, s.refTop = max(s.cbTop, cbTop), max(s.refTop, refTop)
+}
+
+// byTime sorts rows newest first, as mergeEvents does.
+func byTime(rows []eventRow) {
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at().After(rows[j].at()) })
+}
+
+// newestOf keeps of rows what a store's read of n of each would: the n
+// newest callbacks and the n newest refusals by id, newest first by time.
+func newestOf(rows []eventRow, n int) []eventRow {
+	var cbs []crm.CallbackEvent
+	var refs []crm.Refusal
+	for _, r := range rows {
+		if r.ref != nil {
+			refs = append(refs, *r.ref)
+		} else {
+			cbs = append(cbs, *r.cb)
+		}
+	}
+	slices.SortFunc(cbs, func(a, b crm.CallbackEvent) int { return cmp.Compare(b.ID, a.ID) })
+	slices.SortFunc(refs, func(a, b crm.Refusal) int { return cmp.Compare(b.ID, a.ID) })
+	cbs, refs = cbs[:min(len(cbs), n)], refs[:min(len(refs), n)]
+	return mergeEvents(cbs, refs, len(cbs)+len(refs))
 }
 
 // take applies a refresh: verified plus refused callbacks, and the rows.
@@ -101,17 +283,41 @@ func (p *eventPane) take(s snapshotMsg) bool {
 		// Polled statuses are rows of the tail too, counted apart.
 		p.total = s.counts.CallbacksVerified + s.counts.Refusals + s.counts.Polled
 	}
-	if s.eventsOK {
-		p.setRows(s.eventsQ, p.matches(s.events, s.scan, s.q.eventScan))
+	if !s.eventsOK {
+		return false
 	}
+	if p.filter == "" {
+		p.setRows(s.eventsQ, s.events)
+		return false
+	}
+	if s.q.eventKey != p.searchKey() {
+		return false // read for another filter or page
+	}
+	if res, seq, ok := p.bg.result(s.q.eventKey, p.bgSeq); ok && p.srch.key == s.q.eventKey {
+		p.bgSeq = seq
+		p.rebase(s.q.eventKey, res)
+	}
+	if s.tailed {
+		if p.srch.key != s.q.eventKey {
+			return true // the search it extends is gone: search afresh
+		}
+		p.advance(s.tail, s.cbTop, s.refTop)
+	} else {
+		p.rebase(s.q.eventKey, eventResult{stored: s.events, scan: s.scan, cbTop: s.cbTop, refTop: s.refTop})
+		p.srch.at = s.q.now
+	}
+	p.setRows(s.eventsQ, p.matches(mergeCut(p.srch.stored, p.limit()), mergeCut(p.srch.window, eventScan)))
 	return false
 }
+
+// mergeCut is the newest n of rows kept newest first: mergeEvents' cut.
+func mergeCut(rows []eventRow, n int) []eventRow { return rows[:min(len(rows), n)] }
 
 // matches is what the filter shows: the rows the store matched, and the
 // scanned newest rows whose drawn text holds the filter
 // (case-insensitively), newest first. It sets matched: a lower bound
-// when the scan or the store's rows were cut at their limit.
-func (p *eventPane) matches(stored, scan []eventRow, scanned int) []eventRow {
+// when the store's rows or the scan were cut at their limit.
+func (p *eventPane) matches(stored, scan []eventRow) []eventRow {
 	if p.filter == "" {
 		return stored
 	}
@@ -127,9 +333,9 @@ func (p *eventPane) matches(stored, scan []eventRow, scanned int) []eventRow {
 			out = append(out, r)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].at().After(out[j].at()) })
+	byTime(out)
 	p.matched = len(out)
-	if len(stored) >= p.limit() || (scanned > 0 && len(scan) >= scanned) {
+	if len(stored) >= p.limit() || len(scan) >= eventScan {
 		p.matched = -len(out)
 	}
 	if len(out) > p.limit() {
@@ -229,6 +435,7 @@ func (p eventPane) filterText() string { return p.filter }
 func (p *eventPane) setFilter(f string) {
 	if f != p.filter {
 		p.filter = f
+		p.srch = eventSearch{}
 		p.follow()
 	}
 }

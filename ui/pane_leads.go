@@ -1,11 +1,12 @@
 package ui
 
 import (
+	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
@@ -30,18 +31,41 @@ type leadPane struct {
 	offset    int
 	keepIndex bool // the user scrolled: keep the cursor's row, not its lead
 	matched   int  // leads the filter matches, when the store counts them; -1 unknown
+
+	// What a filter that names no state matches, kept between refreshes
+	// so that a refresh reads only what changed (see research).
+	srch  leadSearch
+	bg    *research[leadResult]
+	bgSeq int // the last background search taken
+}
+
+// leadSearch is what a filtering lead pane knows of its filter's
+// matches: a full search, brought up to date by the leads that changed
+// at the top of the pane's states since.
+type leadSearch struct {
+	key      string     // the filter and page size it is for; "" none
+	stored   []crm.Lead // the leads the store's filter matches, in the pane's order
+	complete bool       // stored is every such lead: the search came back short
+	window   []crm.Lead // the newest leadScan leads of the states, matched on their drawn words
+	at       time.Time  // when (the dashboard's clock) the last full search started
 }
 
 func newLeadPane(id paneID, st *Styles, keys dashboardKeys, states ...crm.State) leadPane {
-	return leadPane{paneFrame: newPaneFrame(st, keys), id: id, states: states, matched: -1}
+	return leadPane{paneFrame: newPaneFrame(st, keys), id: id, states: states, matched: -1, bg: &research[leadResult]{}}
 }
 
 // followMargin is how many rows a pane following its selected lead
 // reads on each side of its window: under live traffic the lead moves by
 // the rows that arrived or left since the last refresh, and the pane
 // re-anchors its window on it (a lead that moved further, or left the
-// pane's states, leaves the cursor on the same screen row).
-const followMargin = 100
+// pane's states, leaves the cursor on the same screen row). The read asks
+// for followNarrow rows on each side first, which is where the lead is
+// unless a burst moved it, and for followMargin only when it was not
+// there: each row read costs a row fetch at a million leads.
+const (
+	followMargin = 100
+	followNarrow = 10
+)
 
 // query is what the pane asks the Source for, and how its rows map to
 // the window.
@@ -52,15 +76,22 @@ func (p leadPane) query() (crm.LeadQuery, leadWindow) {
 	}
 	w := leadWindow{offset: p.offset, filter: p.filter}
 	if p.scanning() {
+		w.key = p.searchKey()
 		// The matches are merged with those of the scan, so the store's
 		// rows are read from the top down to the window's end.
 		q.Offset, q.Limit, w.merged = 0, p.offset+q.Limit+1, true
 		return q, w
 	}
 	if p.tracking() {
-		lo := max(p.offset-followMargin, 0)
+		lo := max(p.offset-followNarrow, 0)
 		w.skip = p.offset - lo
-		q.Offset, q.Limit = lo, q.Limit+w.skip+followMargin
+		q.Offset, q.Limit = lo, q.Limit+w.skip+followNarrow
+		if l, ok := p.selected(); ok {
+			wide := q
+			lo = max(p.offset-followMargin, 0)
+			wide.Offset, wide.Limit = lo, p.limit()+(p.offset-lo)+followMargin
+			w.follow, w.wide = l.ID, wide
+		}
 	}
 	return q, w
 }
@@ -109,9 +140,10 @@ func (p leadPane) drawn(l crm.Lead) string {
 }
 
 // merge is every match a filtering pane knows of: the store's, then the
-// scanned rows whose drawn text holds the filter, in the pane's order.
-// It sets matched, negative (a lower bound) when a read was cut short.
-func (p *leadPane) merge(q crm.LeadQuery, stored, scan []crm.Lead) []crm.Lead {
+// newest rows whose drawn text holds the filter, in the pane's order.
+// It sets matched, negative (a lower bound) when the store's matches were
+// cut short or the newest rows are not every row.
+func (p *leadPane) merge(stored []crm.Lead, complete bool, scan []crm.Lead) []crm.Lead {
 	f := strings.ToLower(p.filter)
 	seen := make(map[int64]bool, len(stored))
 	out := slices.Clone(stored)
@@ -124,18 +156,181 @@ func (p *leadPane) merge(q crm.LeadQuery, stored, scan []crm.Lead) []crm.Lead {
 			out = append(out, l)
 		}
 	}
-	byNext := len(p.states) == 1 && p.states[0] == crm.StateRetryWait
-	sort.SliceStable(out, func(i, j int) bool {
-		if byNext {
-			return out[i].NextAttemptAt.Before(out[j].NextAttemptAt)
-		}
-		return out[i].UpdatedAt.After(out[j].UpdatedAt)
-	})
+	p.sortLeads(out)
 	p.matched = len(out)
-	if len(stored) >= q.Limit || len(scan) >= leadScan {
+	if !complete || len(scan) >= leadScan {
 		p.matched = -len(out)
 	}
 	return out
+}
+
+// byDue reports whether the pane is ordered by next attempt (soonest
+// first) rather than by update (newest first).
+func (p leadPane) byDue() bool { return len(p.states) == 1 && p.states[0] == crm.StateRetryWait }
+
+// sortLeads puts leads in the pane's order, as the store does.
+func (p leadPane) sortLeads(ls []crm.Lead) {
+	due := p.byDue()
+	slices.SortStableFunc(ls, func(a, b crm.Lead) int {
+		switch {
+		case leadBefore(due, a, b):
+			return -1
+		case leadBefore(due, b, a):
+			return 1
+		}
+		return 0
+	})
+}
+
+// leadBefore reports whether a comes before b in a pane's order: by next
+// attempt and id when due, else newest update and id first.
+func leadBefore(due bool, a, b crm.Lead) bool {
+	if due {
+		if !a.NextAttemptAt.Equal(b.NextAttemptAt) {
+			return a.NextAttemptAt.Before(b.NextAttemptAt)
+		}
+		return a.ID < b.ID
+	}
+	if !a.UpdatedAt.Equal(b.UpdatedAt) {
+		return a.UpdatedAt.After(b.UpdatedAt)
+	}
+	return a.ID > b.ID
+}
+
+// storeMatch reports whether the store's filter matches l: a
+// case-insensitive substring of its external_id, CRM id or reason.
+func (p leadPane) storeMatch(l crm.Lead) bool {
+	return containsFold(p.filter, l.ExternalID, l.CRMID, l.Reason)
+}
+
+// containsFold reports whether one of hay holds needle, ignoring case.
+func containsFold(needle string, hay ...string) bool {
+	n := strings.ToLower(needle)
+	for _, h := range hay {
+		if strings.Contains(strings.ToLower(h), n) {
+			return true
+		}
+	}
+	return false
+}
+
+// searchKey names what a search of the pane's filter is for: the filter
+// and the page size.
+func (p leadPane) searchKey() string { return p.filter + "\x00" + strconv.Itoa(p.limit()) }
+
+// rebase takes a full search: the store's matches and the newest rows.
+// Rows the pane read after that search's newest row (a background
+// search may have started before them) are applied on top again.
+func (p *leadPane) rebase(key string, r leadResult) {
+	old := p.srch
+	p.srch.key, p.srch.stored, p.srch.window = key, r.rows, r.scan
+	p.srch.complete = len(r.rows) < r.q.Limit
+	if old.key != key || p.byDue() {
+		return
+	}
+	var newer []crm.Lead
+	for _, l := range old.window {
+		if len(r.scan) == 0 || leadBefore(false, l, r.scan[0]) {
+			newer = append(newer, l)
+		}
+	}
+	p.advance(newer)
+}
+
+// advance brings the search up to date with rows read from the top of
+// the pane's states since (the soonest leadScan of a pane by due time,
+// which replace its window): each replaces its older copy, joins the
+// store's matches if it matches, or leaves them if it no longer does.
+func (p *leadPane) advance(tail []crm.Lead) {
+	s := &p.srch
+	fresh := make(map[int64]bool, len(tail))
+	for _, l := range tail {
+		fresh[l.ID] = true
+	}
+	keep := func(ls []crm.Lead) []crm.Lead {
+		return slices.DeleteFunc(slices.Clone(ls), func(l crm.Lead) bool { return fresh[l.ID] })
+	}
+	if p.byDue() {
+		// A lead the soonest rows would hold if it were still due is
+		// gone (sent, or out of retry_wait).
+		full := len(tail) >= leadScan
+		s.stored = slices.DeleteFunc(keep(s.stored), func(l crm.Lead) bool {
+			return !full || !leadBefore(true, tail[len(tail)-1], l)
+		})
+		s.window = slices.Clone(tail)
+	} else {
+		s.stored = keep(s.stored)
+		s.window = append(slices.Clone(tail), keep(s.window)...)
+		p.sortLeads(s.window)
+		s.window = s.window[:min(len(s.window), leadScan)]
+	}
+	for _, l := range tail {
+		if p.storeMatch(l) {
+			s.stored = append(s.stored, l)
+		}
+	}
+	p.sortLeads(s.stored)
+}
+
+// reusable reports whether the search can stand for the store's matches
+// down to need rows: it is for the pane's filter and page, and holds
+// every match or at least need of them.
+func (p leadPane) reusable(need int) bool {
+	return p.srch.key == p.searchKey() && (p.srch.complete || len(p.srch.stored) >= need)
+}
+
+// leadTailFirst is how many rows a filtering pane's refresh reads from
+// the top of its states first; it reads on (four times as many, then up
+// to leadScan) only while every row read changed since the last refresh.
+const leadTailFirst = 16
+
+// leadTail is a filtering pane's read of what changed at the top of its
+// states since its last read, whose newest row was since (nil: none).
+type leadTail struct {
+	states []crm.State
+	since  *crm.Lead
+	byDue  bool // the pane is by next attempt: read its soonest leadScan again
+}
+
+// leadBg is a background search a pane claimed in this refresh.
+type leadBg struct {
+	r       *research[leadResult]
+	key     string
+	q, scan crm.LeadQuery
+}
+
+// readLeadTail reads t: the rows from the top down to the first that is
+// not newer than since. reached is false when leadScan rows were read
+// without getting there: too much changed, and the pane searches afresh.
+func readLeadTail(ctx context.Context, src Source, t leadTail) (rows []crm.Lead, reached bool, err error) {
+	if t.byDue {
+		rows, err = src.Leads(ctx, crm.LeadQuery{States: t.states, Limit: leadScan})
+		return rows, err == nil, err
+	}
+	for n := leadTailFirst; len(rows) < leadScan; n = min(4*n, leadScan-len(rows)) {
+		page, err := src.Leads(ctx, crm.LeadQuery{States: t.states, Limit: n, Offset: len(rows)})
+		if err != nil {
+			return nil, false, err
+		}
+		rows = append(rows, page...)
+		if len(page) < n || (t.since != nil && !leadBefore(false, page[len(page)-1], *t.since)) {
+			return rows, true, nil
+		}
+	}
+	return rows, false, nil
+}
+
+// readLeadSearch is a full search: the store's matches and the newest
+// rows.
+func readLeadSearch(ctx context.Context, src Source, q, scan crm.LeadQuery) (leadResult, error) {
+	r := leadResult{q: q}
+	var err error
+	if r.rows, err = src.Leads(ctx, q); err != nil {
+		return r, err
+	}
+	r.scan, err = src.Leads(ctx, scan)
+	r.ok = err == nil
+	return r, err
 }
 
 // tracking reports whether the cursor follows its lead across refreshes:
@@ -148,8 +343,25 @@ func (p leadPane) tracking() bool {
 func (p *leadPane) ask(q *snapshotQuery) {
 	lq, w := p.query()
 	q.leads[p.id], q.leadWin[p.id] = &lq, w
-	if w.merged {
-		q.leadScan[p.id] = &crm.LeadQuery{States: slices.Clone(p.states), Limit: leadScan}
+	if !w.merged {
+		return
+	}
+	scan := crm.LeadQuery{States: slices.Clone(p.states), Limit: leadScan}
+	q.leadScan[p.id] = &scan
+	if !p.reusable(lq.Limit) {
+		return // the first search of this filter, in this refresh
+	}
+	// Only what changed at the top since; the full search above is the
+	// fallback when more changed than the tail reads.
+	t := &leadTail{states: slices.Clone(p.states), byDue: p.byDue()}
+	if len(p.srch.window) > 0 {
+		newest := p.srch.window[0]
+		t.since = &newest
+	}
+	q.leadTail[p.id] = t
+	if p.bg.due(p.srch.at, q.now) && p.bg.claim() {
+		p.srch.at = q.now
+		q.leadBg[p.id] = &leadBg{r: p.bg, key: w.key, q: lq, scan: scan}
 	}
 }
 
@@ -172,9 +384,30 @@ func (p *leadPane) take(s snapshotMsg) bool {
 		return false
 	}
 	w := s.q.leadWin[p.id]
-	if w.merged && w.filter == p.filter {
+	if r.wide {
+		// The followed lead was not in the narrow read: the wide one's
+		// rows start elsewhere.
+		w.skip = w.offset - r.q.Offset
+	}
+	if w.merged && (w.filter != p.filter || w.key != p.searchKey()) {
+		return false // read for another filter or page: a newer query is pending
+	}
+	if w.merged {
+		if res, seq, ok := p.bg.result(w.key, p.bgSeq); ok && p.srch.key == w.key {
+			p.bgSeq = seq
+			p.rebase(w.key, res)
+		}
+		if r.tailed {
+			if p.srch.key != w.key {
+				return true // the search it extends is gone: search afresh
+			}
+			p.advance(r.tail)
+		} else {
+			p.rebase(w.key, r)
+			p.srch.at = s.q.now
+		}
 		// All matches from the top, windowed like any read.
-		r.rows = p.merge(r.q, r.rows, r.scan)
+		r.rows = p.merge(p.srch.stored, p.srch.complete, p.srch.window)
 		r.q.Offset, r.q.Limit = 0, len(r.rows)
 		w.skip = p.offset
 	}
@@ -260,6 +493,7 @@ func (p leadPane) filterText() string { return p.filter }
 func (p *leadPane) setFilter(f string) {
 	if f != p.filter {
 		p.filter, p.offset, p.cursor, p.matched = f, 0, 0, -1
+		p.srch = leadSearch{}
 	}
 }
 

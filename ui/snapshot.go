@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -30,8 +31,13 @@ type snapshotQuery struct {
 	leads           [paneCount]*crm.LeadQuery // by pane; the events pane asks with events
 	leadWin         [paneCount]leadWindow     // what each lead pane shows of its query's rows
 	leadScan        [paneCount]*crm.LeadQuery // newest rows, unfiltered, for a pane to match its drawn words
+	leadTail        [paneCount]*leadTail      // a filtering pane's changes since: read instead of the two above when they fit
+	leadBg          [paneCount]*leadBg        // a filtering pane's full search, run in the background
 	events          *crm.EventQuery
-	eventScan       int // >0: also read this many newest events unfiltered, for the pane to match
+	eventScan       int        // >0: also read this many newest events unfiltered, for the pane to match
+	eventKey        string     // with a filter: what the events pane's search is for (eventPane.searchKey)
+	eventTail       *eventTail // the filtering events pane's new rows: read instead when they fit
+	eventBg         *eventBg   // its full search, in the background
 	detailID        string
 	throughputSince time.Time
 	views           viewsQuery // the All leads, Sources and Throughput views' reads (jump.go)
@@ -47,15 +53,23 @@ type leadWindow struct {
 	offset int
 	skip   int
 	filter string
-	merged bool // the rows are every match from the top: merge in the scan, then window
+	merged bool   // the rows are every match from the top: merge in the scan, then window
+	key    string // with merged: the pane's search key (leadPane.searchKey)
+	// follow is the lead a tracking pane follows; when the rows read do
+	// not hold it, wide (a wider margin around the window) is read too.
+	follow int64
+	wide   crm.LeadQuery
 }
 
 // leadResult is one lead pane's rows.
 type leadResult struct {
-	q    crm.LeadQuery
-	rows []crm.Lead
-	scan []crm.Lead // the newest rows of the pane's states, when asked
-	ok   bool
+	q      crm.LeadQuery
+	rows   []crm.Lead
+	scan   []crm.Lead // the newest rows of the pane's states, when asked
+	tail   []crm.Lead // with tailed: what changed at the top, read instead of rows and scan
+	tailed bool
+	wide   bool // q is the window's wide read (leadWindow.wide)
+	ok     bool
 }
 
 // snapshotMsg is one refresh's result. Each part carries ok so a failing
@@ -72,6 +86,10 @@ type snapshotMsg struct {
 	eventsQ  crm.EventQuery
 	eventsOK bool
 	scan     []eventRow // the newest eventScan events, unfiltered, when asked
+	cbTop    int64      // with a filter: the newest callback and refusal ids read
+	refTop   int64
+	tail     []eventRow // with tailed: the events after the pane's newest, read instead of events and scan
+	tailed   bool
 	detail   crm.LeadDetail
 	detailOK bool
 	health   storeHealth
@@ -122,10 +140,36 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 			}
 			out := &msg.leads[id]
 			out.q = *lq
+			if b := q.leadBg[id]; b != nil {
+				// First: it was claimed, and must run even if a read fails.
+				b.r.start(b.key, func(ctx context.Context) (leadResult, error) {
+					return readLeadSearch(ctx, src, b.q, b.scan)
+				})
+			}
+			if t := q.leadTail[id]; t != nil {
+				rows, reached, err := readLeadTail(ctx, src, *t)
+				if err != nil {
+					fail(paneID(id).name(), err)
+					continue
+				}
+				if reached {
+					out.tail, out.tailed, out.ok = rows, true, true
+					continue
+				}
+				// More changed than a tail reads: the full search.
+			}
 			rows, err := src.Leads(ctx, *lq)
 			if err != nil {
 				fail(paneID(id).name(), err)
 				continue
+			}
+			if w := q.leadWin[id]; w.follow != 0 && !slices.ContainsFunc(rows, func(l crm.Lead) bool { return l.ID == w.follow }) {
+				// The followed lead moved further than the narrow margin.
+				if rows, err = src.Leads(ctx, w.wide); err != nil {
+					fail(paneID(id).name(), err)
+					continue
+				}
+				out.q, out.wide = w.wide, true
 			}
 			out.rows, out.ok = rows, true
 			if sq := q.leadScan[id]; sq != nil {
@@ -136,28 +180,43 @@ func loadSnapshot(src Source, q snapshotQuery) tea.Cmd {
 		}
 		if q.events != nil {
 			msg.eventsQ = *q.events
-			cbs, err1 := src.Callbacks(ctx, *q.events)
-			refs, err2 := src.Refusals(ctx, *q.events)
-			if err1 != nil {
-				fail("callbacks", err1)
+			if b := q.eventBg; b != nil {
+				b.r.start(b.key, func(ctx context.Context) (eventResult, error) {
+					return readEventSearch(ctx, src, b.q)
+				})
 			}
-			if err2 != nil {
-				fail("refusals", err2)
+			if t := q.eventTail; t != nil {
+				rows, cbTop, refTop, reached, err := readEventTail(ctx, src, *t)
+				if err != nil {
+					fail("events", err)
+				} else if reached {
+					msg.tail, msg.tailed, msg.eventsOK = rows, true, true
+					msg.cbTop, msg.refTop = cbTop, refTop
+				}
 			}
-			if err1 == nil || err2 == nil {
-				msg.events, msg.eventsOK = mergeEvents(cbs, refs, q.events.Limit), true
-			}
-			if q.eventScan > 0 && msg.eventsOK {
-				// The pane matches the words it draws (REFUSED, unmatched,
-				// a refusal's code) on the newest rows, which the store's
-				// filter does not see.
-				sq := crm.EventQuery{Limit: q.eventScan}
-				cbs, err1 := src.Callbacks(ctx, sq)
-				refs, err2 := src.Refusals(ctx, sq)
-				if err := errors.Join(err1, err2); err != nil {
+		}
+		if q.events != nil && !msg.tailed {
+			if q.eventScan > 0 {
+				// A filter: the store's matches, and the newest rows on
+				// whose drawn words (REFUSED, unmatched, a refusal's code)
+				// the pane matches it, which the store's filter does not see.
+				r, err := readEventSearch(ctx, src, *q.events)
+				if err != nil {
 					fail("events", err)
 				}
-				msg.scan = mergeEvents(cbs, refs, q.eventScan)
+				msg.events, msg.scan, msg.cbTop, msg.refTop, msg.eventsOK = r.stored, r.scan, r.cbTop, r.refTop, r.ok
+			} else {
+				cbs, err1 := src.Callbacks(ctx, *q.events)
+				refs, err2 := src.Refusals(ctx, *q.events)
+				if err1 != nil {
+					fail("callbacks", err1)
+				}
+				if err2 != nil {
+					fail("refusals", err2)
+				}
+				if err1 == nil || err2 == nil {
+					msg.events, msg.eventsOK = mergeEvents(cbs, refs, q.events.Limit), true
+				}
 			}
 		}
 		msg.fwd, msg.fwdOK = readForward(ctx, src, fail)

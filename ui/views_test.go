@@ -193,8 +193,13 @@ func TestAllLeadsFilter(t *testing.T) {
 	// The store's filter, counted up to the cap: ten match.
 	requireContains(t, m.View(), "All leads (10/10,000) · /lead-0999", "▸ lead-09999", "lead-09990")
 	q := vs.keysetQueries()
-	if last := q[len(q)-1]; last.Filter != "lead-0999" || last.Order != crm.OrderNewest {
-		t.Fatalf("filtered query = %+v", last)
+	// The search, by the store's filter from the newest; the refresh
+	// after it reads only the matches stored after the newest lead.
+	if first := q[len(q)-3]; first.Filter != "lead-0999" || first.Order != crm.OrderNewest {
+		t.Fatalf("filtered query = %+v", first)
+	}
+	if last := q[len(q)-1]; last.Filter != "lead-0999" || last.Order != crm.OrderOldest || last.AfterID != 10_000 {
+		t.Fatalf("the refresh after the search read %+v, want the matches after #10000", last)
 	}
 
 	m = press(t, m, "esc", "/")

@@ -297,8 +297,12 @@ func (db *DB) Callbacks(ctx context.Context, q crm.EventQuery) ([]crm.CallbackEv
 	query := `SELECT ` + callbackHeadCols + ` FROM callbacks WHERE id > ?`
 	args := []any{q.AfterID}
 	if q.Filter != "" {
+		// One lower bound, the larger of the two: with two the planner
+		// walks the primary key from AfterID and tests the window's bound
+		// row by row, a scan of the whole table.
 		p := store.LikePattern(q.Filter)
-		query += ` AND id > (SELECT COALESCE(max(id), 0) FROM callbacks) - ?
+		query = `SELECT ` + callbackHeadCols + ` FROM callbacks
+			WHERE id > max(?, (SELECT COALESCE(max(id), 0) FROM callbacks) - ?)
 			AND (lower(external_id) LIKE ? ESCAPE '\' OR lower(internal_id) LIKE ? ESCAPE '\'
 			OR lower(event) LIKE ? ESCAPE '\' OR lower(status) LIKE ? ESCAPE '\')`
 		args = append(args, store.EventScanWindow, p, p, p, p)
