@@ -16,7 +16,9 @@
 #   never changed. A postgres:// URL is a Filled PostgreSQL database
 #   instead (store/postgres's benchmarks keep one, lw_bench_filled_*):
 #   it is used as it is, so the load's callbacks stay in it, and the URL is
-#   never printed. Env: RATE (1000), LOAD_SECS (30), ROUNDS (5 key rounds).
+#   never printed. Env: RATE (1000), LOAD_SECS (30), ROUNDS (5 key rounds),
+#   LEADWATCH_BIN (a leadwatch binary to measure instead of building this
+#   checkout: the way to compare two builds in one sitting).
 #
 # Not run by CI: it needs tmux, ~1.5 GB in $TMPDIR and both cores for a
 # minute. Only loopback addresses are used; the CRM base URL points at a
@@ -119,7 +121,7 @@ key_rounds() {
 }
 
 say "== build"
-go build -o "$WORK/leadwatch" .
+if [[ -n ${LEADWATCH_BIN:-} ]]; then cp "$LEADWATCH_BIN" "$WORK/leadwatch"; else go build -o "$WORK/leadwatch" .; fi
 go build -o "$WORK/cbload" ./tools/cbload
 go build -o "$WORK/fillstore" ./tools/fillstore
 
