@@ -337,12 +337,27 @@ func TestStopReleases(t *testing.T) {
 	for range 10 {
 		q.add(1, `{"lead":1}`) // one lead: sent one after the other
 	}
-	_, stop := startForwarder(t, q, Config{URL: srv.URL, Timeout: 10 * time.Second})
+	s, err := NewSigner(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := New(q, Config{URL: srv.URL, Timeout: 10 * time.Second, Signer: s,
+		Policy: Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
 	<-entered
-	stopped := make(chan struct{})
-	go func() { stop(); close(stopped) }()
+	// The stop comes first, while the attempt is on the wire; only then
+	// does the app answer. Answering first would let the next delivery
+	// of the lead go out before the forwarder saw the stop.
+	cancel()
 	close(release)
-	<-stopped
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
 	if got := q.count(crm.DeliveryDelivered); got != 1 {
 		t.Fatalf("delivered = %d, want 1 (the attempt on the wire)", got)
 	}
