@@ -173,8 +173,13 @@ func TestStatsFoldTwoHandles(t *testing.T) {
 	ctx := context.Background()
 	p := filepath.Join(t.TempDir(), "shared.db")
 	clk := newClock()
-	a := MustOpenPath(t, p, store.Options{Now: clk.Now})
-	b := MustOpenPath(t, p, store.Options{Now: clk.Now})
+	// Two handles hammer one file's write lock here, and SQLite's busy
+	// wait is not fair: under the race detector, beside the package's
+	// other tests on two cores, one handle has waited past the default
+	// 5 s. What this test checks is the folds' sums, so it waits longer.
+	opt := store.Options{Now: clk.Now, BusyTimeout: time.Minute}
+	a := MustOpenPath(t, p, opt)
+	b := MustOpenPath(t, p, opt)
 	stop := make(chan struct{})
 	var folders sync.WaitGroup
 	folds := make([]int, 4)
