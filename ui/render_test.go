@@ -58,3 +58,32 @@ func TestNoColorHonoured(t *testing.T) {
 		t.Fatalf("NO_COLOR still coloured: %q", got)
 	}
 }
+
+// TestStylesConvertColoursAsLipgloss checks that the palette, converted
+// once for 256- and 16-colour terminals, draws the very escape codes
+// lipgloss draws when it converts the hex colour on each Render, on
+// dark and light backgrounds and in every profile.
+func TestStylesConvertColoursAsLipgloss(t *testing.T) {
+	p := DefaultPalette()
+	colours := []lipgloss.AdaptiveColor{p.Text, p.Muted, p.Subtle, p.Accent, p.SelBg, p.Green, p.Amber, p.Red, p.Blue, p.Purple, p.Orange}
+	for _, profile := range []termenv.Profile{termenv.TrueColor, termenv.ANSI256, termenv.ANSI, termenv.Ascii} {
+		for _, dark := range []bool{true, false} {
+			r := lipgloss.NewRenderer(&bytes.Buffer{})
+			r.SetColorProfile(profile)
+			r.SetHasDarkBackground(dark)
+			for _, c := range colours {
+				want := r.NewStyle().Foreground(c).Background(c).Render("x")
+				if got := r.NewStyle().Foreground(complete(c)).Background(complete(c)).Render("x"); got != want {
+					t.Errorf("profile %v, dark %v, colour %v: %q, lipgloss draws %q", profile, dark, c, got, want)
+				}
+			}
+			st := NewStyles(r, p)
+			if got, want := st.Bad.Render("failed"), r.NewStyle().Foreground(p.Red).Render("failed"); got != want {
+				t.Errorf("profile %v, dark %v: Bad draws %q, want %q", profile, dark, got, want)
+			}
+			if profile != termenv.Ascii && !strings.Contains(st.Bad.Render("failed"), "\x1b[") {
+				t.Errorf("profile %v drew no colour: %q", profile, st.Bad.Render("failed"))
+			}
+		}
+	}
+}

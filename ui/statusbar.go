@@ -3,6 +3,7 @@ package ui
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +33,10 @@ type statusBar struct {
 	info        string
 	infoAt      time.Time // when info was said
 	now         time.Time // the model's clock, moved by expire
+	// memo keeps the hints drawn for a set of keys at a width: rendering
+	// the short help for each width tried was a fifth of every frame.
+	// Shared by the bar's copies; Update and View run on one goroutine.
+	memo map[string]string
 }
 
 // infoTTL is how long a notice stays on the status bar.
@@ -40,7 +45,7 @@ const infoTTL = 5 * time.Second
 func newStatusBar(st *Styles) statusBar {
 	h := help.New()
 	h.Styles = st.Help
-	return statusBar{st: st, help: h}
+	return statusBar{st: st, help: h, memo: map[string]string{}}
 }
 
 // Update takes the messages that end in something to say: a refresh
@@ -153,6 +158,37 @@ func (b statusBar) View(width int, keys help.KeyMap, input string) string {
 // are the last to go: the others are dropped from the end first, so at
 // 80 columns "? help" and "q quit" stay.
 func (b statusBar) hints(bindings []key.Binding, w int) string {
+	if b.memo == nil {
+		return b.fitHints(bindings, w)
+	}
+	var k strings.Builder
+	k.WriteString(strconv.Itoa(w))
+	for _, kb := range bindings {
+		if !kb.Enabled() {
+			continue
+		}
+		k.WriteByte(0)
+		k.WriteString(kb.Help().Key)
+		k.WriteByte(1)
+		k.WriteString(kb.Help().Desc)
+	}
+	if v, ok := b.memo[k.String()]; ok {
+		return v
+	}
+	if len(b.memo) >= hintMemoSize {
+		clear(b.memo)
+	}
+	v := b.fitHints(bindings, w)
+	b.memo[k.String()] = v
+	return v
+}
+
+// hintMemoSize bounds the hints memo: a few key maps (one per pane and
+// view) times the widths the bar was drawn at.
+const hintMemoSize = 64
+
+// fitHints is hints without the memo.
+func (b statusBar) fitHints(bindings []key.Binding, w int) string {
 	h := b.help
 	h.Width = 0
 	var keep, rest []key.Binding

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/charmbracelet/bubbles/key"
 )
 
 // lastLine is the frame's bottom line, the status bar.
@@ -67,5 +69,47 @@ func TestHelpComplete80x24(t *testing.T) {
 		for _, b := range group {
 			requireContains(t, view, b.Help().Desc)
 		}
+	}
+}
+
+// TestStatusBarHintsMemoFollowsTheKeys checks that the memo of drawn
+// hints answers for the keys as they are now: a key switched off, a
+// different pane's keys or another width draw afresh, and each answer
+// equals the hints drawn without the memo.
+func TestStatusBarHintsMemoFollowsTheKeys(t *testing.T) {
+	b := newStatusBar(testStyles())
+	keys := newKeyMap().Dashboard
+	check := func(step string, bindings []key.Binding, w int) string {
+		t.Helper()
+		got := b.hints(bindings, w)
+		if want := b.fitHints(bindings, w); got != want {
+			t.Fatalf("%s: hints %q, drawn afresh %q", step, got, want)
+		}
+		return got
+	}
+	bindings := keys.ShortHelp()
+	wide := check("first", bindings, 200)
+	if again := check("again", bindings, 200); again != wide {
+		t.Fatalf("the memo changed its answer: %q then %q", wide, again)
+	}
+	if narrow := check("narrow", bindings, 40); narrow == wide {
+		t.Fatalf("40 cells drew what 200 did: %q", narrow)
+	}
+	if retries := check("the retries pane's keys", keys.onRetries().ShortHelp(), 200); retries == wide {
+		t.Fatalf("the retries pane drew the other panes' keys: %q", retries)
+	}
+	hint := bindings[2].Help().Key + " " + bindings[2].Help().Desc
+	if !strings.Contains(wide, hint) {
+		t.Fatalf("%q is not drawn before it is switched off: %q", hint, wide)
+	}
+	bindings[2].SetEnabled(false)
+	if off := check("a key switched off", bindings, 200); strings.Contains(off, hint) {
+		t.Fatalf("the switched-off key %q is still drawn: %q", hint, off)
+	}
+	for i := range 2 * hintMemoSize {
+		check("many widths", bindings, 40+i)
+	}
+	if len(b.memo) > hintMemoSize {
+		t.Fatalf("the memo holds %d entries, more than %d", len(b.memo), hintMemoSize)
 	}
 }

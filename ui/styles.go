@@ -1,8 +1,11 @@
 package ui
 
 import (
+	"strconv"
+
 	"github.com/charmbracelet/bubbles/help"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
 
 	"github.com/leadwatch/leadwatch/crm"
 )
@@ -39,6 +42,38 @@ func DefaultPalette() Palette {
 		Purple: lipgloss.AdaptiveColor{Light: "#8250DF", Dark: "#A371F7"},
 		Orange: lipgloss.AdaptiveColor{Light: "#BC4C00", Dark: "#F0883E"},
 	}
+}
+
+// converted is the palette with each colour's 256- and 16-colour forms
+// worked out (termenv's nearest colour), for NewStyles.
+func (p Palette) converted() resolvedPalette {
+	return resolvedPalette{
+		Text: complete(p.Text), Muted: complete(p.Muted), Subtle: complete(p.Subtle),
+		Accent: complete(p.Accent), SelBg: complete(p.SelBg), Green: complete(p.Green),
+		Amber: complete(p.Amber), Red: complete(p.Red), Blue: complete(p.Blue),
+		Purple: complete(p.Purple), Orange: complete(p.Orange),
+	}
+}
+
+// resolvedPalette is a Palette whose colours carry every profile's form.
+type resolvedPalette struct {
+	Text, Muted, Subtle, Accent, SelBg, Green, Amber, Red, Blue, Purple, Orange lipgloss.CompleteAdaptiveColor
+}
+
+// complete gives an adaptive hex colour its 256- and 16-colour forms, as
+// termenv would convert it on each use.
+func complete(c lipgloss.AdaptiveColor) lipgloss.CompleteAdaptiveColor {
+	one := func(hex string) lipgloss.CompleteColor {
+		cc := lipgloss.CompleteColor{TrueColor: hex}
+		if v, ok := termenv.ANSI256.Color(hex).(termenv.ANSI256Color); ok {
+			cc.ANSI256 = strconv.Itoa(int(v))
+		}
+		if v, ok := termenv.ANSI.Color(hex).(termenv.ANSIColor); ok {
+			cc.ANSI = strconv.Itoa(int(v))
+		}
+		return cc
+	}
+	return lipgloss.CompleteAdaptiveColor{Light: one(c.Light), Dark: one(c.Dark)}
 }
 
 // Styles are every style the dashboard draws with, built once from a
@@ -80,43 +115,47 @@ func NewStyles(r *lipgloss.Renderer, p Palette) *Styles {
 	if r == nil {
 		r = lipgloss.DefaultRenderer()
 	}
-	fg := func(c lipgloss.AdaptiveColor) lipgloss.Style { return r.NewStyle().Foreground(c) }
+	// Every colour is converted for 256- and 16-colour terminals here,
+	// once: given as hex, lipgloss would convert it again in every
+	// Render, and that nearest-colour search was a tenth of a frame.
+	rp := p.converted()
+	fg := func(c lipgloss.TerminalColor) lipgloss.Style { return r.NewStyle().Foreground(c) }
 	s := &Styles{
-		Text:        fg(p.Text),
-		Muted:       fg(p.Muted),
+		Text:        fg(rp.Text),
+		Muted:       fg(rp.Muted),
 		Bold:        r.NewStyle().Bold(true),
-		Good:        fg(p.Green),
-		Warn:        fg(p.Amber),
-		Bad:         fg(p.Red),
-		Info:        fg(p.Blue),
-		Dup:         fg(p.Purple),
-		Fixable:     fg(p.Orange),
-		AppName:     fg(p.Accent).Bold(true),
-		Border:      fg(p.Subtle),
-		BorderFocus: fg(p.Accent),
-		Title:       fg(p.Muted).Bold(true),
-		TitleFocus:  fg(p.Accent).Bold(true),
-		ColHeader:   fg(p.Muted).Bold(true),
-		Selected:    r.NewStyle().Background(p.SelBg).Foreground(p.Text).Bold(true),
-		Cursor:      fg(p.Accent).Bold(true),
-		CursorBlur:  fg(p.Subtle),
-		TabActive:   fg(p.Accent).Bold(true).Underline(true),
-		TabInactive: fg(p.Muted),
-		StatusErr:   fg(p.Red).Bold(true),
-		StatusInfo:  fg(p.Blue),
-		SparkSent:   fg(p.Blue),
-		SparkCB:     fg(p.Green),
-		ButtonOn:    r.NewStyle().Background(p.Accent).Foreground(lipgloss.AdaptiveColor{Light: "#FFFFFF", Dark: "#0D1117"}).Bold(true),
-		ButtonOff:   fg(p.Muted),
-		Section:     fg(p.Accent).Bold(true),
+		Good:        fg(rp.Green),
+		Warn:        fg(rp.Amber),
+		Bad:         fg(rp.Red),
+		Info:        fg(rp.Blue),
+		Dup:         fg(rp.Purple),
+		Fixable:     fg(rp.Orange),
+		AppName:     fg(rp.Accent).Bold(true),
+		Border:      fg(rp.Subtle),
+		BorderFocus: fg(rp.Accent),
+		Title:       fg(rp.Muted).Bold(true),
+		TitleFocus:  fg(rp.Accent).Bold(true),
+		ColHeader:   fg(rp.Muted).Bold(true),
+		Selected:    r.NewStyle().Background(rp.SelBg).Foreground(rp.Text).Bold(true),
+		Cursor:      fg(rp.Accent).Bold(true),
+		CursorBlur:  fg(rp.Subtle),
+		TabActive:   fg(rp.Accent).Bold(true).Underline(true),
+		TabInactive: fg(rp.Muted),
+		StatusErr:   fg(rp.Red).Bold(true),
+		StatusInfo:  fg(rp.Blue),
+		SparkSent:   fg(rp.Blue),
+		SparkCB:     fg(rp.Green),
+		ButtonOn:    r.NewStyle().Background(rp.Accent).Foreground(complete(lipgloss.AdaptiveColor{Light: "#FFFFFF", Dark: "#0D1117"})).Bold(true),
+		ButtonOff:   fg(rp.Muted),
+		Section:     fg(rp.Accent).Bold(true),
 		Help: help.Styles{
-			ShortKey:       fg(p.Accent),
-			ShortDesc:      fg(p.Muted),
-			ShortSeparator: fg(p.Subtle),
-			Ellipsis:       fg(p.Subtle),
-			FullKey:        fg(p.Accent),
-			FullDesc:       fg(p.Muted),
-			FullSeparator:  fg(p.Subtle),
+			ShortKey:       fg(rp.Accent),
+			ShortDesc:      fg(rp.Muted),
+			ShortSeparator: fg(rp.Subtle),
+			Ellipsis:       fg(rp.Subtle),
+			FullKey:        fg(rp.Accent),
+			FullDesc:       fg(rp.Muted),
+			FullSeparator:  fg(rp.Subtle),
 		},
 	}
 	s.states = map[crm.State]lipgloss.Style{
