@@ -56,11 +56,16 @@ func changeLead(h *harness, ext string, at time.Time, edit func(*crm.Lead)) {
 
 // addFailed stores n failed leads from id first on, newer than all.
 func addFailed(h *harness, first int64, n int, edit func(*crm.Lead)) {
+	addFailedNamed(h, "ext-%d", first, n, edit)
+}
+
+// addFailedNamed is addFailed with the external ids' format (of the id).
+func addFailedNamed(h *harness, format string, first int64, n int, edit func(*crm.Lead)) {
 	h.src.mu.Lock()
 	defer h.src.mu.Unlock()
 	for i := range n {
 		id := first + int64(i)
-		h.src.leads = append(h.src.leads, lead(id, fmt.Sprintf("ext-%d", id), crm.StateFailed, func(l *crm.Lead) {
+		h.src.leads = append(h.src.leads, lead(id, fmt.Sprintf(format, id), crm.StateFailed, func(l *crm.Lead) {
 			l.UpdatedAt = t0.Add(time.Duration(id) * time.Millisecond)
 			l.LastHTTPStatus, l.Reason = 500, "boom"
 			if edit != nil {

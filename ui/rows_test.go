@@ -12,17 +12,7 @@ import (
 
 // addRejected puts n failed leads in the fake store, newer than every
 // lead in it, so they land on top of the Rejections pane.
-func addRejected(h *harness, first int64, n int) {
-	h.src.mu.Lock()
-	defer h.src.mu.Unlock()
-	for i := range n {
-		id := first + int64(i)
-		h.src.leads = append(h.src.leads, lead(id, fmt.Sprintf("ext-9%03d", id), crm.StateFailed, func(l *crm.Lead) {
-			l.UpdatedAt = t0.Add(time.Duration(id) * time.Millisecond)
-			l.LastHTTPStatus, l.Reason = 500, "boom"
-		}))
-	}
-}
+func addRejected(h *harness, first int64, n int) { addFailedNamed(h, "ext-9%03d", first, n, nil) }
 
 // removeLead deletes a lead from the fake store, as when it is retried.
 func removeLead(h *harness, ext string) {

@@ -37,18 +37,9 @@ func processCPU(tb testing.TB) time.Duration {
 func BenchmarkSaveCallbacksCPU(b *testing.B) {
 	ctx := context.Background()
 	events := func(tb testing.TB, from, n int) []crm.CallbackEvent {
-		evs := make([]crm.CallbackEvent, n)
-		for k := range evs {
-			j := from + k
-			raw := fmt.Sprintf(`{"internal_id":"crm-77-%d","external_id":"lead-%d","event":"status_changed","status":"interested","reason":null,"timestamp":1700000000,"extra":{"campaign":"launch","sub_id":"s-%d"}}`, j, j, j%97)
-			ev, err := crm.ParseCallback([]byte(raw))
-			if err != nil {
-				tb.Fatal(err)
-			}
-			ev.ReceivedAt = time.Now()
-			evs[k] = ev
-		}
-		return evs
+		return parsedEvents(tb, from, n, func(j int) string {
+			return fmt.Sprintf(`{"internal_id":"crm-77-%d","external_id":"lead-%d","event":"status_changed","status":"interested","reason":null,"timestamp":1700000000,"extra":{"campaign":"launch","sub_id":"s-%d"}}`, j, j, j%97)
+		})
 	}
 	measure := func(b *testing.B, perCommit int, op func(db *DB, i int)) {
 		db := MustOpenPath(b, filepath.Join(b.TempDir(), "cpu.db"), store.Options{})
@@ -115,19 +106,10 @@ func BenchmarkSaveCallbacksPages(b *testing.B) {
 		batch  = 21
 	)
 	events := func(tb testing.TB, from, n int) []crm.CallbackEvent {
-		evs := make([]crm.CallbackEvent, n)
-		for k := range evs {
-			j := from + k
-			raw := fmt.Sprintf(`{"internal_id":"crm-%d","event":"lead.contacted","status":"contacted","timestamp":%d}`,
+		return parsedEvents(tb, from, n, func(j int) string {
+			return fmt.Sprintf(`{"internal_id":"crm-%d","event":"lead.contacted","status":"contacted","timestamp":%d}`,
 				1+(j*7919)%1_000_003, 1_700_000_000_000+j)
-			ev, err := crm.ParseCallback([]byte(raw))
-			if err != nil {
-				tb.Fatal(err)
-			}
-			ev.ReceivedAt = time.Now()
-			evs[k] = ev
-		}
-		return evs
+		})
 	}
 	for _, v := range []struct {
 		name   string
@@ -160,4 +142,19 @@ func BenchmarkSaveCallbacksPages(b *testing.B) {
 			b.ReportMetric(float64((processCPU(b)-start).Microseconds())/float64(i*batch), "cpu_µs/callback")
 		})
 	}
+}
+
+// parsedEvents parses n callbacks, body(from) to body(from+n-1), received
+// now, as the listener hands them to the store.
+func parsedEvents(tb testing.TB, from, n int, body func(j int) string) []crm.CallbackEvent {
+	evs := make([]crm.CallbackEvent, n)
+	for k := range evs {
+		ev, err := crm.ParseCallback([]byte(body(from + k)))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ev.ReceivedAt = time.Now()
+		evs[k] = ev
+	}
+	return evs
 }
