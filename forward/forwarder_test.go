@@ -87,6 +87,24 @@ func (a *testApp) acceptedCount() int {
 // returns it with a stop that waits for Run to return.
 func startForwarder(t *testing.T, q Queue, cfg Config) (*Forwarder, func()) {
 	t.Helper()
+	f, cancel, done := runForwarder(t, q, cfg)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return f, stop
+}
+
+// runForwarder starts a Forwarder on q as startForwarder does and hands
+// back its parts: cancel stops it, done gives Run's result.
+func runForwarder(t *testing.T, q Queue, cfg Config) (*Forwarder, context.CancelFunc, <-chan error) {
+	t.Helper()
 	if cfg.Signer == nil {
 		s, err := NewSigner(testSecret)
 		if err != nil {
@@ -104,17 +122,8 @@ func startForwarder(t *testing.T, q Queue, cfg Config) (*Forwarder, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Run = %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return f, stop
+	t.Cleanup(cancel)
+	return f, cancel, done
 }
 
 // TestDeliversEverything: an app that fails 30% of requests still gets
@@ -337,18 +346,7 @@ func TestStopReleases(t *testing.T) {
 	for range 10 {
 		q.add(1, `{"lead":1}`) // one lead: sent one after the other
 	}
-	s, err := NewSigner(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := New(q, Config{URL: srv.URL, Timeout: 10 * time.Second, Signer: s,
-		Policy: Policy{MaxAttempts: 50, BaseDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
+	_, cancel, done := runForwarder(t, q, Config{URL: srv.URL, Timeout: 10 * time.Second})
 	<-entered
 	// The stop comes first, while the attempt is on the wire; only then
 	// does the app answer. Answering first would let the next delivery

@@ -44,22 +44,6 @@ func DefaultPalette() Palette {
 	}
 }
 
-// converted is the palette with each colour's 256- and 16-colour forms
-// worked out (termenv's nearest colour), for NewStyles.
-func (p Palette) converted() resolvedPalette {
-	return resolvedPalette{
-		Text: complete(p.Text), Muted: complete(p.Muted), Subtle: complete(p.Subtle),
-		Accent: complete(p.Accent), SelBg: complete(p.SelBg), Green: complete(p.Green),
-		Amber: complete(p.Amber), Red: complete(p.Red), Blue: complete(p.Blue),
-		Purple: complete(p.Purple), Orange: complete(p.Orange),
-	}
-}
-
-// resolvedPalette is a Palette whose colours carry every profile's form.
-type resolvedPalette struct {
-	Text, Muted, Subtle, Accent, SelBg, Green, Amber, Red, Blue, Purple, Orange lipgloss.CompleteAdaptiveColor
-}
-
 // complete gives an adaptive hex colour its 256- and 16-colour forms, as
 // termenv would convert it on each use.
 func complete(c lipgloss.AdaptiveColor) lipgloss.CompleteAdaptiveColor {
@@ -118,44 +102,52 @@ func NewStyles(r *lipgloss.Renderer, p Palette) *Styles {
 	// Every colour is converted for 256- and 16-colour terminals here,
 	// once: given as hex, lipgloss would convert it again in every
 	// Render, and that nearest-colour search was a tenth of a frame.
-	rp := p.converted()
-	fg := func(c lipgloss.TerminalColor) lipgloss.Style { return r.NewStyle().Foreground(c) }
+	converted := map[lipgloss.AdaptiveColor]lipgloss.CompleteAdaptiveColor{}
+	c := func(a lipgloss.AdaptiveColor) lipgloss.CompleteAdaptiveColor {
+		v, ok := converted[a]
+		if !ok {
+			v = complete(a)
+			converted[a] = v
+		}
+		return v
+	}
+	fg := func(a lipgloss.AdaptiveColor) lipgloss.Style { return r.NewStyle().Foreground(c(a)) }
 	s := &Styles{
-		Text:        fg(rp.Text),
-		Muted:       fg(rp.Muted),
+		Text:        fg(p.Text),
+		Muted:       fg(p.Muted),
 		Bold:        r.NewStyle().Bold(true),
-		Good:        fg(rp.Green),
-		Warn:        fg(rp.Amber),
-		Bad:         fg(rp.Red),
-		Info:        fg(rp.Blue),
-		Dup:         fg(rp.Purple),
-		Fixable:     fg(rp.Orange),
-		AppName:     fg(rp.Accent).Bold(true),
-		Border:      fg(rp.Subtle),
-		BorderFocus: fg(rp.Accent),
-		Title:       fg(rp.Muted).Bold(true),
-		TitleFocus:  fg(rp.Accent).Bold(true),
-		ColHeader:   fg(rp.Muted).Bold(true),
-		Selected:    r.NewStyle().Background(rp.SelBg).Foreground(rp.Text).Bold(true),
-		Cursor:      fg(rp.Accent).Bold(true),
-		CursorBlur:  fg(rp.Subtle),
-		TabActive:   fg(rp.Accent).Bold(true).Underline(true),
-		TabInactive: fg(rp.Muted),
-		StatusErr:   fg(rp.Red).Bold(true),
-		StatusInfo:  fg(rp.Blue),
-		SparkSent:   fg(rp.Blue),
-		SparkCB:     fg(rp.Green),
-		ButtonOn:    r.NewStyle().Background(rp.Accent).Foreground(complete(lipgloss.AdaptiveColor{Light: "#FFFFFF", Dark: "#0D1117"})).Bold(true),
-		ButtonOff:   fg(rp.Muted),
-		Section:     fg(rp.Accent).Bold(true),
+		Good:        fg(p.Green),
+		Warn:        fg(p.Amber),
+		Bad:         fg(p.Red),
+		Info:        fg(p.Blue),
+		Dup:         fg(p.Purple),
+		Fixable:     fg(p.Orange),
+		AppName:     fg(p.Accent).Bold(true),
+		Border:      fg(p.Subtle),
+		BorderFocus: fg(p.Accent),
+		Title:       fg(p.Muted).Bold(true),
+		TitleFocus:  fg(p.Accent).Bold(true),
+		ColHeader:   fg(p.Muted).Bold(true),
+		Selected:    r.NewStyle().Background(c(p.SelBg)).Foreground(c(p.Text)).Bold(true),
+		Cursor:      fg(p.Accent).Bold(true),
+		CursorBlur:  fg(p.Subtle),
+		TabActive:   fg(p.Accent).Bold(true).Underline(true),
+		TabInactive: fg(p.Muted),
+		StatusErr:   fg(p.Red).Bold(true),
+		StatusInfo:  fg(p.Blue),
+		SparkSent:   fg(p.Blue),
+		SparkCB:     fg(p.Green),
+		ButtonOn:    r.NewStyle().Background(c(p.Accent)).Foreground(c(lipgloss.AdaptiveColor{Light: "#FFFFFF", Dark: "#0D1117"})).Bold(true),
+		ButtonOff:   fg(p.Muted),
+		Section:     fg(p.Accent).Bold(true),
 		Help: help.Styles{
-			ShortKey:       fg(rp.Accent),
-			ShortDesc:      fg(rp.Muted),
-			ShortSeparator: fg(rp.Subtle),
-			Ellipsis:       fg(rp.Subtle),
-			FullKey:        fg(rp.Accent),
-			FullDesc:       fg(rp.Muted),
-			FullSeparator:  fg(rp.Subtle),
+			ShortKey:       fg(p.Accent),
+			ShortDesc:      fg(p.Muted),
+			ShortSeparator: fg(p.Subtle),
+			Ellipsis:       fg(p.Subtle),
+			FullKey:        fg(p.Accent),
+			FullDesc:       fg(p.Muted),
+			FullSeparator:  fg(p.Subtle),
 		},
 	}
 	s.states = map[crm.State]lipgloss.Style{
