@@ -385,6 +385,18 @@ type TailQuery struct {
 // Filters says whether q narrows by a field, kind aside.
 func (q TailQuery) Filters() bool { return q.Event != "" || q.Status != "" || q.ExternalID != "" }
 
+// LateLinkSlack is how long before a lead was created a callback may have
+// arrived and still be linked to it late, when the attempt that learns
+// the lead's CRM id is recorded after the callback naming that id: a
+// margin for the clocks of the process that stored the lead and the one
+// that received the callback. A callback is about a CRM lead that our
+// send created (or a duplicate of one), so none arrives long before the
+// lead; an unmatched callback older than that names some other sender's
+// lead and stays unmatched. The bound keeps the link a walk of the
+// callbacks received since the lead's creation, not of every callback
+// the CRM id ever had.
+const LateLinkSlack = time.Minute
+
 // TailSpan is how many ids one TailCallbacks call examines at most: a
 // bound on one query's work when a filter skips most rows.
 const TailSpan = 10000

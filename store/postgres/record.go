@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/leadwatch/leadwatch/crm"
+	"github.com/leadwatch/leadwatch/store"
 )
 
 // sqlLinkLock serializes, per CRM id, the two writers that can link a
@@ -145,11 +146,14 @@ func (db *DB) recordOne(ctx context.Context, tx pgx.Tx, owner string, r crm.Atte
 	return false, nil
 }
 
-// linkLate attaches unmatched callbacks that name crmID to the lead, and
-// takes the newest status among them. The caller holds sqlLinkLock for
-// crmID.
+// linkLate attaches unmatched callbacks that name crmID and arrived since
+// the lead was created (less store.LateLinkSlack, as on SQLite) to the
+// lead, and takes the newest status among them. The caller holds
+// sqlLinkLock for crmID.
 func (db *DB) linkLate(ctx context.Context, tx pgx.Tx, leadID int64, crmID string, now time.Time) error {
-	tag, err := tx.Exec(ctx, `UPDATE callbacks SET lead_id = $1 WHERE internal_id = $2 AND lead_id IS NULL`, leadID, crmID)
+	tag, err := tx.Exec(ctx, `UPDATE callbacks SET lead_id = $1 WHERE internal_id = $2 AND lead_id IS NULL
+		AND received_at >= (SELECT created_at FROM leads WHERE id = $1) - $3`,
+		leadID, crmID, store.LateLinkSlack.Milliseconds())
 	if err != nil {
 		return mapErr(ctx, err)
 	}

@@ -359,9 +359,9 @@ func TestQueryPlans(t *testing.T) {
 		{"PaneKeysFiltered", `SELECT COALESCE(updated_at, 0), id FROM leads WHERE state = 'accepted' AND (lower(external_id) LIKE '%a%' ESCAPE '\' OR lower(crm_id) LIKE '%a%' ESCAPE '\' OR lower(reason) LIKE '%a%' ESCAPE '\') ORDER BY updated_at DESC, id DESC LIMIT 40`, "COVERING INDEX leads_state_updated"},
 		{"RetryKeys", `SELECT COALESCE(next_attempt_at, 0), id FROM leads WHERE state = 'retry_wait' ORDER BY next_attempt_at, id LIMIT 40`, "COVERING INDEX leads_state_due"},
 		{"LinkByCRM", `SELECT id FROM leads WHERE crm_id = 'x' ORDER BY id DESC LIMIT 1`, "leads_crm_id"},
-		// The unique dedup index (internal_id, event, timestamp) serves late
-		// linking by its first column (migration 004).
-		{"LateLink", `UPDATE callbacks SET lead_id = 1 WHERE internal_id = 'x' AND lead_id IS NULL`, "callbacks_dedup (internal_id=?)"},
+		// Late linking walks the unlinked callbacks received since the
+		// lead was created, in arrival order (migration 012).
+		{"LateLink", strings.NewReplacer("?1", "1", "?2", "'x'", "?3", "0").Replace(sqlLinkLate), "callbacks_unlinked (received_at>?)"},
 		{"Throughput", `SELECT (sec - 0) / 10, SUM(sent), SUM(callbacks) FROM throughput WHERE sec >= 0 AND sec < 100 GROUP BY (sec - 0) / 10`, "USING INTEGER PRIMARY KEY"},
 		{"DetailAttempts", `SELECT id FROM attempts WHERE lead_id = 1 ORDER BY id`, "attempts_lead"},
 		{"DetailCallbacks", `SELECT id FROM callbacks WHERE lead_id = 1 ORDER BY id`, "callbacks_lead"},

@@ -40,7 +40,14 @@ const (
 		(lead_id, kind, number, idempotency_key, started_at, duration_us, http_status, response_body,
 		 error, outcome, delay_ms, delay_why, note)
 		VALUES (?, 'send', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	sqlLinkLate = `UPDATE callbacks SET lead_id = ? WHERE internal_id = ? AND lead_id IS NULL`
+	// sqlLinkLate (lead id, CRM id, slack in ms) links the unlinked
+	// callbacks that name the CRM id and arrived since the lead was
+	// created, less the slack: a walk of callbacks_unlinked from that time
+	// on (migration 012), not of every callback the CRM id ever had. The
+	// planner, left alone, walks callbacks_lead's unlinked rows instead:
+	// all of them, reading each row.
+	sqlLinkLate = `UPDATE callbacks INDEXED BY callbacks_unlinked SET lead_id = ?1 WHERE lead_id IS NULL AND internal_id = ?2
+		AND received_at >= (SELECT created_at FROM leads WHERE id = ?1) - ?3`
 	// sqlLinkStatus makes the newest status among a lead's callbacks (by
 	// event time, else arrival) the lead's CRM status, unless a newer one
 	// is there: the read and the guarded write are one statement.

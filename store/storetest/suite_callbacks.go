@@ -21,8 +21,54 @@ import (
 func testCallbacks(t *testing.T, h Harness) {
 	t.Run("save", func(t *testing.T) { testSaveCallbacks(t, h) })
 	t.Run("late_linking_concurrent", func(t *testing.T) { testLateLinkingConcurrent(t, h) })
+	t.Run("late_linking_window", func(t *testing.T) { testLateLinkingWindow(t, h) })
 	t.Run("cursor_out_of_order", func(t *testing.T) { testCursorOutOfOrder(t, h) })
 	t.Run("filter_window", func(t *testing.T) { testCallbackFilterWindow(t, h) })
+}
+
+// testLateLinkingWindow: a Record that learns a CRM id links the unlinked
+// callbacks naming it that arrived since the lead was created, less
+// store.LateLinkSlack, and leaves an older one unmatched: it names a CRM
+// lead of some other sender's. Every callback is received at the clock's
+// time.
+func testLateLinkingWindow(t *testing.T, h Harness) {
+	ctx := context.Background()
+	s, clk, _ := open(t, h, store.Options{})
+	save := func(ev crm.CallbackEvent) {
+		t.Helper()
+		if _, err := s.SaveCallbacks(ctx, []crm.CallbackEvent{ev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := clk.Now().Unix()
+	save(callback("crm-9", "", "lead.created", "new", ts)) // 2 slacks before the lead
+	clk.Advance(store.LateLinkSlack)
+	save(callback("crm-9", "", "lead.contacted", "contacted", ts+1)) // on the bound: linked
+	clk.Advance(store.LateLinkSlack / 2)
+	save(callback("crm-9", "", "lead.qualified", "qualified", ts+2)) // within the slack
+	clk.Advance(store.LateLinkSlack / 2)
+	mustEnqueue(t, s, "E-9")
+	clk.Advance(time.Second)
+	save(callback("crm-9", "", "lead.ftd", "ftd", ts+3)) // after the lead, before its Record
+	if c := assertCounts(t, s, "before the record"); c.CallbacksUnmatched != 4 {
+		t.Fatalf("unmatched = %d before the record, want 4", c.CallbacksUnmatched)
+	}
+	setState(t, s, clk, "E-9", crm.StateAccepted, "crm-9")
+	d := mustDetail(t, s, "E-9")
+	var events []string
+	for _, ev := range d.Callbacks {
+		events = append(events, ev.Event)
+	}
+	slices.Sort(events)
+	if want := []string{"lead.contacted", "lead.ftd", "lead.qualified"}; !slices.Equal(events, want) {
+		t.Fatalf("linked %v, want %v", events, want)
+	}
+	if d.Lead.CRMStatus != "ftd" {
+		t.Fatalf("crm status %q, want the newest linked event's", d.Lead.CRMStatus)
+	}
+	if c := assertCounts(t, s, "after the record"); c.CallbacksUnmatched != 1 {
+		t.Fatalf("unmatched = %d after the record, want 1 (the callback from before the lead)", c.CallbacksUnmatched)
+	}
 }
 
 // testCallbackFilterWindow: a filtered Callbacks matches among the newest

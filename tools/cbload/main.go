@@ -26,8 +26,10 @@
 //
 // Requests are signed with crm.NewSignedCallback, so they are verified and
 // stored like real ones. Each callback names a lead of a store made by
-// tools/fillstore (internal id "crm-N", N up to -leads) with a unique
-// millisecond timestamp, so none is a duplicate. It prints sent, ok
+// tools/fillstore (internal id "crm-N", N up to -leads; with -unmatched
+// "crm-N-u", which names none of them but sorts among the ids of the
+// store's callbacks) with a unique millisecond timestamp, so none is a
+// duplicate. It prints sent, ok
 // (2xx), non-2xx, transport errors, late sends (the pacer fell behind),
 // latency p50/p99/max and its own CPU time per request (on a shared
 // machine the load generator's cost is part of what a rate measures). Load is bounded: at most 10 minutes and 100,000/s,
@@ -48,6 +50,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -75,6 +78,7 @@ func run() error {
 	rate := flag.Int("rate", 1000, "callbacks per second")
 	duration := flag.Duration("duration", 30*time.Second, "how long to send")
 	leads := flag.Int64("leads", 1_000_000, "callbacks name leads crm-1 … crm-N")
+	unmatched := flag.Bool("unmatched", false, `name "crm-N-u" instead: no lead of a filled store, but the ids sort among its callbacks'`)
 	workers := flag.Int("workers", 32, "concurrent keep-alive connections")
 	nostore := flag.String("nostore", "", "serve the no-storage ceiling on this loopback address instead of sending")
 	verify := flag.Bool("verify", false, "with -nostore: check the timestamp and signature (CALLBACK_SECRET), still storing nothing")
@@ -121,6 +125,10 @@ func run() error {
 		wg   sync.WaitGroup
 	)
 	base := time.Now().UnixMilli()
+	suffix := ""
+	if *unmatched {
+		suffix = "-u"
+	}
 	for w := range *workers {
 		wg.Add(1)
 		ti := w % len(targets) // each connection keeps to one target
@@ -129,7 +137,7 @@ func run() error {
 			rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 			for seq := range jobs {
 				body, _ := json.Marshal(crm.CallbackBody{
-					InternalID: fmt.Sprintf("crm-%d", 1+rng.Int64N(*leads)),
+					InternalID: "crm-" + strconv.FormatInt(1+rng.Int64N(*leads), 10) + suffix,
 					Event:      "lead.contacted",
 					Status:     "contacted",
 					Timestamp:  base + int64(seq), // unique: no duplicate keys
