@@ -446,9 +446,10 @@ func capBody(b []byte) []byte {
 // linkLate attaches unmatched callbacks that name crmID and arrived since
 // the lead was created (less store.LateLinkSlack) to the lead, and takes
 // the newest status among the lead's callbacks, and its first status and
-// first ftd times when it has none yet. Both are single guarded statements: the link takes only callbacks still unlinked, and
-// the status is set from the newest linked callback in the UPDATE itself,
-// only if no newer event's status is there already.
+// first ftd times when it has none yet. Both are single guarded
+// statements: the link takes only callbacks still unlinked, and the status
+// is set from the newest linked callback in the UPDATE itself, only if no
+// newer event's status is there already.
 func (db *DB) linkLate(ctx context.Context, tx *sql.Tx, leadID int64, crmID string, now time.Time) error {
 	res, err := db.hotW.in(ctx, tx, sqlLinkLate).ExecContext(ctx, leadID, crmID, store.LateLinkSlack.Milliseconds())
 	if err != nil {
